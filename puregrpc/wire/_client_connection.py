@@ -1,0 +1,267 @@
+"""The client role of the gRPC connection state machine.
+
+A client call lives from our request HEADERS to the server's trailers::
+
+    start_call() ------> request HEADERS (path, metadata, grpc-timeout)
+    send_message()* ---> DATA
+    end_stream() ------> END_STREAM (half-close: no more requests)
+    response HEADERS --> ResponseHeaders
+    response DATA -----> MessageReceived*   (driver calls consume())
+    trailers ----------> CallEnded          (status, trailing metadata)
+
+A response that is a single HEADERS frame with END_STREAM is trailers-only
+(doc/PROTOCOL-HTTP2.md): it ends the call at once. A non-200 HTTP status
+without ``grpc-status`` maps to a gRPC code (doc/http-grpc-status-mapping.md).
+A server that ends the stream without trailers, a truncated message, or a
+response that is not gRPC at all ends the call locally with the right status
+and RST_STREAM(CANCEL), so the server stops too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import h2.errors
+import h2.events
+
+from ._compression import IDENTITY, SUPPORTED_ENCODINGS, is_supported
+from ._connection import (
+    CallAction,
+    CallState,
+    ConnectionConfig,
+    GrpcConnection,
+    _advance,
+    _Call,
+)
+from ._errors import LocalProtocolError, RemoteProtocolError
+from ._events import CallEnded, ConnectionClosed, Event, ResponseHeaders
+from ._headers import (
+    DEFAULT_USER_AGENT,
+    build_request_headers,
+    parse_response_headers,
+    parse_trailers,
+    parse_trailers_only,
+)
+from ._metadata import Metadata
+from ._status import Status, StatusCode
+from ._trace import NULL_TRACER, Tracer
+
+
+class ClientConnection(GrpcConnection):
+    """The client side of one gRPC connection, without I/O.
+
+    Start calls with :meth:`start_call`, send with :meth:`send_message` and
+    :meth:`end_stream`, feed what the server sends to :meth:`receive_data`,
+    and write out :meth:`data_to_send` after each batch.
+    """
+
+    _client_side = True
+
+    def __init__(
+        self,
+        config: ConnectionConfig | None = None,
+        *,
+        authority: str = "localhost",
+        scheme: str = "http",
+        user_agent: str = DEFAULT_USER_AGENT,
+        tracer: Tracer = NULL_TRACER,
+    ) -> None:
+        super().__init__(config, tracer=tracer)
+        self._authority = authority
+        self._scheme = scheme
+        self._user_agent = user_agent
+        self._dispatch[h2.events.ResponseReceived] = self._on_response  # type: ignore[assignment]
+        self._dispatch[h2.events.TrailersReceived] = self._on_trailers  # type: ignore[assignment]
+
+    @property
+    def available_streams(self) -> int:
+        """Calls we may still start before the server's concurrency limit."""
+        if self._closed:
+            return 0
+        limit = self._h2.remote_settings.max_concurrent_streams
+        return max(0, limit - self._h2.open_outbound_streams)
+
+    def start_call(
+        self,
+        path: str,
+        *,
+        metadata: Metadata | None = None,
+        timeout: float | None = None,
+        encoding: str | None = None,
+        accept_encoding: Sequence[str] = SUPPORTED_ENCODINGS,
+        authority: str | None = None,
+    ) -> int:
+        """Send the request headers of a new call; return its stream id.
+
+        ``path`` is ``/package.Service/Method``; ``timeout`` (seconds) goes out
+        as ``grpc-timeout`` (the driver also enforces it locally);
+        ``encoding`` compresses our messages on this call. Raises
+        :class:`LocalProtocolError` when the connection is closing or the
+        server's concurrency limit is reached (check :attr:`available_streams`).
+        """
+        if self._closed:
+            raise LocalProtocolError("connection is closing (GOAWAY): start the call on a new one")
+        if self.available_streams <= 0:
+            raise LocalProtocolError("the server's limit of concurrent calls is reached")
+        if encoding is not None and encoding != IDENTITY and not is_supported(encoding):
+            raise LocalProtocolError(f"unsupported request encoding {encoding!r}")
+        stream_id = self._h2.get_next_available_stream_id()
+        headers = build_request_headers(
+            path=path,
+            authority=authority or self._authority,
+            scheme=self._scheme,
+            metadata=metadata,
+            timeout=timeout,
+            encoding=encoding,
+            accept_encoding=accept_encoding,
+            user_agent=self._user_agent,
+        )
+        self._h2.send_headers(stream_id, headers)
+        call = _Call(
+            stream_id,
+            send_state=CallState.OPEN,
+            recv_state=CallState.IDLE,
+            max_message_size=self.config.max_receive_message_size,
+            grant_threshold=self._stream_grant_threshold,
+        )
+        call.send_encoding = encoding or IDENTITY
+        self._calls[stream_id] = call
+        if self._tracer is not None:
+            self._trace("call_start", stream_id, path=path, timeout=timeout)
+        return stream_id
+
+    def end_stream(self, stream_id: int) -> None:
+        """Half-close: no more request messages (END_STREAM after queued data)."""
+        call = self._call_for_send(stream_id)
+        call.send_state = _advance(call.send_state, CallAction.END, stream_id, "send")
+        self._queue_end(call, None)
+
+    def cancel(self, stream_id: int) -> None:
+        """Cancel the call: RST_STREAM(CANCEL), as leaving a cancel scope does."""
+        self.reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+
+    # --------------------------------------------------------- inbound
+
+    def _on_response(self, event: h2.events.ResponseReceived, events: list[Event]) -> None:
+        call = self._calls.get(event.stream_id or 0)
+        if call is None:
+            return
+        headers = event.headers or []
+        limit = self.config.max_header_list_size
+        if event.stream_ended:
+            try:
+                status, trailing = parse_trailers_only(headers, max_metadata_size=limit)
+            except RemoteProtocolError as exc:
+                status, trailing = Status(code=exc.code, message=str(exc)), Metadata()
+            self._end_call(call, status, trailing, events, trailers_only=True)
+            return
+        try:
+            head = parse_response_headers(headers, max_metadata_size=limit)
+        except RemoteProtocolError as exc:
+            self._fail_call(call, exc.code, str(exc), events)
+            return
+        call.recv_state = _advance(call.recv_state, CallAction.HEADERS, call.stream_id, "receive")
+        call.recv_encoding = head.encoding
+        events.append(
+            ResponseHeaders(
+                stream_id=call.stream_id, metadata=head.metadata, encoding=head.encoding
+            )
+        )
+
+    def _on_trailers(self, event: h2.events.TrailersReceived, events: list[Event]) -> None:
+        call = self._calls.get(event.stream_id or 0)
+        if call is None:
+            return
+        try:
+            status, trailing = parse_trailers(
+                event.headers or [], max_metadata_size=self.config.max_header_list_size
+            )
+        except RemoteProtocolError as exc:
+            status, trailing = Status(code=exc.code, message=str(exc)), Metadata()
+        try:
+            call.decoder.close()
+        except RemoteProtocolError as exc:
+            # A truncated last message outranks an OK status, not an error.
+            if status.ok:
+                status = Status(code=exc.code, message=str(exc))
+        self._end_call(call, status, trailing, events, trailers_only=False)
+
+    def _on_goaway(self, event: h2.events.ConnectionTerminated, events: list[Event]) -> None:
+        super()._on_goaway(event, events)
+        last = int(event.last_stream_id or 0)
+        # Calls above last_stream_id were never processed (RFC 9113 §6.8):
+        # they end with UNAVAILABLE, which callers may safely retry.
+        status = Status(
+            code=StatusCode.UNAVAILABLE,
+            message="the server closed the connection (GOAWAY) before processing the call",
+        )
+        for call in [c for c in self._calls.values() if c.stream_id > last]:
+            self._forget(call)
+            events.append(
+                CallEnded(
+                    stream_id=call.stream_id,
+                    status=status,
+                    trailing_metadata=Metadata(),
+                    locally_ended=True,
+                )
+            )
+        if event.error_code:
+            # An error GOAWAY ends the connection: everything still open fails.
+            for closed in self.connection_lost():
+                events.append(closed)
+            events.sort(key=lambda e: isinstance(e, ConnectionClosed))
+
+    def _remote_ended(self, call: _Call, events: list[Event]) -> None:
+        # END_STREAM on DATA: the server ended the call without trailers.
+        self._end_call(
+            call,
+            Status(
+                code=StatusCode.INTERNAL,
+                message="server closed the stream without sending trailers",
+            ),
+            Metadata(),
+            events,
+            trailers_only=False,
+        )
+
+    def _end_call(
+        self,
+        call: _Call,
+        status: Status,
+        trailing: Metadata,
+        events: list[Event],
+        *,
+        trailers_only: bool,
+    ) -> None:
+        """The server ended the call: report it and release the stream."""
+        call.recv_state = CallState.CLOSED
+        if call.send_state is not CallState.CLOSED or call.end_pending:
+            # We were still sending: close our half too, so h2 frees the stream.
+            self._reset_stream(call.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._forget(call)
+        if self._tracer is not None:
+            self._trace("call_end", call.stream_id, code=status.code.name, message=status.message)
+        events.append(
+            CallEnded(
+                stream_id=call.stream_id,
+                status=status,
+                trailing_metadata=trailing,
+                trailers_only=trailers_only,
+            )
+        )
+
+    def _fail_call(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
+        # The server broke the protocol for this call: cancel the stream so it
+        # stops sending, and end the call here with the status that explains why.
+        self._reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
+        self._forget(call)
+        if self._tracer is not None:
+            self._trace("call_end", call.stream_id, code=code.name, message=message)
+        events.append(
+            CallEnded(
+                stream_id=call.stream_id,
+                status=Status(code=code, message=message),
+                trailing_metadata=Metadata(),
+                locally_ended=True,
+            )
+        )

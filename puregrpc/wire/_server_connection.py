@@ -1,0 +1,255 @@
+"""The server role of the gRPC connection state machine.
+
+A server call lives from the client's request HEADERS to our trailers::
+
+    client HEADERS ----> CallStarted          (or a refusal answered here)
+    client DATA -------> MessageReceived*     (driver calls consume())
+    client END_STREAM -> HalfClosed
+    send_response_headers() / first send_message() -> response HEADERS
+    send_message()* ---> DATA
+    end_call(status) --> trailers (or a trailers-only response)
+
+Requests that break the gRPC protocol never reach the application: a wrong
+content-type gets HTTP 415, a non-POST method 405, a malformed path
+UNIMPLEMENTED, an unsupported ``grpc-encoding`` UNIMPLEMENTED with our
+``grpc-accept-encoding``, malformed HTTP/2 headers RST_STREAM(PROTOCOL_ERROR)
+(doc/PROTOCOL-HTTP2.md, RFC 9113 §8.1.1). The driver sees a
+:class:`CallEnded` with ``locally_ended=True`` for each, to log it.
+
+Graceful shutdown is the two-step GOAWAY of grpc-go: a first GOAWAY with the
+largest stream id tells the client to stop opening calls while any already
+in flight still get through; a PING measures one round trip; when its ACK
+arrives, a second GOAWAY names the real last stream id. Calls at or below it
+run to completion.
+"""
+
+from __future__ import annotations
+
+import h2.errors
+import h2.events
+
+from ._compression import IDENTITY, is_supported
+from ._connection import (
+    CallAction,
+    CallState,
+    ConnectionConfig,
+    GrpcConnection,
+    _advance,
+    _Call,
+)
+from ._errors import LocalProtocolError
+from ._events import CallEnded, CallStarted, Event, HalfClosed, PingAcknowledged
+from ._headers import (
+    RequestRejected,
+    build_response_headers,
+    build_trailers,
+    build_trailers_only,
+    parse_request_headers,
+)
+from ._metadata import Metadata
+from ._status import Status, StatusCode
+from ._trace import NULL_TRACER, Tracer
+
+#: Opaque data of the PING that separates the two GOAWAYs of a graceful shutdown.
+SHUTDOWN_PING_DATA = b"pgrpc-gs"
+#: The stream id of the first GOAWAY: "every stream you may have opened".
+_ALL_STREAMS = 2**31 - 1
+
+
+class ServerConnection(GrpcConnection):
+    """The server side of one gRPC connection, without I/O.
+
+    Feed it bytes with :meth:`receive_data`, answer :class:`CallStarted`
+    events with :meth:`send_response_headers`, :meth:`send_message` and
+    :meth:`end_call`, and write out :meth:`data_to_send` after each batch.
+    """
+
+    _client_side = False
+
+    def __init__(self, config: ConnectionConfig | None = None, *, tracer: Tracer = NULL_TRACER):
+        super().__init__(config, tracer=tracer)
+        self._dispatch[h2.events.RequestReceived] = self._on_request  # type: ignore[assignment]
+        #: Set once the final GOAWAY went out: calls above it are refused.
+        self._last_accepted: int | None = None
+        #: True between the first GOAWAY and the PING ACK of a graceful shutdown.
+        self._draining = False
+
+    # ------------------------------------------------------------ call API
+
+    def send_response_headers(
+        self, stream_id: int, metadata: Metadata | None = None, *, encoding: str | None = None
+    ) -> None:
+        """Send the response headers (initial metadata) of a call.
+
+        ``encoding`` compresses our messages on this call; it must be one the
+        client listed in ``grpc-accept-encoding`` (see
+        :attr:`CallStarted.accept_encoding`). Optional: the first
+        :meth:`send_message` sends default headers if none were sent.
+        """
+        call = self._call_for_send(stream_id)
+        call.send_state = _advance(call.send_state, CallAction.HEADERS, stream_id, "send")
+        if encoding is not None and encoding != IDENTITY:
+            if not is_supported(encoding):
+                raise LocalProtocolError(f"unsupported response encoding {encoding!r}")
+            call.send_encoding = encoding
+        self._h2.send_headers(
+            stream_id, build_response_headers(metadata=metadata, encoding=call.send_encoding)
+        )
+
+    def end_call(self, stream_id: int, status: Status, metadata: Metadata | None = None) -> None:
+        """End the call with ``status`` and trailing ``metadata``.
+
+        Without response headers sent, this is a trailers-only response (one
+        HEADERS frame). Otherwise the trailers follow any queued messages, so
+        the call stays open (and :meth:`queued_bytes` non-zero) until the
+        client's window lets them out. If the client is still sending, a
+        RST_STREAM(NO_ERROR) follows the trailers to stop it (RFC 9113 §8.1).
+        """
+        call = self._call_for_send(stream_id)
+        if self._tracer is not None:
+            self._trace("call_end", stream_id, code=status.code.name, message=status.message)
+        if call.send_state is CallState.IDLE:
+            call.send_state = CallState.CLOSED
+            self._h2.send_headers(stream_id, build_trailers_only(status, metadata), end_stream=True)
+            self._sent_end(call)
+            return
+        call.send_state = _advance(call.send_state, CallAction.END, stream_id, "send")
+        self._queue_end(call, build_trailers(status, metadata))
+
+    def begin_graceful_shutdown(self) -> None:
+        """Start the two-step GOAWAY: stop new calls, let running ones finish.
+
+        The second GOAWAY goes out by itself when the PING ACK arrives; calls
+        the client started before it still arrive and run. The driver waits
+        for :attr:`open_calls` to reach zero (or a grace period), then closes.
+        """
+        if self._draining or self._last_accepted is not None:
+            return
+        self._draining = True
+        self._closed = True
+        self._h2.send_goaway(0, _ALL_STREAMS, b"graceful shutdown")
+        self._h2.ping(SHUTDOWN_PING_DATA)
+
+    # --------------------------------------------------------- inbound
+
+    def _on_request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
+        stream_id = event.stream_id or 0
+        if self._last_accepted is not None and stream_id > self._last_accepted:
+            # Opened after our final GOAWAY: never processed, safe to retry.
+            self._reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        cfg = self.config
+        try:
+            head = parse_request_headers(
+                event.headers or [], max_metadata_size=cfg.max_header_list_size
+            )
+        except RequestRejected as rejected:
+            self._refuse(stream_id, rejected, bool(event.stream_ended), events)
+            return
+        call = _Call(
+            stream_id,
+            send_state=CallState.IDLE,
+            recv_state=CallState.OPEN,
+            max_message_size=cfg.max_receive_message_size,
+            grant_threshold=self._stream_grant_threshold,
+        )
+        call.recv_encoding = head.encoding
+        self._calls[stream_id] = call
+        if self._tracer is not None:
+            self._trace("call_start", stream_id, path=head.path, timeout=head.timeout)
+        events.append(
+            CallStarted(
+                stream_id=stream_id,
+                path=head.path,
+                service=head.service,
+                method=head.method,
+                metadata=head.metadata,
+                timeout=head.timeout,
+                authority=head.authority,
+                user_agent=head.user_agent,
+                encoding=head.encoding,
+                accept_encoding=head.accept_encoding,
+            )
+        )
+
+    def _refuse(
+        self, stream_id: int, rejected: RequestRejected, ended: bool, events: list[Event]
+    ) -> None:
+        """Answer a request that never becomes a call."""
+        status = Status(code=rejected.code, message=str(rejected))
+        if rejected.reset_code is not None:
+            self._reset_stream(stream_id, rejected.reset_code)
+        else:
+            headers = build_trailers_only(
+                status, http_status=rejected.http_status, extra_headers=rejected.extra_headers
+            )
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+            if not ended:
+                self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        if self._tracer is not None:
+            self._trace("call_end", stream_id, code=status.code.name, message=status.message)
+        events.append(
+            CallEnded(
+                stream_id=stream_id,
+                status=status,
+                trailing_metadata=Metadata(),
+                locally_ended=True,
+            )
+        )
+
+    def _on_ping_ack(self, event: h2.events.PingAckReceived, events: list[Event]) -> None:
+        data = bytes(event.ping_data or b"")
+        if self._draining and data == SHUTDOWN_PING_DATA:
+            # Step two: every stream the client opened before it saw the first
+            # GOAWAY has reached us now; name the real last one.
+            self._draining = False
+            self._last_accepted = self._h2.highest_inbound_stream_id
+            self._h2.send_goaway(0, self._last_accepted, b"graceful shutdown")
+            return
+        events.append(PingAcknowledged(data=data))
+
+    def _remote_ended(self, call: _Call, events: list[Event]) -> None:
+        call.recv_state = _advance(call.recv_state, CallAction.END, call.stream_id, "receive")
+        events.append(HalfClosed(stream_id=call.stream_id))
+
+    def _send_default_headers(self, call: _Call) -> None:
+        self.send_response_headers(call.stream_id)
+
+    def _sent_end(self, call: _Call) -> None:
+        # Our trailers are out: the call is over. A client still sending is
+        # told to stop (RFC 9113 §8.1), and its leftover credit returned.
+        if call.recv_state is not CallState.CLOSED:
+            self._reset_stream(call.stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        self._forget(call)
+
+    def _fail_call(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
+        # The client broke the protocol on this call (oversized, truncated or
+        # badly compressed message): answer with the status, drop what we had
+        # queued, and stop the stream.
+        status = Status(code=code, message=message)
+        if self._tracer is not None:
+            self._trace("call_end", call.stream_id, code=code.name, message=message)
+        stream_id = call.stream_id
+        if call.send_state is not CallState.CLOSED and not call.end_pending:
+            self._blocked.pop(stream_id, None)
+            call.queue.clear()
+            call.queued = 0
+            headers = (
+                build_trailers_only(status)
+                if call.send_state is CallState.IDLE
+                else build_trailers(status)
+            )
+            call.send_state = CallState.CLOSED
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+            self._sent_end(call)
+        else:
+            self._reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self._forget(call)
+        events.append(
+            CallEnded(
+                stream_id=stream_id,
+                status=status,
+                trailing_metadata=Metadata(),
+                locally_ended=True,
+            )
+        )
