@@ -177,10 +177,33 @@ def parse_accept_encoding(value: str | bytes) -> tuple[str, ...]:
     lower-cased, and empty entries dropped. Unknown names are kept; callers
     intersect with :data:`SUPPORTED_ENCODINGS` themselves.
     """
+    cached = _ACCEPT_CACHE.get(value)
+    if cached is not None:
+        return cached
     text = value.decode("latin-1") if isinstance(value, bytes) else value
     names = []
     for part in text.split(","):
         name = part.strip(" \t").lower()
         if name:
             names.append(name)
-    return tuple(names)
+    parsed = tuple(names)
+    # Bounded in entries and key length, so a peer sending a new (or huge)
+    # value per call cannot grow it; the values real peers send were seeded
+    # below and stay cached regardless.
+    if len(_ACCEPT_CACHE) < _ACCEPT_CACHE_LIMIT and len(value) <= 128:
+        _ACCEPT_CACHE[value] = parsed
+    return parsed
+
+
+# Almost every peer sends one of a handful of grpc-accept-encoding values on
+# every call; remembering their parse saves a split/strip/lower per call.
+_ACCEPT_CACHE: dict[str | bytes, tuple[str, ...]] = {}
+_ACCEPT_CACHE_LIMIT = 64
+for _value in (
+    _DEFAULT_ACCEPT_ENCODING,  # ourselves
+    b"identity, deflate, gzip",  # grpc-core (grpcio, C++, Ruby, ...)
+    b"identity,gzip",
+    b"gzip",  # grpc-go and grpc-java with gzip registered
+):
+    parse_accept_encoding(_value)
+del _value

@@ -288,9 +288,13 @@ class GrpcConnection:
         self._calls: dict[int, _Call] = {}
         #: Calls with queued data and a closed window, in the order they stalled.
         self._blocked: dict[int, _Call] = {}
+        #: Calls left waiting for a partial message during one receive_data batch.
+        self._awaiting: dict[int, _Call] = {}
         self._conn_grant = GrantBatcher(int(cfg.connection_window * cfg.grant_ratio))
         self._stream_grant_threshold = int(cfg.stream_window * cfg.grant_ratio)
         self._closed = False
+        #: True after a connection error: receive_data ignores further bytes.
+        self._failed = False
         self._tracer: Tracer | None = tracer if tracer.enabled else None
         self._scan_in = FrameScanner(expect_preface=not self._client_side)
         self._scan_out = FrameScanner(expect_preface=self._client_side)
@@ -307,7 +311,7 @@ class GrpcConnection:
 
     # ------------------------------------------------------------------ I/O
 
-    def receive_data(self, data: bytes | memoryview) -> list[Event]:
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Feed bytes read from the transport; return what the peer did.
 
         After this call, :meth:`data_to_send` may hold frames to write (PING
@@ -315,22 +319,37 @@ class GrpcConnection:
         machine sent on its own): the driver writes them out before it blocks
         on the next read.
         """
+        if self._failed:
+            # A connection error ended everything: later bytes mean nothing,
+            # and h2 would only answer each batch with one more GOAWAY.
+            return []
         if self._tracer is not None:
             self._trace_frames(self._scan_in.feed(data), "frame_in")
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            # h2 has queued a GOAWAY with the matching error code already.
-            return self._connection_failed(
-                int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR)),
-                f"HTTP/2 protocol error from peer: {exc}",
-            )
+            error_code = int(getattr(exc, "error_code", h2.errors.ErrorCodes.PROTOCOL_ERROR))
+            if self._h2.state_machine.state is not h2.connection.ConnectionState.CLOSED:
+                # h2 checks the client preface before its state machine runs
+                # and queues no GOAWAY for a bad one; every other error queued
+                # one already. RFC 9113 §3.4 lets us omit it, but the driver
+                # is told a GOAWAY went out, so send one.
+                self._h2.send_goaway(error_code, self._h2.highest_inbound_stream_id, b"")
+            return self._connection_failed(error_code, f"HTTP/2 protocol error from peer: {exc}")
         events: list[Event] = []
         dispatch = self._dispatch
         for h2_event in h2_events:
             handler = dispatch.get(type(h2_event))
             if handler is not None:
                 handler(h2_event, events)
+        if self._awaiting:
+            # Partial messages are judged against the windows only now: h2
+            # counted every DATA frame of the batch against them before we saw
+            # the first, so mid-batch the windows read too low (see _flow).
+            for call in self._awaiting.values():
+                if self._calls.get(call.stream_id) is call:
+                    self._credit(call)
+            self._awaiting.clear()
         return events
 
     def data_to_send(self) -> bytes:
@@ -403,20 +422,23 @@ class GrpcConnection:
         call.queued += len(framed)
         self._flush(call, None)
 
-    def consume(self, stream_id: int, wire_length: int) -> None:
+    def consume(self, stream_id: int, wire_length: int) -> bool:
         """The application took a message of ``wire_length`` bytes: return its credit.
 
         Pass :attr:`MessageReceived.wire_length`. Credit is batched: a
         WINDOW_UPDATE goes out once enough has been consumed. Consuming on a
         call that has ended is a no-op (its credit was returned when it ended).
+
+        Returns True when a WINDOW_UPDATE was queued, i.e. when the driver has
+        something to write; most calls return False and need no write.
         """
         call = self._calls.get(stream_id)
         if call is None:
-            return
+            return False
         call.credit.consumed += wire_length
         if self._tracer is not None:
             self._trace("consume", stream_id, length=wire_length, **self._flow(call))
-        self._credit(call)
+        return self._credit(call)
 
     def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
         """Abort a call with RST_STREAM (CANCEL by default); forget it.
@@ -561,7 +583,9 @@ class GrpcConnection:
             events.append(
                 MessageReceived(stream_id=stream_id, data=payload, wire_length=raw.wire_length)
             )
-        self._credit(call)
+        self._credit(call, check_window=False)
+        if call.credit.awaiting_partial:
+            self._awaiting[stream_id] = call
 
     def _on_stream_ended(self, event: h2.events.StreamEnded, events: list[Event]) -> None:
         call = self._calls.get(event.stream_id or 0)
@@ -727,26 +751,46 @@ class GrpcConnection:
 
     # ------------------------------------------------- inbound flow control
 
-    def _credit(self, call: _Call) -> None:
-        """Grant back whatever the call's consumption made grantable."""
-        credit = call.credit.take()
-        if credit:
-            self._grant_stream(call, call.grant.add(credit))
-            self._credit_connection(credit)
+    def _credit(self, call: _Call, *, check_window: bool = True) -> bool:
+        """Grant back whatever the call's consumption made grantable.
 
-    def _grant_stream(self, call: _Call, increment: int) -> None:
+        ``check_window`` false leaves a partial message uncredited whatever
+        the windows say (the caller checks again once the windows are exact).
+        Returns True when a WINDOW_UPDATE was queued.
+        """
+        # A caught-up reader's partial message is credited only once a window
+        # runs low (see _flow): checked only in that case, off the fast path.
+        window_low = check_window and call.credit.awaiting_partial and self._window_low(call)
+        credit = call.credit.take(window_low=window_low)
+        if not credit:
+            return False
+        granted = self._grant_stream(call, call.grant.add(credit))
+        return self._credit_connection(credit) or granted
+
+    def _window_low(self, call: _Call) -> bool:
+        """True when the peer's window to us, on the stream or the connection, runs low."""
+        if self._h2.inbound_flow_control_window < self._conn_grant.threshold:
+            return True
+        _, receive_window = self._stream_windows(call.stream_id)
+        return receive_window < call.grant.threshold
+
+    def _grant_stream(self, call: _Call, increment: int) -> bool:
         # A stream whose peer has ended its side needs no more window.
-        if increment and call.recv_state is not CallState.CLOSED:
-            self._h2.increment_flow_control_window(increment, call.stream_id)
-            if self._tracer is not None:
-                self._trace("window_grant", call.stream_id, increment=increment)
+        if not increment or call.recv_state is CallState.CLOSED:
+            return False
+        self._h2.increment_flow_control_window(increment, call.stream_id)
+        if self._tracer is not None:
+            self._trace("window_grant", call.stream_id, increment=increment)
+        return True
 
-    def _credit_connection(self, credit: int) -> None:
+    def _credit_connection(self, credit: int) -> bool:
         increment = self._conn_grant.add(credit)
-        if increment:
-            self._h2.increment_flow_control_window(increment)
-            if self._tracer is not None:
-                self._trace("window_grant", 0, increment=increment)
+        if not increment:
+            return False
+        self._h2.increment_flow_control_window(increment)
+        if self._tracer is not None:
+            self._trace("window_grant", 0, increment=increment)
+        return True
 
     def _forget(self, call: _Call) -> None:
         """Drop ``call``: its queue is discarded and its unconsumed credit returned."""
@@ -766,7 +810,7 @@ class GrpcConnection:
             pass  # the peer closed it first; nothing left to reset
 
     def _connection_failed(self, error_code: int, message: str) -> list[Event]:
-        self._closed = True
+        self._closed = self._failed = True
         events = self.connection_lost()
         for index, event in enumerate(events):
             if isinstance(event, CallEnded):

@@ -15,10 +15,21 @@ puregrpc grants window only for bytes the application has **consumed**:
 * Bytes of a complete gRPC message are credited when the driver calls
   ``consume`` for that message (the application took it).
 * Bytes of an *incomplete* message are credited as they arrive, but only while
-  the application has consumed every complete message before it. Otherwise a
-  message larger than the window could never finish arriving (deadlock); and
-  the amount is bounded by the maximum receive message size, which the framing
-  decoder enforces from the 5-byte prefix.
+  the application has consumed every complete message before it **and** a
+  window (the stream's or the connection's) has fallen below its grant
+  threshold. Otherwise a message larger than the window could never finish
+  arriving (deadlock); the amount is bounded by the maximum receive message
+  size, which the framing decoder enforces from the 5-byte prefix. While the
+  windows are still wide the message may well complete on its own, and
+  crediting early would let a reader that then stops consuming receive more
+  than one window: a sender facing a reader that consumes nothing must stop
+  after exactly one window.
+
+  Why this cannot deadlock: a sender that has used up a window leaves it at
+  0, below the threshold, so the bytes that fill it are credited on arrival;
+  those that arrived while the window was still at or above the threshold
+  are at most ``window - threshold``, so at least ``threshold`` bytes are
+  credited and the batcher below grants them.
 * Padding carries no message and is credited at once.
 
 Credit is then *batched*: a WINDOW_UPDATE goes out only once the credited but
@@ -37,9 +48,9 @@ Each stream keeps four monotonic byte positions in its stream of DATA bytes::
               |  complete but unconsumed  | partial msg |
 
 The credit target is ``received`` when ``consumed == completed`` (the reader is
-caught up, so the partial message is what it waits for) and ``consumed``
-otherwise. New credit is ``target - credited``. Two integers compared per
-event: cheap enough for the hot path.
+caught up, so the partial message is what it waits for) and a window runs
+low, and ``consumed`` otherwise. New credit is ``target - credited``. A few
+integers compared per event: cheap enough for the hot path.
 """
 
 from __future__ import annotations
@@ -73,9 +84,19 @@ class ReceiveCredit:
         """Bytes received and not yet consumed (queued messages + partial one)."""
         return self.received - self.consumed
 
-    def take(self) -> int:
-        """Return the bytes that became grantable since the last call."""
-        target = self.received if self.consumed == self.completed else self.consumed
+    @property
+    def awaiting_partial(self) -> bool:
+        """True when the reader is caught up and waits for an incomplete message."""
+        return self.received > self.completed == self.consumed
+
+    def take(self, *, window_low: bool = False) -> int:
+        """Return the bytes that became grantable since the last call.
+
+        ``window_low`` says a receive window is below its grant threshold:
+        only then are the bytes of an incomplete message credited (see the
+        module docstring).
+        """
+        target = self.received if window_low and self.consumed == self.completed else self.consumed
         delta = target - self.credited
         if delta <= 0:
             return 0

@@ -57,7 +57,6 @@ from ._compression import (
     IDENTITY,
     SUPPORTED_ENCODINGS,
     accept_encoding_value,
-    is_supported,
     parse_accept_encoding,
 )
 from ._errors import LocalProtocolError, RemoteProtocolError
@@ -136,8 +135,6 @@ _KIND: dict[bytes, int] = {
 # except upper-case letters and ':'. bytes.translate deletes these, so any
 # byte left over is an illegal one - a C-level check with no Python loop.
 _NAME_BYTES: bytes = bytes(b for b in range(0x21, 0x7F) if not (0x41 <= b <= 0x5A) and b != 0x3A)
-# A field value must not start or end with SP or HTAB (RFC 9113 §8.2.1).
-_EDGE_WHITESPACE = (0x20, 0x09)
 
 
 class _Malformed(Exception):
@@ -170,18 +167,17 @@ def _scan(
     size = _FIELD_OVERHEAD * len(headers)
     kind_of = _KIND.get
     for name, value in headers:
-        size += len(name) + len(value)
-        # Values first, for every field: RFC 9113 §8.2.1. Three memchr-speed
-        # searches beat any per-byte loop; empty values are legal.
-        if value:
-            if b"\n" in value or b"\r" in value or b"\x00" in value:
-                raise _Malformed(
-                    f"{block}: value of {_quote(name)} contains NUL, CR or LF: {_quote(value)}"
-                )
-            if value[0] in _EDGE_WHITESPACE or value[-1] in _EDGE_WHITESPACE:
-                raise _Malformed(
-                    f"{block}: value of {_quote(name)} has leading or trailing whitespace"
-                )
+        value_length = len(value)
+        size += len(name) + value_length
+        # Values first, for every field (RFC 9113 §8.2.1). An int operand
+        # makes ``in`` a plain memchr, several times faster than a bytes
+        # needle; strip() finds edge whitespace without a Python loop.
+        if 10 in value or 13 in value or 0 in value:
+            raise _Malformed(
+                f"{block}: value of {_quote(name)} contains NUL, CR or LF: {_quote(value)}"
+            )
+        if len(value.strip(b" \t")) != value_length:
+            raise _Malformed(f"{block}: value of {_quote(name)} has leading or trailing whitespace")
         kind = kind_of(name)
         if kind is None:
             if name[:1] == b":":
@@ -235,6 +231,11 @@ def _is_grpc_content_type(value: bytes) -> bool:
         return True  # fast path: what every gRPC implementation sends
     lowered = value.lower()
     return lowered.startswith(b"application/grpc") and (len(lowered) == 16 or lowered[16] in b"+;")
+
+
+def _describe_content_type(value: bytes | None) -> str:
+    """``"content-type 'text/html'"`` or ``"no content-type"``, for error messages."""
+    return "no content-type" if value is None else f"content-type {_quote(value)}"
 
 
 def _http_status_text(http_status: int) -> str:
@@ -336,6 +337,8 @@ _ALLOW_POST = ((b"allow", b"POST"),)
 # compression.md: an UNIMPLEMENTED for an unknown encoding says what we accept.
 _ACCEPT_ENCODING_EXTRA = (_DEFAULT_ACCEPT_ENCODING_FIELD,)
 _SUPPORTED_TEXT = ", ".join(SUPPORTED_ENCODINGS)
+# Received grpc-encoding value -> its name, for the encodings we support.
+_ENCODING_NAMES = {name.encode("ascii"): name for name in SUPPORTED_ENCODINGS}
 
 
 def _ascii(what: str, value: str) -> bytes:
@@ -513,14 +516,19 @@ def parse_request_headers(
     except RemoteProtocolError as exc:
         raise RequestRejected(str(exc), exc.code) from None
     raw_encoding = get(b"grpc-encoding")
-    encoding = IDENTITY if raw_encoding is None else raw_encoding.decode("latin-1")
-    if not is_supported(encoding):
-        raise RequestRejected(
-            f"grpc-encoding {_quote(encoding)} is not supported; supported encodings: "
-            f"{_SUPPORTED_TEXT}",
-            StatusCode.UNIMPLEMENTED,
-            extra_headers=_ACCEPT_ENCODING_EXTRA,
-        )
+    if raw_encoding is None:
+        encoding = IDENTITY  # absent means identity (PROTOCOL-HTTP2.md, Message-Encoding)
+    else:
+        # One lookup both decodes a supported name and proves it supported.
+        known = _ENCODING_NAMES.get(raw_encoding)
+        if known is None:
+            raise RequestRejected(
+                f"grpc-encoding {_quote(raw_encoding.decode('latin-1'))} is not supported;"
+                f" supported encodings: {_SUPPORTED_TEXT}",
+                StatusCode.UNIMPLEMENTED,
+                extra_headers=_ACCEPT_ENCODING_EXTRA,
+            )
+        encoding = known
     raw_accept = get(b"grpc-accept-encoding")
     user_agent = get(b"user-agent")
     try:
@@ -582,7 +590,15 @@ def _append_status(
     headers.append(_GRPC_STATUS_FIELDS[status.code])
     if status.message:
         # Percent-encoding keeps any text (UTF-8, newlines) a legal field value.
-        headers.append((b"grpc-message", encode_grpc_message(status.message).encode("ascii")))
+        message = encode_grpc_message(status.message).encode("ascii")
+        # ...except edge spaces, which it leaves alone but RFC 9113 §8.2.1
+        # makes malformed (tabs already became %09): escape those as %20.
+        if message[0] == 0x20 or message[-1] == 0x20:
+            core = message.strip(b" ")
+            lead = len(message) - len(message.lstrip(b" "))
+            trail = len(message) - lead - len(core)
+            message = b"%20" * lead + core + b"%20" * trail
+        headers.append((b"grpc-message", message))
     if status.details_bin is not None:
         # Binary header: base64 without padding, as PROTOCOL-HTTP2.md says to emit.
         encoded = binascii.b2a_base64(status.details_bin, newline=False).rstrip(b"=")
@@ -663,7 +679,7 @@ def _scan_response(
         raise RemoteProtocolError(str(exc), StatusCode.INTERNAL) from None
     if size > max_metadata_size:
         raise RemoteProtocolError(
-            f"{block} are {size} bytes, over the limit of {max_metadata_size} bytes"
+            f"{block}: {size} bytes, over the limit of {max_metadata_size} bytes"
             " (counted as name + value + 32 per header)",
             StatusCode.RESOURCE_EXHAUSTED,
         )
@@ -673,11 +689,9 @@ def _scan_response(
 def _parse_http_status(raw: bytes | None, block: str) -> int:
     """Parse ``:status``: exactly three ASCII digits (RFC 9110 §15), required in responses."""
     if raw is None:
-        raise RemoteProtocolError(f"{block} lack the :status pseudo-header", StatusCode.INTERNAL)
+        raise RemoteProtocolError(f"{block}: missing :status pseudo-header", StatusCode.INTERNAL)
     if len(raw) != 3 or not raw.isdigit():
-        raise RemoteProtocolError(
-            f"{block} have a malformed :status {_quote(raw)}", StatusCode.INTERNAL
-        )
+        raise RemoteProtocolError(f"{block}: malformed :status {_quote(raw)}", StatusCode.INTERNAL)
     return int(raw)
 
 
@@ -725,12 +739,12 @@ def parse_response_headers(
     if http_status != 200:
         raise RemoteProtocolError(
             f"{_http_status_text(http_status)}: the server answered with an HTTP error,"
-            f" not a gRPC response (content-type {_quote(content_type or b'')})",
+            f" not a gRPC response ({_describe_content_type(content_type)})",
             http_status_to_code(http_status),
         )
     if content_type is None or not _is_grpc_content_type(content_type):
         raise RemoteProtocolError(
-            f"response content-type {_quote(content_type or b'')} is not application/grpc:"
+            f"response has {_describe_content_type(content_type)}, not application/grpc:"
             " the server is not a gRPC server",
             http_status_to_code(http_status),
         )
@@ -791,5 +805,5 @@ def parse_trailers_only(
     content_type = fields.get(b"content-type")
     message = f"{_http_status_text(http_status)} without grpc-status"
     if content_type is None or not _is_grpc_content_type(content_type):
-        message += f" (content-type {_quote(content_type or b'')}: not a gRPC server)"
+        message += f" ({_describe_content_type(content_type)}: not a gRPC server)"
     return Status(code=http_status_to_code(http_status), message=message), metadata

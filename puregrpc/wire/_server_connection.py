@@ -87,10 +87,11 @@ class ServerConnection(GrpcConnection):
         :meth:`send_message` sends default headers if none were sent.
         """
         call = self._call_for_send(stream_id)
+        # Validate before any state changes, so a refused call can try again.
+        if encoding is not None and encoding != IDENTITY and not is_supported(encoding):
+            raise LocalProtocolError(f"unsupported response encoding {encoding!r}")
         call.send_state = _advance(call.send_state, CallAction.HEADERS, stream_id, "send")
         if encoding is not None and encoding != IDENTITY:
-            if not is_supported(encoding):
-                raise LocalProtocolError(f"unsupported response encoding {encoding!r}")
             call.send_encoding = encoding
         self._h2.send_headers(
             stream_id, build_response_headers(metadata=metadata, encoding=call.send_encoding)
@@ -129,6 +130,24 @@ class ServerConnection(GrpcConnection):
         self._closed = True
         self._h2.send_goaway(0, _ALL_STREAMS, b"graceful shutdown")
         self._h2.ping(SHUTDOWN_PING_DATA)
+
+    def close(
+        self, error_code: int = 0, debug_data: bytes = b"", last_stream_id: int | None = None
+    ) -> None:
+        """Send GOAWAY; requests on streams above its last stream id are refused.
+
+        Such calls were never processed (RFC 9113 §6.8), so they get
+        RST_STREAM(REFUSED_STREAM), which tells the client it may retry them.
+        """
+        if last_stream_id is None:
+            last_stream_id = self._h2.highest_inbound_stream_id
+        if self._last_accepted is not None:
+            # RFC 9113 §6.8: a later GOAWAY must not raise the last stream id.
+            last_stream_id = min(last_stream_id, self._last_accepted)
+        # A graceful shutdown in progress is over: its PING ACK sends nothing.
+        self._draining = False
+        self._last_accepted = last_stream_id
+        super().close(error_code, debug_data, last_stream_id)
 
     # --------------------------------------------------------- inbound
 

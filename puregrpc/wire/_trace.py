@@ -118,7 +118,7 @@ class FrameScanner:
         self._skip = 24 if expect_preface else 0
         self._header = b""
 
-    def feed(self, data: bytes | memoryview) -> list[tuple[int, int, int, int]]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, int, int, int]]:
         """Return ``(type, flags, stream_id, length)`` of each frame header completed."""
         view = memoryview(data)
         out: list[tuple[int, int, int, int]] = []

@@ -1,0 +1,311 @@
+"""One client call: send requests, receive responses, learn the status.
+
+A :class:`ClientCall` starts lazily, on its first operation, so creating one
+costs nothing and ``async with`` scoping decides its lifetime. Every
+operation is bounded by the call's deadline (``timeout=``): when it passes,
+the stream is reset and :class:`RpcError` (DEADLINE_EXCEEDED) raised, even if
+the server never answers. If the caller's own cancel scope cancels an
+operation, the call is cancelled too (RST_STREAM CANCEL) and the stream freed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import trio
+
+from ..runtime import CallStream, Method
+from ..wire import CallEnded, Metadata, RpcError, Status, StatusCode
+
+if TYPE_CHECKING:
+    from ._channel import Channel
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
+
+
+class ClientCall(Generic[RequestT, ResponseT]):
+    """A call in progress, for every call type.
+
+    * requests: :meth:`send`, :meth:`done_writing` (or ``requests=`` when
+      the call is made);
+    * responses: ``async for response in call``, :meth:`receive`, or
+      ``await call`` for a single response;
+    * outcome: :meth:`initial_metadata`, :attr:`trailing_metadata`,
+      :attr:`code`, :attr:`details` (after the end).
+
+    Use it as an async context manager to cancel it if the block exits
+    before the call has ended.
+    """
+
+    def __init__(
+        self,
+        channel: Channel,
+        method: Method[RequestT, ResponseT],
+        *,
+        timeout: float | None,
+        metadata: Metadata | None,
+        compression: str | None,
+        wait_for_ready: bool,
+        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
+        single_request: bool = False,
+    ) -> None:
+        self._channel = channel
+        self._method = method
+        self._metadata = metadata
+        self._compression = compression
+        self._wait_for_ready = wait_for_ready
+        self._timeout = timeout
+        self._deadline = math.inf if timeout is None else trio.current_time() + timeout
+        self._requests = requests
+        #: ``requests`` is one request: send it inline, no feeder task.
+        self._single_request = single_request
+        self._stream: CallStream | None = None
+        self._status: Status | None = None
+        self._trailing = Metadata()
+        self._done_writing = False
+        self._feeder: trio.CancelScope | None = None
+
+    # ------------------------------------------------------------ outcome
+
+    @property
+    def code(self) -> StatusCode | None:
+        """The final status code, once the call has ended."""
+        return None if self._status is None else self._status.code
+
+    @property
+    def details(self) -> str | None:
+        """The final status message, once the call has ended."""
+        return None if self._status is None else self._status.message
+
+    @property
+    def trailing_metadata(self) -> Metadata:
+        """Trailing metadata (empty until the call has ended)."""
+        return self._trailing
+
+    async def initial_metadata(self) -> Metadata:
+        """Wait for and return the server's initial metadata."""
+        stream = await self._started()
+        with self._operation():
+            return await stream.wait_headers()
+        raise AssertionError("unreachable")
+
+    # ----------------------------------------------------------- requests
+
+    async def send(self, request: RequestT) -> None:
+        """Send one request; waits while the server's window is closed."""
+        if self._done_writing:
+            raise RuntimeError("send() after done_writing()")
+        stream = await self._started()
+        data = self._method.request_serializer(request)
+        with self._operation():
+            try:
+                await stream.send(data)
+            except RpcError:
+                # The call ended while we were sending: report its status.
+                self._collect_end()
+                self._raise_for_status()
+                raise
+            return
+
+    async def done_writing(self) -> None:
+        """Half-close: tell the server no more requests will come."""
+        if self._done_writing:
+            return
+        stream = await self._started()
+        self._done_writing = True
+        if stream.end is None:
+            stream.connection.end_stream(stream.stream_id)  # type: ignore[attr-defined]
+            stream.transport.wake_writer()
+
+    # ---------------------------------------------------------- responses
+
+    async def receive(self) -> ResponseT | None:
+        """The next response, or ``None`` after the last one.
+
+        Raises :class:`RpcError` when the call ends with a non-OK status.
+        """
+        stream = await self._started()
+        with self._operation():
+            data = await stream.receive()
+            if data is None:
+                await stream.wait_end()
+                self._collect_end()
+                self._raise_for_status()
+                return None
+            return self._method.response_deserializer(data)
+        raise AssertionError("unreachable")
+
+    def __aiter__(self) -> AsyncIterator[ResponseT]:
+        return self
+
+    async def __anext__(self) -> ResponseT:
+        response = await self.receive()
+        if response is None:
+            raise StopAsyncIteration
+        return response
+
+    async def response(self) -> ResponseT:
+        """The single response of a unary-response call (sending ends first)."""
+        if self._requests is None and not self._done_writing and self._stream is not None:
+            await self.done_writing()
+        first = await self.receive()
+        if first is None:
+            raise RpcError(
+                StatusCode.INTERNAL,
+                f"{self._method.path} returned OK without a response message",
+                trailing_metadata=self._trailing,
+            )
+        extra = await self.receive()
+        if extra is not None:
+            self.cancel()
+            raise RpcError(
+                StatusCode.INTERNAL, f"{self._method.path} sent more than one response message"
+            )
+        return first
+
+    def __await__(self) -> Generator[Any, None, ResponseT]:
+        return self.response().__await__()
+
+    # --------------------------------------------------------- lifecycle
+
+    def cancel(self) -> None:
+        """Cancel the call: RST_STREAM(CANCEL); later operations raise CANCELLED."""
+        if self._feeder is not None:
+            self._feeder.cancel()
+        stream = self._stream
+        if stream is None or stream.end is not None:
+            if self._status is None:
+                self._status = Status(code=StatusCode.CANCELLED, message="cancelled by the client")
+            return
+        stream.connection.cancel(stream.stream_id)  # type: ignore[attr-defined]
+        stream.transport.forget(stream.stream_id)
+        stream.transport.wake_writer()
+        stream.on_end(
+            CallEnded(
+                stream_id=stream.stream_id,
+                status=Status(code=StatusCode.CANCELLED, message="cancelled by the client"),
+                trailing_metadata=Metadata(),
+                locally_ended=True,
+            )
+        )
+        self._collect_end()
+
+    async def __aenter__(self) -> ClientCall[RequestT, ResponseT]:
+        await self._started()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is None or self._stream.end is None:
+            self.cancel()
+
+    # ----------------------------------------------------------- internal
+
+    async def _started(self) -> CallStream:
+        stream = self._stream
+        if stream is not None:
+            return stream
+        if self._status is not None:
+            self._raise_for_status()
+        with self._operation():
+            stream = await self._channel._start_call(
+                self._method.path,
+                metadata=self._metadata,
+                timeout=None if self._timeout is None else self._deadline - trio.current_time(),
+                compression=self._compression,
+                wait_for_ready=self._wait_for_ready,
+            )
+            self._stream = stream
+            requests = self._requests
+            if self._single_request:
+                assert isinstance(requests, tuple)
+                self._done_writing = True
+                await stream.send(self._method.request_serializer(requests[0]))
+                if stream.end is None:
+                    stream.connection.end_stream(stream.stream_id)  # type: ignore[attr-defined]
+                    stream.transport.wake_writer()
+            elif requests is not None:
+                self._channel._spawn(self._feed_requests, requests)
+            return stream
+        raise AssertionError("unreachable")
+
+    async def _feed_requests(self, requests: AsyncIterable[RequestT] | Iterable[RequestT]) -> None:
+        with trio.CancelScope() as scope:
+            self._feeder = scope
+            try:
+                if isinstance(requests, AsyncIterable):
+                    async for request in requests:
+                        await self.send(request)
+                else:
+                    for request in requests:
+                        await self.send(request)
+                await self.done_writing()
+            except RpcError:
+                pass  # the receiving side reports the call's status
+
+    @contextmanager
+    def _operation(self) -> Iterator[None]:
+        """Bound an operation by the call's deadline; cancel the call if interrupted.
+
+        If the deadline passes, the call is reset and DEADLINE_EXCEEDED
+        raised. If anything else interrupts the operation (the caller's own
+        cancel scope, KeyboardInterrupt), the call is cancelled with
+        RST_STREAM before the exception propagates, so no stream is left open.
+        """
+        try:
+            with trio.CancelScope(deadline=self._deadline) as scope:
+                yield
+        except Exception:
+            raise
+        except BaseException:
+            self.cancel()
+            raise
+        if scope.cancelled_caught:
+            self._expire()
+
+    def _expire(self) -> None:
+        stream = self._stream
+        if stream is not None and stream.end is None:
+            stream.connection.cancel(stream.stream_id)  # type: ignore[attr-defined]
+            stream.transport.forget(stream.stream_id)
+            stream.transport.wake_writer()
+            stream.on_end(
+                CallEnded(
+                    stream_id=stream.stream_id,
+                    status=Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded"),
+                    trailing_metadata=Metadata(),
+                    locally_ended=True,
+                )
+            )
+        if self._status is None or self._status.ok:
+            self._status = Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded")
+        raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
+
+    def _collect_end(self) -> None:
+        stream = self._stream
+        if stream is not None and stream.end is not None and self._status is None:
+            end = stream.end
+            self._status = end.status
+            if isinstance(end, CallEnded):
+                self._trailing = end.trailing_metadata
+
+    def _raise_for_status(self) -> None:
+        status = self._status
+        if status is not None and not status.ok:
+            stream = self._stream
+            raise RpcError(
+                status.code,
+                status.message,
+                trailing_metadata=self._trailing,
+                details_bin=status.details_bin,
+                initial_metadata=stream.initial_metadata if stream is not None else None,
+            )

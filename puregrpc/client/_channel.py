@@ -1,0 +1,405 @@
+"""The channel: one multiplexed HTTP/2 connection to a target, reopened as needed.
+
+``async with Channel("127.0.0.1:50051") as channel:`` owns a nursery in which
+the connection's reader and writer tasks (and request feeders of streaming
+calls) run; leaving the block closes the connection and ends them all.
+
+The connection opens on the first call. If it is lost, the next call opens a
+new one; failed attempts are spaced by exponential backoff with jitter
+(doc/connection-backoff.md). A call made while the channel is backing off
+fails at once with UNAVAILABLE, unless it asked ``wait_for_ready=True``, in
+which case it waits for the next attempt (bounded by its deadline).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import ssl
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import trio
+
+from ..runtime import CallStream, Method, Transport
+from ..wire import (
+    NULL_TRACER,
+    CallEnded,
+    ClientConnection,
+    ConnectionClosed,
+    ConnectionConfig,
+    Event,
+    LocalProtocolError,
+    Metadata,
+    RpcError,
+    SettingsChanged,
+    StatusCode,
+    StreamReset,
+    Tracer,
+)
+from ._backoff import Backoff, BackoffPolicy
+from ._call import ClientCall
+
+logger = logging.getLogger("puregrpc.client")
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelOptions:
+    """How a channel connects and what its calls default to."""
+
+    #: Windows and limits of the HTTP/2 connection.
+    connection: ConnectionConfig = field(default_factory=ConnectionConfig)
+    #: Backoff between failed connection attempts.
+    backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
+    #: Compress requests with this encoding by default ("gzip", "deflate").
+    compression: str | None = None
+    #: Metadata added to every call.
+    metadata: Metadata | None = None
+    #: Default for calls that do not say: wait for a connection or fail fast.
+    wait_for_ready: bool = False
+    #: The ``:authority`` to send (default: the target's host:port).
+    authority: str | None = None
+    #: Receives trace records of the connection.
+    tracer: Tracer = NULL_TRACER
+
+
+def parse_target(target: str) -> tuple[str, str, int]:
+    """Split a target into ``(kind, host_or_path, port)``.
+
+    Accepted: ``host:port``, ``[v6]:port``, ``dns:host:port``,
+    ``ipv4:a.b.c.d:port``, ``ipv6:[addr]:port``, ``unix:path``,
+    ``unix:///abs/path``. Raises :class:`ValueError` naming the problem.
+    """
+    if target.startswith("unix:"):
+        path = target[len("unix:") :]
+        if path.startswith("//"):
+            path = path[2:]
+        if not path:
+            raise ValueError(f"target {target!r} has no socket path")
+        return "unix", path, 0
+    for prefix in ("dns:///", "dns:", "ipv4:", "ipv6:"):
+        if target.startswith(prefix):
+            target = target[len(prefix) :]
+            break
+    if target.startswith("["):
+        host, sep, rest = target[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise ValueError(f"target {target!r}: expected [address]:port")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = target.rpartition(":")
+        if not sep:
+            raise ValueError(f"target {target!r} has no port (expected host:port)")
+    if not host:
+        raise ValueError(f"target {target!r} has no host")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"target {target!r} has an invalid port {port_text!r}")
+    return "tcp", host, int(port_text)
+
+
+class _ClientTransport:
+    """One connection of a channel: the state machine and its transport."""
+
+    def __init__(self, transport: Transport, connection: ClientConnection) -> None:
+        self.transport = transport
+        self.connection = connection
+        self.slots = trio.lowlevel.ParkingLot()
+
+    @property
+    def usable(self) -> bool:
+        return not self.transport.closed and not self.connection.closed
+
+
+class Channel:
+    """A client connection to one gRPC server, shared by all calls made on it."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        options: ChannelOptions | None = None,
+        server_hostname: str | None = None,
+    ) -> None:
+        self.target = target
+        self._kind, self._host, self._port = parse_target(target)
+        self.options = options if options is not None else ChannelOptions()
+        self._ssl_context = ssl_context
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2"])
+        self._server_hostname = server_hostname or self._host
+        default_authority = (
+            "localhost"
+            if self._kind == "unix"
+            else (f"[{self._host}]" if ":" in self._host else self._host) + f":{self._port}"
+        )
+        self._authority = self.options.authority or default_authority
+        self._backoff = Backoff(self.options.backoff)
+        self._retry_at = -float("inf")
+        self._last_error = ""
+        self._current: _ClientTransport | None = None
+        self._connect_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self._exit_stack: contextlib.AsyncExitStack | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------ lifetime
+
+    async def __aenter__(self) -> Channel:
+        stack = contextlib.AsyncExitStack()
+        self._nursery = await stack.enter_async_context(trio.open_nursery())
+        self._exit_stack = stack
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+        assert self._exit_stack is not None
+        await self._exit_stack.__aexit__(exc_type, exc, tb)
+
+    async def close(self) -> None:
+        """Close the connection; calls still running fail with UNAVAILABLE."""
+        self._closed = True
+        current = self._current
+        self._current = None
+        if current is not None:
+            current.connection.close()
+            current.transport.wake_writer()
+            await current.transport.drain(timeout=1.0)
+            current.transport.abort("channel closed")
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # --------------------------------------------------------------- calls
+
+    def unary_unary(
+        self,
+        method: Method[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | Any = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> ClientCall[RequestT, ResponseT]:
+        """A unary call: ``await`` it for the response (or use it as a call object)."""
+        return self._call(
+            method, timeout, metadata, compression, wait_for_ready, (request,), single=True
+        )
+
+    def unary_stream(
+        self,
+        method: Method[RequestT, ResponseT],
+        request: RequestT,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | Any = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> ClientCall[RequestT, ResponseT]:
+        """A server-streaming call: ``async for response in call``."""
+        return self._call(
+            method, timeout, metadata, compression, wait_for_ready, (request,), single=True
+        )
+
+    def stream_unary(
+        self,
+        method: Method[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | Any = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> ClientCall[RequestT, ResponseT]:
+        """A client-streaming call: from ``requests``, or ``send``/``done_writing``; ``await`` it."""
+        return self._call(method, timeout, metadata, compression, wait_for_ready, requests)
+
+    def stream_stream(
+        self,
+        method: Method[RequestT, ResponseT],
+        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata | Any = None,
+        compression: str | None = None,
+        wait_for_ready: bool | None = None,
+    ) -> ClientCall[RequestT, ResponseT]:
+        """A bidi call: send and receive concurrently, from different tasks if you like."""
+        return self._call(method, timeout, metadata, compression, wait_for_ready, requests)
+
+    def _call(
+        self,
+        method: Method[RequestT, ResponseT],
+        timeout: float | None,
+        metadata: Metadata | Any,
+        compression: str | None,
+        wait_for_ready: bool | None,
+        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None,
+        *,
+        single: bool = False,
+    ) -> ClientCall[RequestT, ResponseT]:
+        if metadata is not None and not isinstance(metadata, Metadata):
+            metadata = Metadata(metadata)
+        defaults = self.options.metadata
+        if defaults is not None:
+            merged = defaults.copy()
+            if metadata is not None:
+                merged.extend(metadata)
+            metadata = merged
+        return ClientCall(
+            self,
+            method,
+            timeout=timeout,
+            metadata=metadata,
+            compression=compression if compression is not None else self.options.compression,
+            wait_for_ready=self.options.wait_for_ready
+            if wait_for_ready is None
+            else wait_for_ready,
+            requests=requests,
+            single_request=single,
+        )
+
+    # ------------------------------------------------------- for ClientCall
+
+    async def _start_call(
+        self,
+        path: str,
+        *,
+        metadata: Metadata | None,
+        timeout: float | None,
+        compression: str | None,
+        wait_for_ready: bool,
+    ) -> CallStream:
+        """Open a stream for a call: connect if needed, wait for a stream slot."""
+        while True:
+            current = await self._connection(wait_for_ready)
+            connection = current.connection
+            if connection.available_streams <= 0:
+                # The server's MAX_CONCURRENT_STREAMS is reached: wait for a
+                # call to end (or the connection to change).
+                await current.slots.park()
+                continue
+            try:
+                stream_id = connection.start_call(
+                    path,
+                    metadata=metadata,
+                    timeout=timeout,
+                    encoding=compression,
+                    authority=self._authority,
+                )
+            except LocalProtocolError:
+                if current.usable:
+                    raise
+                continue  # the connection closed under us: take a new one
+            stream = CallStream(current.transport, stream_id)
+            current.transport.register(stream)
+            current.transport.wake_writer()
+            return stream
+
+    def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        if self._nursery is None:
+            raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
+        self._nursery.start_soon(fn, *args)
+
+    # ---------------------------------------------------------- connecting
+
+    async def _connection(self, wait_for_ready: bool) -> _ClientTransport:
+        if self._closed:
+            raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
+        current = self._current
+        if current is not None and current.usable:
+            return current
+        async with self._connect_lock:
+            while True:
+                current = self._current
+                if current is not None and current.usable:
+                    return current
+                wait = self._retry_at - trio.current_time()
+                if wait > 0:
+                    if not wait_for_ready:
+                        raise RpcError(
+                            StatusCode.UNAVAILABLE,
+                            f"cannot connect to {self.target}: {self._last_error}",
+                        )
+                    await trio.sleep(wait)
+                try:
+                    self._current = await self._connect()
+                    self._backoff.reset()
+                    return self._current
+                except OSError as exc:
+                    self._last_error = str(exc) or type(exc).__name__
+                    self._retry_at = trio.current_time() + self._backoff.next_delay()
+                    logger.info("connecting to %s failed: %s", self.target, self._last_error)
+                    if not wait_for_ready:
+                        raise RpcError(
+                            StatusCode.UNAVAILABLE,
+                            f"cannot connect to {self.target}: {self._last_error}",
+                        ) from None
+
+    async def _connect(self) -> _ClientTransport:
+        if self._nursery is None:
+            raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
+        stream: trio.abc.Stream
+        with trio.fail_after(self._backoff.connect_timeout()):
+            try:
+                if self._kind == "unix":
+                    stream = await trio.open_unix_socket(self._host)
+                    peer = f"unix:{self._host}"
+                else:
+                    stream = await trio.open_tcp_stream(self._host, self._port)
+                    peer = f"{self._host}:{self._port}"
+                if self._ssl_context is not None:
+                    tls = trio.SSLStream(
+                        stream, self._ssl_context, server_hostname=self._server_hostname
+                    )
+                    await tls.do_handshake()
+                    if tls.selected_alpn_protocol() != "h2":
+                        await trio.aclose_forcefully(tls)
+                        raise OSError("the server did not negotiate HTTP/2 (ALPN h2)")
+                    stream = tls
+            except trio.TooSlowError:
+                raise OSError("connection attempt timed out") from None
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                raise OSError(f"TLS handshake failed: {exc}") from None
+        connection = ClientConnection(
+            self.options.connection,
+            authority=self._authority,
+            scheme="https" if self._ssl_context is not None else "http",
+            tracer=self.options.tracer,
+        )
+        holder: list[_ClientTransport] = []
+
+        def on_event(event: Event) -> None:
+            current = holder[0]
+            if isinstance(event, CallEnded | StreamReset | SettingsChanged):
+                current.slots.unpark_all()
+            elif isinstance(event, ConnectionClosed):
+                # GOAWAY: calls already running go on; new ones need a new
+                # connection, and those parked for a slot should look again.
+                current.slots.unpark_all()
+                if event.error_code:
+                    logger.info("%s closed the connection: code %d", self.target, event.error_code)
+
+        transport = Transport(stream, connection, on_event=on_event, peer=peer)
+        current = _ClientTransport(transport, connection)
+        holder.append(current)
+        self._nursery.start_soon(self._run_transport, current)
+        return current
+
+    async def _run_transport(self, current: _ClientTransport) -> None:
+        try:
+            await current.transport.run()
+        finally:
+            current.slots.unpark_all()
+            if self._current is current:
+                self._current = None

@@ -1,0 +1,184 @@
+"""One call's view of its connection: messages in, messages out, with backpressure.
+
+A :class:`CallStream` holds the messages that arrived for its call and not
+yet taken (bounded by the flow-control window we granted: credit returns to
+the peer only in :meth:`CallStream.receive`), and parks a sender while the
+peer's window is closed. The reader task wakes it; it never reads or writes
+the socket itself.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..wire import (
+    CallEnded,
+    MessageReceived,
+    Metadata,
+    RpcError,
+    Status,
+    StatusCode,
+    StreamReset,
+)
+
+if TYPE_CHECKING:
+    from ._transport import Transport
+
+
+class CallStream:
+    """The messages of one call and the waits on them."""
+
+    __slots__ = (
+        "_headers_lot",
+        "_recv_lot",
+        "_send_lot",
+        "cancel_scope",
+        "connection",
+        "end",
+        "inbox",
+        "initial_metadata",
+        "remote_done",
+        "stream_id",
+        "transport",
+    )
+
+    def __init__(self, transport: Transport, stream_id: int) -> None:
+        self.transport = transport
+        self.connection = transport.connection
+        self.stream_id = stream_id
+        #: Messages received and not yet taken by :meth:`receive`.
+        self.inbox: deque[MessageReceived] = deque()
+        #: True once no more messages will arrive (half-close, end, reset).
+        self.remote_done = False
+        #: How the call ended, once it has: trailers, a reset, or a local end.
+        self.end: CallEnded | StreamReset | None = None
+        #: Response headers (client side), once received.
+        self.initial_metadata: Metadata | None = None
+        #: Cancelled when the peer resets the call (server handlers run in it).
+        self.cancel_scope: trio.CancelScope | None = None
+        self._recv_lot = trio.lowlevel.ParkingLot()
+        self._send_lot = trio.lowlevel.ParkingLot()
+        self._headers_lot = trio.lowlevel.ParkingLot()
+
+    # ------------------------------------------------ from the reader task
+
+    def on_message(self, event: MessageReceived) -> None:
+        """A message arrived."""
+        self.inbox.append(event)
+        if self._recv_lot:
+            self._recv_lot.unpark_all()
+
+    def on_remote_end(self) -> None:
+        """The peer will send no more messages."""
+        self.remote_done = True
+        self._recv_lot.unpark_all()
+
+    def on_headers(self, metadata: Metadata) -> None:
+        """Response headers arrived (client side)."""
+        self.initial_metadata = metadata
+        self._headers_lot.unpark_all()
+
+    def on_window_opened(self) -> None:
+        """Everything queued has been sent: a parked sender may go on."""
+        self._send_lot.unpark_all()
+
+    def on_end(self, event: CallEnded | StreamReset) -> None:
+        """The call is over: wake every waiter; cancel a server handler on reset."""
+        self.end = event
+        self.remote_done = True
+        self._recv_lot.unpark_all()
+        self._send_lot.unpark_all()
+        self._headers_lot.unpark_all()
+        if self.cancel_scope is not None and (
+            isinstance(event, StreamReset) or event.locally_ended
+        ):
+            self.cancel_scope.cancel()
+
+    def on_transport_closed(self, reason: str) -> None:
+        """The connection is gone."""
+        if self.end is None:
+            self.on_end(
+                CallEnded(
+                    stream_id=self.stream_id,
+                    status=Status(code=StatusCode.UNAVAILABLE, message=reason),
+                    trailing_metadata=Metadata(),
+                    locally_ended=True,
+                )
+            )
+
+    # ------------------------------------------------ from the call's task
+
+    @property
+    def status(self) -> Status | None:
+        """The final status, once the call has ended."""
+        return None if self.end is None else self.end.status
+
+    async def receive(self) -> bytes | None:
+        """Take the next message, or ``None`` when the peer sent its last.
+
+        Taking a message returns its flow-control credit to the peer: this is
+        the only place credit is returned, so a caller that stops calling
+        ``receive`` stops its peer once the window is spent.
+        """
+        inbox = self.inbox
+        while not inbox:
+            if self.remote_done:
+                return None
+            await self._recv_lot.park()
+        event = inbox.popleft()
+        if self.connection.consume(self.stream_id, event.wire_length):
+            self.transport.wake_writer()
+        return event.data
+
+    async def send(self, data: bytes, *, compress: bool = True) -> None:
+        """Send one message; park while the peer's window is closed.
+
+        Returns once the message is on its way (handed to the writer), so at
+        most one message per call waits for window. Raises :class:`RpcError`
+        if the call has already ended.
+        """
+        if self.end is not None:
+            await self._raise_ended()
+        connection = self.connection
+        stream_id = self.stream_id
+        connection.send_message(stream_id, data, compress_message=compress)
+        transport = self.transport
+        transport.note_queued(len(data) + 5)
+        transport.wake_writer()
+        while connection.queued_bytes(stream_id):
+            if self.end is not None:
+                await self._raise_ended()
+            await self._send_lot.park()
+        if transport.congested:
+            await transport.wait_writable()
+
+    async def wait_headers(self) -> Metadata:
+        """Wait for the response headers (client side); empty if the call ended first."""
+        while self.initial_metadata is None and self.end is None:
+            await self._headers_lot.park()
+        return self.initial_metadata if self.initial_metadata is not None else Metadata()
+
+    async def wait_end(self) -> CallEnded | StreamReset:
+        """Wait until the call has ended (messages keep arriving in the inbox)."""
+        while self.end is None:
+            await self._recv_lot.park()
+        return self.end
+
+    async def wait_sent(self) -> None:
+        """Wait until nothing of this call is queued for flow-control window."""
+        while self.connection.queued_bytes(self.stream_id) and self.end is None:
+            await self._send_lot.park()
+
+    async def _raise_ended(self) -> None:
+        # A cancelled scope (a reset server handler) raises Cancelled here,
+        # which is what the handler should see; otherwise report the end.
+        await trio.lowlevel.checkpoint()
+        assert self.end is not None
+        status = self.end.status
+        raise RpcError(
+            status.code if not status.ok else StatusCode.CANCELLED,
+            f"cannot send: the call has ended ({status.code.name}: {status.message})",
+        )

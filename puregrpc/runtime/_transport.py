@@ -1,0 +1,268 @@
+"""One HTTP/2 connection driven by trio: a reader task and a writer task.
+
+The reader loops ``receive_some`` -> ``connection.receive_data`` -> dispatch
+events to the calls (append a message, wake a waiter). It never writes: it
+marks the writer dirty. The writer sleeps until marked, then sends *all* the
+bytes the state machine has queued in one ``send_all``. Every task that acts
+on the connection during one scheduler pass (64 handlers finishing, a read
+that produced 30 WINDOW_UPDATEs and PING ACKs) therefore shares one socket
+write: writes are coalesced by construction, with one task switch per batch,
+not per frame.
+
+Backpressure has two levels. HTTP/2 flow control stops a sender whose peer
+is not consuming (the call parks until ``WindowOpened``). And the writer
+bounds what may wait for the socket: a sender parks while more than
+``WRITE_HIGH_WATER`` bytes are unwritten, so a peer that has granted a large
+window but reads its socket slowly still cannot make us buffer without bound.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import trio
+
+from ..wire import (
+    CallEnded,
+    Event,
+    GrpcConnection,
+    HalfClosed,
+    MessageReceived,
+    ResponseHeaders,
+    StreamReset,
+    WindowOpened,
+)
+from ._call_stream import CallStream
+
+logger = logging.getLogger("puregrpc.transport")
+
+#: Bytes read per ``receive_some``: enough for many frames per wake-up.
+READ_SIZE = 65_536
+#: Senders park while more than this many bytes wait for the socket.
+WRITE_HIGH_WATER = 512 * 1024
+
+
+class TransportClosed(Exception):
+    """The connection is gone; nothing more can be sent or received on it."""
+
+
+class Transport:
+    """Drives one sans-IO :class:`~puregrpc.wire.GrpcConnection` over a trio stream.
+
+    ``on_event`` receives the events the transport does not route to a call
+    itself (CallStarted, ConnectionClosed, pings, settings): the role-specific
+    driver decides what they mean.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        connection: GrpcConnection,
+        *,
+        on_event: Callable[[Event], None],
+        peer: str,
+    ) -> None:
+        self.stream = stream
+        self.connection = connection
+        #: The peer's address, for logs and handler contexts.
+        self.peer = peer
+        #: Calls in progress, by stream id.
+        self.calls: dict[int, CallStream] = {}
+        self._on_event = on_event
+        self._dirty = False
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._drained_lot = trio.lowlevel.ParkingLot()
+        #: Bytes queued into the state machine since the writer last took them.
+        self._queued = 0
+        #: Bytes the writer is sending right now.
+        self._in_flight = 0
+        self._closed = False
+        self._close_reason = "connection closed"
+        #: Set when the reader has seen the end of the connection.
+        self.finished = trio.Event()
+        #: Socket writes so far (keepalive enforcement tells traffic from idling).
+        self.writes = 0
+        #: trio time of the last read (keepalive pings idle connections).
+        self.last_read = trio.current_time()
+
+    # -------------------------------------------------------------- running
+
+    async def run(self) -> None:
+        """Run the reader and the writer until the connection ends.
+
+        Returns when the peer closes the connection or :meth:`abort` is
+        called; every call still open is failed first.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                await self._reader()
+                # Let the writer flush what the last events queued (a GOAWAY,
+                # the answer to the peer's PING) before it is cancelled.
+                self._mark_closed("connection closed")
+                await self._flush_final()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._mark_closed(self._close_reason)
+            self._fail_calls()
+            self.finished.set()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _reader(self) -> None:
+        receive_some = self.stream.receive_some
+        connection = self.connection
+        while True:
+            try:
+                data = await receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                logger.debug("read from %s failed: %r", self.peer, exc)
+                data = b""
+            if not data:
+                self._dispatch(connection.connection_lost())
+                return
+            self.last_read = trio.current_time()
+            self._dispatch(connection.receive_data(data))
+            self.wake_writer()
+            if connection.closed and not connection.open_calls and self._closed:
+                return
+
+    async def _writer(self) -> None:
+        connection = self.connection
+        send_all = self.stream.send_all
+        while True:
+            if not self._dirty:
+                await self._writer_lot.park()
+            self._dirty = False
+            data = connection.data_to_send()
+            self._queued = 0
+            self._in_flight = len(data)
+            if data:
+                self.writes += 1
+                try:
+                    await send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    logger.debug("write to %s failed: %r", self.peer, exc)
+                    self._close_reason = "connection lost while writing"
+                    self._mark_closed(self._close_reason)
+                    self._in_flight = 0
+                    self._drained_lot.unpark_all()
+                    # Closing the stream wakes the reader, which ends the run.
+                    await trio.aclose_forcefully(self.stream)
+                    return
+            self._in_flight = 0
+            self._drained_lot.unpark_all()
+
+    async def _flush_final(self) -> None:
+        data = self.connection.data_to_send()
+        if data:
+            with trio.move_on_after(1), trio.CancelScope(shield=True):
+                try:
+                    await self.stream.send_all(data)
+                except (
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    OSError,
+                    trio.BusyResourceError,
+                ):
+                    pass
+
+    # ----------------------------------------------------------- for calls
+
+    def wake_writer(self) -> None:
+        """Ask the writer to send what the state machine has queued."""
+        if not self._dirty:
+            self._dirty = True
+            self._writer_lot.unpark_all()
+
+    async def wait_writable(self) -> None:
+        """Park while too many bytes wait for the socket (write backpressure)."""
+        while self._queued + self._in_flight > WRITE_HIGH_WATER and not self._closed:
+            await self._drained_lot.park()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` s) until everything queued has been written."""
+        with trio.move_on_after(timeout):
+            while (self._dirty or self._queued or self._in_flight) and not self._closed:
+                await self._drained_lot.park()
+
+    def note_queued(self, nbytes: int) -> None:
+        """Account ``nbytes`` just queued into the state machine for writing."""
+        self._queued += nbytes
+
+    @property
+    def congested(self) -> bool:
+        """True when a sender should :meth:`wait_writable` before sending more."""
+        return self._queued + self._in_flight > WRITE_HIGH_WATER
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended."""
+        return self._closed
+
+    @property
+    def close_reason(self) -> str:
+        """Why the connection ended."""
+        return self._close_reason
+
+    def register(self, call: CallStream) -> None:
+        """Route events of ``call.stream_id`` to ``call``."""
+        self.calls[call.stream_id] = call
+
+    def abort(self, reason: str = "connection aborted") -> None:
+        """End the connection now: calls fail, the socket is closed by ``run``."""
+        self._close_reason = reason
+        self._mark_closed(reason)
+        self._writer_lot.unpark_all()
+        # Closing our end makes the reader's receive_some fail and return.
+        try:
+            self.stream.send_stream.close()  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+
+    # -------------------------------------------------------------- events
+
+    def _dispatch(self, events: list[Event]) -> None:
+        calls = self.calls
+        for event in events:
+            # Most frequent first: this runs for every event of every read.
+            if isinstance(event, MessageReceived):
+                call = calls.get(event.stream_id)
+                if call is not None:
+                    call.on_message(event)
+            elif isinstance(event, WindowOpened):
+                call = calls.get(event.stream_id)
+                if call is not None:
+                    call.on_window_opened()
+            elif isinstance(event, HalfClosed):
+                call = calls.get(event.stream_id)
+                if call is not None:
+                    call.on_remote_end()
+            elif isinstance(event, ResponseHeaders):
+                call = calls.get(event.stream_id)
+                if call is not None:
+                    call.on_headers(event.metadata)
+            elif isinstance(event, (CallEnded, StreamReset)):
+                call = calls.pop(event.stream_id, None)
+                if call is not None:
+                    call.on_end(event)
+                self._on_event(event)
+            else:
+                self._on_event(event)
+
+    def forget(self, stream_id: int) -> None:
+        """Stop routing events to a call that is over."""
+        self.calls.pop(stream_id, None)
+
+    def _mark_closed(self, reason: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close_reason = reason
+
+    def _fail_calls(self) -> None:
+        if self.calls:
+            self._dispatch(self.connection.connection_lost())
+            for call in list(self.calls.values()):
+                call.on_transport_closed(self._close_reason)
+            self.calls.clear()

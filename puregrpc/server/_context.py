@@ -1,0 +1,217 @@
+"""What a handler sees of its call: metadata, deadline, and ways to answer."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from typing import Any, Generic, NoReturn, TypeVar
+
+import trio
+
+from ..runtime import CallStream, Method
+from ..wire import SUPPORTED_ENCODINGS, Metadata, RpcError, StatusCode, StreamStatistics
+
+RequestT = TypeVar("RequestT")
+
+
+class ServicerContext:
+    """The handler's view of one call.
+
+    Passed as the last argument of every handler. It carries the call's
+    invocation metadata, peer and deadline, and lets the handler send initial
+    metadata, set trailing metadata and status, stream responses, and abort.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream: CallStream,
+        method: Method[Any, Any],
+        metadata: Metadata,
+        peer: str,
+        deadline: float | None,
+        accept_encoding: tuple[str, ...],
+        compression: str | None,
+    ) -> None:
+        self._stream = stream
+        self._method = method
+        self._metadata = metadata
+        self._peer = peer
+        self._deadline = deadline
+        self._accept_encoding = accept_encoding
+        self._compression = compression if compression in accept_encoding else None
+        self._headers_sent = False
+        self._trailing = Metadata()
+        self._code: StatusCode | None = None
+        self._details = ""
+        #: Messages the handler received and sent, for the call log.
+        self.messages_received = 0
+        self.messages_sent = 0
+
+    # ------------------------------------------------------------ reading
+
+    @property
+    def method(self) -> str:
+        """The full method path, ``/package.Service/Method``."""
+        return self._method.path
+
+    def invocation_metadata(self) -> Metadata:
+        """The metadata the client sent with the call."""
+        return self._metadata
+
+    @property
+    def metadata(self) -> Metadata:
+        """The metadata the client sent with the call."""
+        return self._metadata
+
+    def peer(self) -> str:
+        """The client's address, e.g. ``ipv4:127.0.0.1:53212``."""
+        return self._peer
+
+    @property
+    def deadline(self) -> float | None:
+        """The call's deadline on trio's clock, or ``None`` when it has none."""
+        return self._deadline
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the deadline, or ``None`` when there is none."""
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - trio.current_time())
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the client cancelled the call or it ended otherwise."""
+        return self._stream.end is not None
+
+    def statistics(self) -> StreamStatistics:
+        """The call's flow-control state: windows, queued and unconsumed bytes."""
+        return self._stream.connection.stream_statistics(self._stream.stream_id)
+
+    # ------------------------------------------------------------ writing
+
+    async def send_initial_metadata(self, metadata: Metadata | None = None) -> None:
+        """Send the response headers now, with ``metadata``.
+
+        Optional: the first response message sends them if this was not
+        called. Calling it twice raises :class:`RuntimeError`.
+        """
+        if self._headers_sent:
+            raise RuntimeError("initial metadata was already sent")
+        self._send_headers(metadata)
+        await trio.lowlevel.checkpoint()
+
+    def set_trailing_metadata(self, metadata: Metadata | Any) -> None:
+        """Set the metadata sent with the status at the end of the call."""
+        self._trailing = metadata if isinstance(metadata, Metadata) else Metadata(metadata)
+
+    def set_code(self, code: StatusCode) -> None:
+        """Set the status the call ends with when the handler returns normally."""
+        self._code = code
+
+    def set_details(self, details: str) -> None:
+        """Set the status message sent with :meth:`set_code`'s code."""
+        self._details = details
+
+    def set_compression(self, encoding: str | None) -> None:
+        """Compress responses with ``encoding`` (if the client accepts it).
+
+        Must be called before the response headers go out. An encoding the
+        client did not list in ``grpc-accept-encoding`` is ignored, as gRPC
+        requires.
+        """
+        if self._headers_sent:
+            raise RuntimeError("set_compression must be called before the headers are sent")
+        if encoding is not None and encoding not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"unsupported encoding {encoding!r}; use one of {SUPPORTED_ENCODINGS}")
+        self._compression = encoding if encoding in self._accept_encoding else None
+
+    async def abort(
+        self, code: StatusCode, details: str = "", details_bin: bytes | None = None
+    ) -> NoReturn:
+        """End the call with ``code`` and ``details`` (raises; never returns)."""
+        if code is StatusCode.OK:
+            raise ValueError("abort() needs a non-OK status code")
+        raise RpcError(code, details, trailing_metadata=self._trailing, details_bin=details_bin)
+
+    async def send(self, message: Any, *, compress: bool = True) -> None:
+        """Send one response message; waits while the client's window is closed.
+
+        This is where backpressure reaches a streaming handler: if the client
+        stops reading, ``send`` blocks once the flow-control windows are full.
+        """
+        if not self._headers_sent:
+            self._send_headers(None)
+        data = self._method.response_serializer(message)
+        await self._stream.send(data, compress=compress)
+        self.messages_sent += 1
+
+    # ------------------------------------------------------------ internal
+
+    def _send_headers(self, metadata: Metadata | None) -> None:
+        self._headers_sent = True
+        self._stream.connection.send_response_headers(  # type: ignore[attr-defined]
+            self._stream.stream_id, metadata, encoding=self._compression
+        )
+        self._stream.transport.wake_writer()
+
+    @property
+    def trailing_metadata(self) -> Metadata:
+        """The trailing metadata set so far."""
+        return self._trailing
+
+    @property
+    def code(self) -> StatusCode | None:
+        """The status code set with :meth:`set_code`, if any."""
+        return self._code
+
+    @property
+    def details(self) -> str:
+        """The status message set with :meth:`set_details`."""
+        return self._details
+
+
+class RequestIterator(Generic[RequestT]):
+    """The requests of a client-streaming or bidi call, as an async iterator.
+
+    Each request taken returns its flow-control credit to the client; a
+    handler that stops iterating stops its client once the window is spent.
+    """
+
+    def __init__(self, stream: CallStream, method: Method[RequestT, Any], context: ServicerContext):
+        self._stream = stream
+        self._deserialize = method.request_deserializer
+        self._context = context
+
+    def __aiter__(self) -> AsyncIterator[RequestT]:
+        return self
+
+    async def __anext__(self) -> RequestT:
+        data = await self._stream.receive()
+        if data is None:
+            raise StopAsyncIteration
+        self._context.messages_received += 1
+        request: RequestT = deserialize_request(self._deserialize, data)
+        return request
+
+    async def receive(self) -> RequestT | None:
+        """The next request, or ``None`` once the client has finished sending."""
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            return None
+
+
+def deserialize_request(deserialize: Any, data: bytes) -> Any:
+    """Parse a request; a message that does not parse ends the call with INTERNAL."""
+    try:
+        return deserialize(data)
+    except Exception as exc:
+        raise RpcError(
+            StatusCode.INTERNAL, f"failed to parse request message: {type(exc).__name__}"
+        ) from exc
+
+
+def deadline_from_timeout(timeout: float | None) -> float:
+    """The trio deadline for a ``grpc-timeout`` (``inf`` when there is none)."""
+    return math.inf if timeout is None else trio.current_time() + timeout

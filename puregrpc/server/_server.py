@@ -1,0 +1,224 @@
+"""The gRPC server: listeners, connections, graceful shutdown.
+
+Usage::
+
+    server = Server([GreeterService()])
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(server.serve, "127.0.0.1", 0)
+        ...
+        await server.stop(grace=5)
+
+or ``async with Server([...]).listening("127.0.0.1", 0) as server:``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._connection import ServedConnection
+from ._handlers import MethodHandler, ServiceLike, collect_handlers
+from ._options import ServerOptions
+
+logger = logging.getLogger("puregrpc.server")
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    """``ipv4:host:port``, ``ipv6:[host]:port`` or ``unix:path``, as gRPC names peers."""
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    sock = getattr(inner, "socket", None)
+    if sock is None:
+        return "unknown"
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return "unknown"
+    if sock.family == socket.AF_INET:
+        return f"ipv4:{address[0]}:{address[1]}"
+    if sock.family == socket.AF_INET6:
+        return f"ipv6:[{address[0]}]:{address[1]}"
+    return f"unix:{address or sock.getsockname()}"
+
+
+class Server:
+    """Serves gRPC methods over TCP (IPv4/IPv6) or Unix sockets, with optional TLS."""
+
+    def __init__(
+        self,
+        services: Iterable[ServiceLike] = (),
+        *,
+        options: ServerOptions | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        #: Method path -> handler.
+        self.handlers: dict[str, MethodHandler] = collect_handlers(services)
+        self.options = options if options is not None else ServerOptions()
+        self._ssl_context = ssl_context
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["h2"])
+        self._connections: set[ServedConnection] = set()
+        self._listeners: list[trio.SocketListener] = []
+        self._stopping = trio.Event()
+        self._stopped = trio.Event()
+        self._serve_scope: trio.CancelScope | None = None
+        self._grace = 0.0
+        #: The ports bound by :meth:`serve` (useful with port 0).
+        self.ports: list[int] = []
+
+    def add_service(self, service: ServiceLike) -> None:
+        """Register another service (before serving)."""
+        for path, handler in collect_handlers([service]).items():
+            if path in self.handlers:
+                raise ValueError(f"method {path} is registered twice")
+            self.handlers[path] = handler
+
+    # ------------------------------------------------------------- serving
+
+    async def serve(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 0,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``host:port`` and serve until :meth:`stop` (or cancellation).
+
+        ``host=None`` listens on every interface (IPv4 and IPv6). With
+        ``nursery.start`` the bound port is returned (handy with port 0).
+        """
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.ports = [listener.socket.getsockname()[1] for listener in listeners]
+        await self._serve_listeners(listeners, task_status, self.ports[0])
+
+    async def serve_unix(
+        self, path: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on the Unix domain socket ``path`` (replaced if it exists)."""
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            if os.path.exists(path):
+                os.unlink(path)
+            await sock.bind(path)
+            sock.listen(socket.SOMAXCONN)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            await self._serve_listeners([trio.SocketListener(sock)], task_status, path)
+        finally:
+            if os.path.exists(path):
+                os.unlink(path)
+
+    async def _serve_listeners(
+        self,
+        listeners: list[trio.SocketListener],
+        task_status: trio.TaskStatus[Any],
+        started_value: object,
+    ) -> None:
+        self._listeners.extend(listeners)
+        try:
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(self._accept_loop, listener, nursery)
+                task_status.started(started_value)
+                await self._stopping.wait()
+                for listener in listeners:
+                    await listener.aclose()
+                await self._drain_connections()
+                nursery.cancel_scope.cancel()
+        finally:
+            for listener in listeners:
+                await listener.aclose()
+            self._stopped.set()
+
+    async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except trio.ClosedResourceError:
+                return
+            except OSError as exc:
+                # Out of file descriptors and the like: wait, do not spin.
+                logger.error("accept failed: %s", exc)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._handle_connection, stream)
+
+    async def _handle_connection(self, stream: trio.SocketStream) -> None:
+        peer = _peer_name(stream)
+        served_stream: trio.abc.Stream = stream
+        if self._ssl_context is not None:
+            tls = trio.SSLStream(stream, self._ssl_context, server_side=True)
+            try:
+                with trio.fail_after(10):
+                    await tls.do_handshake()
+            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
+                logger.info("TLS handshake with %s failed: %r", peer, exc)
+                await trio.aclose_forcefully(stream)
+                return
+            if tls.selected_alpn_protocol() != "h2":
+                logger.info("client %s did not negotiate ALPN h2", peer)
+                await trio.aclose_forcefully(tls)
+                return
+            served_stream = tls
+        connection = ServedConnection(self, served_stream, peer)
+        self._connections.add(connection)
+        if self._stopping.is_set():
+            connection.begin_shutdown()
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
+
+    # ------------------------------------------------------------ shutdown
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        """Stop serving: close listeners, GOAWAY every connection, and wait.
+
+        Calls in flight get ``grace`` seconds to finish (``None``: as long as
+        they take); then they are cancelled and their clients get
+        UNAVAILABLE. Returns when :meth:`serve` has returned.
+        """
+        self._grace = math.inf if grace is None else grace
+        self._stopping.set()
+        await self._stopped.wait()
+
+    async def _drain_connections(self) -> None:
+        for connection in list(self._connections):
+            connection.begin_shutdown()
+        with trio.move_on_after(self._grace):
+            while any(c.open_calls for c in self._connections):
+                await trio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.cancel_calls()
+        with trio.move_on_after(2):
+            while self._connections:
+                await trio.sleep(0.01)
+        for connection in list(self._connections):
+            connection.abort("server stopped")
+
+    @asynccontextmanager
+    async def listening(
+        self, host: str | None = "127.0.0.1", port: int = 0
+    ) -> AsyncIterator[Server]:
+        """Serve in the background for the ``async with`` block; stop at its end."""
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.serve, host, port)
+            try:
+                yield self
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.stop(grace=self.options.max_connection_age_grace)
+
+    @property
+    def port(self) -> int:
+        """The first bound port."""
+        return self.ports[0]
