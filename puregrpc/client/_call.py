@@ -220,7 +220,9 @@ class ClientCall(Generic[RequestT, ResponseT]):
             stream = await self._channel._start_call(
                 self._method.path,
                 metadata=self._metadata,
-                timeout=None if self._timeout is None else self._deadline - trio.current_time(),
+                grpc_timeout=(
+                    None if self._timeout is None else self._deadline - trio.current_time()
+                ),
                 compression=self._compression,
                 wait_for_ready=self._wait_for_ready,
             )

@@ -174,7 +174,8 @@ class Channel:
         if current is not None:
             current.connection.close()
             current.transport.wake_writer()
-            await current.transport.drain(timeout=1.0)
+            with trio.move_on_after(1.0):
+                await current.transport.drain()
             current.transport.abort("channel closed")
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -221,7 +222,7 @@ class Channel:
         compression: str | None = None,
         wait_for_ready: bool | None = None,
     ) -> ClientCall[RequestT, ResponseT]:
-        """A client-streaming call: from ``requests``, or ``send``/``done_writing``; ``await`` it."""
+        """A client-streaming call: ``requests``, or ``send``/``done_writing``; then ``await``."""
         return self._call(method, timeout, metadata, compression, wait_for_ready, requests)
 
     def stream_stream(
@@ -276,7 +277,7 @@ class Channel:
         path: str,
         *,
         metadata: Metadata | None,
-        timeout: float | None,
+        grpc_timeout: float | None,
         compression: str | None,
         wait_for_ready: bool,
     ) -> CallStream:
@@ -293,7 +294,7 @@ class Channel:
                 stream_id = connection.start_call(
                     path,
                     metadata=metadata,
-                    timeout=timeout,
+                    timeout=grpc_timeout,
                     encoding=compression,
                     authority=self._authority,
                 )

@@ -181,11 +181,10 @@ class Transport:
         while self._queued + self._in_flight > WRITE_HIGH_WATER and not self._closed:
             await self._drained_lot.park()
 
-    async def drain(self, timeout: float) -> None:
-        """Wait (at most ``timeout`` s) until everything queued has been written."""
-        with trio.move_on_after(timeout):
-            while (self._dirty or self._queued or self._in_flight) and not self._closed:
-                await self._drained_lot.park()
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been written (or the end)."""
+        while (self._dirty or self._queued or self._in_flight) and not self._closed:
+            await self._drained_lot.park()
 
     def note_queued(self, nbytes: int) -> None:
         """Account ``nbytes`` just queued into the state machine for writing."""

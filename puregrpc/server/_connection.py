@@ -76,7 +76,7 @@ class ServedConnection:
         self._ping_strikes = 0
         self._last_ping_received = -float("inf")
         self._writes_at_last_ping = -1
-        self._awaiting_keepalive_ack = False
+        self._keepalive_acked: trio.Event | None = None
         self._resets = _RateCounter(self._options.max_resets_per_second)
         self._control_frames = _RateCounter(self._options.max_control_frames_per_second)
         self._shutting_down = False
@@ -143,8 +143,8 @@ class ServedConnection:
         elif isinstance(event, PingReceived):
             self._on_client_ping()
         elif isinstance(event, PingAcknowledged):
-            if event.data == _KEEPALIVE_PING:
-                self._awaiting_keepalive_ack = False
+            if event.data == _KEEPALIVE_PING and self._keepalive_acked is not None:
+                self._keepalive_acked.set()
         elif isinstance(event, SettingsChanged):
             if self._control_frames.exceeded():
                 self._goaway_abuse("too many SETTINGS frames")
@@ -264,6 +264,7 @@ class ServedConnection:
             context.messages_received,
             context.messages_sent,
         )
+        self._server._note_activity()
         if self._shutting_down and not connection.open_calls:
             self._close_when_quiet()
 
@@ -272,7 +273,8 @@ class ServedConnection:
             self._nursery.start_soon(self._close_after_flush)
 
     async def _close_after_flush(self) -> None:
-        await self.transport.drain(timeout=1.0)
+        with trio.move_on_after(1.0):
+            await self.transport.drain()
         self.transport.abort("server shut down the connection")
 
     # -------------------------------------------------------------- timers
@@ -318,12 +320,11 @@ class ServedConnection:
         return max(0.05, min(periods) / 4) if periods else 3600.0
 
     async def _keepalive_ping(self) -> None:
-        self._awaiting_keepalive_ack = True
+        acked = self._keepalive_acked = trio.Event()
         self.connection.ping(_KEEPALIVE_PING)
         self.transport.wake_writer()
         with trio.move_on_after(self._options.keepalive_timeout):
-            while self._awaiting_keepalive_ack:
-                await trio.sleep(0.05)
+            await acked.wait()
             return
         logger.info("keepalive PING to %s not answered: closing", self.peer)
         self.transport.abort("keepalive timeout")

@@ -48,6 +48,13 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     return f"unix:{address or sock.getsockname()}"
 
 
+def _remove_socket_file(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 class Server:
     """Serves gRPC methods over TCP (IPv4/IPv6) or Unix sockets, with optional TLS."""
 
@@ -70,6 +77,8 @@ class Server:
         self._stopped = trio.Event()
         self._serve_scope: trio.CancelScope | None = None
         self._grace = 0.0
+        #: Woken whenever a call or a connection ends (shutdown waits on it).
+        self._activity = trio.lowlevel.ParkingLot()
         #: The ports bound by :meth:`serve` (useful with port 0).
         self.ports: list[int] = []
 
@@ -104,8 +113,7 @@ class Server:
         """Listen on the Unix domain socket ``path`` (replaced if it exists)."""
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if os.path.exists(path):
-                os.unlink(path)
+            _remove_socket_file(path)
             await sock.bind(path)
             sock.listen(socket.SOMAXCONN)
         except BaseException:
@@ -114,8 +122,7 @@ class Server:
         try:
             await self._serve_listeners([trio.SocketListener(sock)], task_status, path)
         finally:
-            if os.path.exists(path):
-                os.unlink(path)
+            _remove_socket_file(path)
 
     async def _serve_listeners(
         self,
@@ -177,6 +184,7 @@ class Server:
             await connection.run()
         finally:
             self._connections.discard(connection)
+            self._note_activity()
 
     # ------------------------------------------------------------ shutdown
 
@@ -191,17 +199,21 @@ class Server:
         self._stopping.set()
         await self._stopped.wait()
 
+    def _note_activity(self) -> None:
+        """A call or a connection ended: wake a shutdown waiting for quiet."""
+        self._activity.unpark_all()
+
     async def _drain_connections(self) -> None:
         for connection in list(self._connections):
             connection.begin_shutdown()
         with trio.move_on_after(self._grace):
             while any(c.open_calls for c in self._connections):
-                await trio.sleep(0.01)
+                await self._activity.park()
         for connection in list(self._connections):
             connection.cancel_calls()
         with trio.move_on_after(2):
             while self._connections:
-                await trio.sleep(0.01)
+                await self._activity.park()
         for connection in list(self._connections):
             connection.abort("server stopped")
 
