@@ -12,6 +12,7 @@ methods for generated code.
 from ._call_stream import CallStream as CallStream
 from ._method import Cardinality as Cardinality
 from ._method import Method as Method
+from ._method import raw_method as raw_method
 from ._transport import Transport as Transport
 from ._transport import TransportClosed as TransportClosed
 
