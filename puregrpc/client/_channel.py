@@ -359,19 +359,10 @@ class Channel:
                 else:
                     stream = await trio.open_tcp_stream(self._host, self._port)
                     peer = f"{self._host}:{self._port}"
-                if self._ssl_context is not None:
-                    tls = trio.SSLStream(
-                        stream, self._ssl_context, server_hostname=self._server_hostname
-                    )
-                    await tls.do_handshake()
-                    if tls.selected_alpn_protocol() != "h2":
-                        await trio.aclose_forcefully(tls)
-                        raise OSError("the server did not negotiate HTTP/2 (ALPN h2)")
-                    stream = tls
             except trio.TooSlowError:
                 raise OSError("connection attempt timed out") from None
-            except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                raise OSError(f"TLS handshake failed: {exc}") from None
+            if self._ssl_context is not None:
+                stream = await self._start_tls(stream)
         connection = ClientConnection(
             self.options.connection,
             authority=self._authority,
@@ -396,6 +387,25 @@ class Channel:
         holder.append(current)
         self._nursery.start_soon(self._run_transport, current)
         return current
+
+    async def _start_tls(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
+        """Wrap ``stream`` in TLS and insist on ALPN h2; close it on any failure."""
+        assert self._ssl_context is not None
+        tls = trio.SSLStream(stream, self._ssl_context, server_hostname=self._server_hostname)
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError as exc:
+            await trio.aclose_forcefully(tls)
+            # trio wraps the ssl error; its text names the actual problem.
+            reason = exc.__cause__ if exc.__cause__ is not None else exc
+            raise OSError(f"TLS handshake failed: {reason}") from None
+        except BaseException:
+            await trio.aclose_forcefully(tls)
+            raise
+        if tls.selected_alpn_protocol() != "h2":
+            await trio.aclose_forcefully(tls)
+            raise OSError("the server did not negotiate HTTP/2 (ALPN h2)")
+        return tls
 
     async def _run_transport(self, current: _ClientTransport) -> None:
         try:
