@@ -81,8 +81,11 @@ class Transport:
         self._close_reason = "connection closed"
         #: Set when the reader has seen the end of the connection.
         self.finished = trio.Event()
-        #: Socket writes so far (keepalive enforcement tells traffic from idling).
-        self.writes = 0
+        self._reader_scope: trio.CancelScope | None = None
+        self._writer_done = trio.Event()
+        #: Messages queued by calls so far: real traffic, as opposed to PING
+        #: ACKs (keepalive enforcement resets its strikes on traffic).
+        self.traffic = 0
         #: trio time of the last read (keepalive pings idle connections).
         self.last_read = trio.current_time()
 
@@ -92,23 +95,28 @@ class Transport:
         """Run the reader and the writer until the connection ends.
 
         Returns when the peer closes the connection or :meth:`abort` is
-        called; every call still open is failed first.
+        called. Every call still open is failed, what was queued last (a
+        GOAWAY, trailers) is flushed within a second, then the socket closes.
         """
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
-                await self._reader()
-                # Let the writer flush what the last events queued (a GOAWAY,
-                # the answer to the peer's PING) before it is cancelled.
-                self._mark_closed("connection closed")
-                await self._flush_final()
+                with trio.CancelScope() as self._reader_scope:
+                    await self._reader()
+                self._mark_closed(self._close_reason)
+                self._fail_calls()
+                # The writer sends what is left, then returns; a peer that
+                # does not read gets one second.
+                self.wake_writer()
+                with trio.move_on_after(1):
+                    await self._writer_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self._mark_closed(self._close_reason)
             self._fail_calls()
-            self.finished.set()
             with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self.stream)
+                await self._linger_close()
+            self.finished.set()
 
     async def _reader(self) -> None:
         receive_some = self.stream.receive_some
@@ -125,48 +133,52 @@ class Transport:
             self.last_read = trio.current_time()
             self._dispatch(connection.receive_data(data))
             self.wake_writer()
-            if connection.closed and not connection.open_calls and self._closed:
-                return
 
     async def _writer(self) -> None:
         connection = self.connection
         send_all = self.stream.send_all
-        while True:
-            if not self._dirty:
-                await self._writer_lot.park()
-            self._dirty = False
-            data = connection.data_to_send()
-            self._queued = 0
-            self._in_flight = len(data)
-            if data:
-                self.writes += 1
-                try:
-                    await send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                    logger.debug("write to %s failed: %r", self.peer, exc)
-                    self._close_reason = "connection lost while writing"
-                    self._mark_closed(self._close_reason)
-                    self._in_flight = 0
-                    self._drained_lot.unpark_all()
-                    # Closing the stream wakes the reader, which ends the run.
-                    await trio.aclose_forcefully(self.stream)
-                    return
-            self._in_flight = 0
+        try:
+            while True:
+                if not self._dirty:
+                    if self._closed:
+                        return
+                    await self._writer_lot.park()
+                self._dirty = False
+                data = connection.data_to_send()
+                self._queued = 0
+                self._in_flight = len(data)
+                if data:
+                    try:
+                        await send_all(data)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                        logger.debug("write to %s failed: %r", self.peer, exc)
+                        self._in_flight = 0
+                        self.abort("connection lost while writing")
+                        return
+                self._in_flight = 0
+                self._drained_lot.unpark_all()
+        finally:
             self._drained_lot.unpark_all()
+            self._writer_done.set()
 
-    async def _flush_final(self) -> None:
-        data = self.connection.data_to_send()
-        if data:
-            with trio.move_on_after(1), trio.CancelScope(shield=True):
+    async def _linger_close(self) -> None:
+        """Close the socket without destroying what we sent last.
+
+        Closing a socket that still has unread bytes makes the kernel send a
+        TCP RST, which can destroy our last frames (a GOAWAY explaining why)
+        before the peer reads them. So: half-close, discard what the peer
+        still sends until it closes too (at most one second), then close.
+        """
+        stream = self.stream
+        if isinstance(stream, trio.SocketStream) and self._writer_done.is_set():
+            with trio.move_on_after(1):
                 try:
-                    await self.stream.send_all(data)
-                except (
-                    trio.BrokenResourceError,
-                    trio.ClosedResourceError,
-                    OSError,
-                    trio.BusyResourceError,
-                ):
+                    await stream.send_eof()
+                    while await stream.receive_some(READ_SIZE):
+                        pass
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
+        await trio.aclose_forcefully(stream)
 
     # ----------------------------------------------------------- for calls
 
@@ -187,8 +199,9 @@ class Transport:
             await self._drained_lot.park()
 
     def note_queued(self, nbytes: int) -> None:
-        """Account ``nbytes`` just queued into the state machine for writing."""
+        """Account a message of ``nbytes`` just queued into the state machine."""
         self._queued += nbytes
+        self.traffic += 1
 
     @property
     def congested(self) -> bool:
@@ -210,15 +223,12 @@ class Transport:
         self.calls[call.stream_id] = call
 
     def abort(self, reason: str = "connection aborted") -> None:
-        """End the connection now: calls fail, the socket is closed by ``run``."""
+        """End the connection now: ``run`` fails the calls, flushes, and closes."""
         self._close_reason = reason
         self._mark_closed(reason)
+        if self._reader_scope is not None:
+            self._reader_scope.cancel()
         self._writer_lot.unpark_all()
-        # Closing our end makes the reader's receive_some fail and return.
-        try:
-            self.stream.send_stream.close()  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
 
     # -------------------------------------------------------------- events
 

@@ -75,12 +75,14 @@ class ServedConnection:
         self._last_call_end = self._opened_at
         self._ping_strikes = 0
         self._last_ping_received = -float("inf")
-        self._writes_at_last_ping = -1
+        self._traffic_at_last_ping = -1
         self._keepalive_acked: trio.Event | None = None
         self._resets = _RateCounter(self._options.max_resets_per_second)
         self._control_frames = _RateCounter(self._options.max_control_frames_per_second)
         self._shutting_down = False
         self._cancelled_by_shutdown = False
+        self._quiet = trio.Event()
+        self._abusive = False
 
     # ------------------------------------------------------------- running
 
@@ -90,6 +92,7 @@ class ServedConnection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._timers)
+                nursery.start_soon(self._close_after_flush)
                 await self.transport.run()
                 nursery.cancel_scope.cancel()
         finally:
@@ -162,9 +165,9 @@ class ServedConnection:
             return
         now = trio.current_time()
         options = self._options
-        writes = self.transport.writes
-        if writes != self._writes_at_last_ping:
-            # We sent something since the last ping: the client's pings are
+        traffic = self.transport.traffic
+        if traffic != self._traffic_at_last_ping:
+            # We sent messages since the last ping: the client's pings are
             # not abusive (BDP probes and keepalives ride on real traffic).
             self._ping_strikes = 0
         if self.connection.open_calls == 0 and not options.permit_keepalive_without_calls:
@@ -172,16 +175,19 @@ class ServedConnection:
         else:
             strike = (
                 now - self._last_ping_received < options.min_ping_interval
-                and writes == self._writes_at_last_ping
+                and traffic == self._traffic_at_last_ping
             )
         self._last_ping_received = now
-        self._writes_at_last_ping = writes
+        self._traffic_at_last_ping = traffic
         if strike:
             self._ping_strikes += 1
             if self._ping_strikes > options.max_ping_strikes:
                 self._goaway_abuse("too_many_pings")
 
     def _goaway_abuse(self, reason: str) -> None:
+        if self._abusive:
+            return  # one GOAWAY is enough; more events may follow in this read
+        self._abusive = True
         logger.warning("closing connection from %s: %s", self.peer, reason)
         self.connection.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, reason.encode())
         self.transport.wake_writer()
@@ -269,10 +275,12 @@ class ServedConnection:
             self._close_when_quiet()
 
     def _close_when_quiet(self) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(self._close_after_flush)
+        self._quiet.set()
 
     async def _close_after_flush(self) -> None:
+        # Once the connection is shut down and quiet: let the last trailers
+        # and the GOAWAY reach the socket, then close.
+        await self._quiet.wait()
         with trio.move_on_after(1.0):
             await self.transport.drain()
         self.transport.abort("server shut down the connection")

@@ -692,6 +692,13 @@ class GrpcConnection:
         """
         h2conn = self._h2
         stream_id = call.stream_id
+        stream = h2conn.streams.get(stream_id)
+        if stream is None or stream.closed:
+            # The peer closed the stream in a later frame of the batch being
+            # dispatched (h2 reads a whole batch before we see its first
+            # event): nothing may be sent, and that frame's event ends the
+            # call and drops the queue.
+            return
         queue = call.queue
         max_frame = h2conn.max_outbound_frame_size
         while queue:

@@ -1,0 +1,1 @@
+"""Helpers for puregrpc's own tests."""

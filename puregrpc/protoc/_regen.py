@@ -1,0 +1,157 @@
+"""Regenerate the protobuf code checked in to puregrpc (run from a source checkout).
+
+Usage, from the repository root::
+
+    .venv/bin/python -m puregrpc.protoc._regen
+
+The sources live in ``proto/``, exactly as their upstreams publish them:
+
+* ``proto/grpc/testing/{empty,messages,test}.proto``: the standard interop
+  service, verbatim from grpc/grpc ``src/proto/grpc/testing/``;
+* ``proto/puregrpc/testing/echo.proto``: a small service for our own tests.
+
+Their code must be importable inside puregrpc, and must not be importable as
+``grpc.testing``: protoc's generated imports (``from grpc.testing import
+empty_pb2``) would resolve into grpcio's own ``grpc`` package. So each set of
+files is first *staged*: copied into a temporary tree under the Python
+package that will hold its code (``puregrpc/interop/protos/``,
+``puregrpc/_testing/protos/``), with ``import "..."`` lines between the files
+of the set rewritten to those staged paths. Only file paths change: the
+``package`` statements, hence message and service names and every byte on
+the wire, stay those of the originals. protoc then runs on the staged tree
+(``-I staging``) and writes ``x_pb2.py``, ``x_pb2.pyi`` and
+``x_puregrpc.py`` into the package directories.
+
+``tests/protoc`` regenerates into a temporary directory and compares, so a
+stale checked-in module fails the tests.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .__main__ import run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProtoSet:
+    """Files compiled together into one Python package directory."""
+
+    #: .proto files, relative to ``proto/``.
+    sources: tuple[str, ...]
+    #: Where their code goes, relative to the repository root.
+    package_dir: str
+
+
+#: Everything ``main`` regenerates.
+PROTO_SETS = (
+    ProtoSet(
+        sources=(
+            "grpc/testing/empty.proto",
+            "grpc/testing/messages.proto",
+            "grpc/testing/test.proto",
+        ),
+        package_dir="puregrpc/interop/protos",
+    ),
+    ProtoSet(sources=("puregrpc/testing/echo.proto",), package_dir="puregrpc/_testing/protos"),
+)
+
+#: Suffixes of the files protoc writes for one .proto.
+GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_puregrpc.py")
+
+
+def repository_root() -> Path:
+    """The source checkout this module lives in (it must have ``proto/``)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "proto").is_dir():
+        raise RuntimeError(f"{root} has no proto/ directory: run this from a source checkout")
+    return root
+
+
+def stage(proto_set: ProtoSet, proto_root: Path, staging: Path) -> list[str]:
+    """Copy a set's files under its package path, rewriting imports within the set.
+
+    Returns the staged paths, relative to ``staging``, to hand to protoc.
+    """
+    by_base = {Path(source).name: source for source in proto_set.sources}
+    staged = []
+    for source in proto_set.sources:
+        text = (proto_root / source).read_text(encoding="utf-8")
+        lines = []
+        for line in text.splitlines(keepends=True):
+            stripped = line.strip()
+            if stripped.startswith('import "') and stripped.endswith('";'):
+                imported = stripped[len('import "') : -len('";')]
+                # Upstream spells these "src/proto/grpc/testing/empty.proto"
+                # (paths of the grpc/grpc tree): map by file name.
+                if Path(imported).name in by_base:
+                    new = f"{proto_set.package_dir}/{Path(imported).name}"
+                    line = line.replace(f'"{imported}"', f'"{new}"')
+            lines.append(line)
+        target = f"{proto_set.package_dir}/{Path(source).name}"
+        (staging / target).parent.mkdir(parents=True, exist_ok=True)
+        (staging / target).write_text("".join(lines), encoding="utf-8")
+        staged.append(target)
+    return staged
+
+
+def regenerate(out: Path, root: Path | None = None) -> list[Path]:
+    """Generate every set's code under ``out`` (the repository root, or a scratch directory).
+
+    Returns the paths written, relative to ``out``. Raises
+    :class:`RuntimeError` if protoc fails (its messages are on stderr).
+    """
+    root = repository_root() if root is None else root
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="puregrpc-regen-") as scratch:
+        staging = Path(scratch)
+        for proto_set in PROTO_SETS:
+            staged = stage(proto_set, root / "proto", staging)
+            (out / proto_set.package_dir).mkdir(parents=True, exist_ok=True)
+            status = run(
+                [
+                    f"-I{staging}",
+                    f"--python_out={out}",
+                    f"--pyi_out={out}",
+                    f"--puregrpc_out={out}",
+                    *(str(staging / path) for path in staged),
+                ]
+            )
+            if status != 0:
+                raise RuntimeError(f"protoc failed (exit status {status}) on {staged}")
+            for path in staged:
+                stem = path.removesuffix(".proto")
+                _patch_stub(out / (stem + "_pb2.pyi"))
+                for suffix in GENERATED_SUFFIXES:
+                    generated = Path(stem + suffix)
+                    if (out / generated).exists():
+                        written.append(generated)
+    return written
+
+
+#: Prepended to protoc's ``_pb2.pyi`` stubs, which the project type-checks.
+STUB_PREAMBLE = (
+    "# protoc's --pyi_out types message-valued constructor arguments as a bare\n"
+    "# ``Mapping``, which mypy --strict rejects; added by puregrpc.protoc._regen.\n"
+    '# mypy: disable-error-code="type-arg"\n'
+)
+
+
+def _patch_stub(path: Path) -> None:
+    if path.exists():
+        path.write_text(STUB_PREAMBLE + path.read_text(encoding="utf-8"), encoding="utf-8")
+
+
+def main() -> int:
+    """Regenerate in place and list what was written."""
+    root = repository_root()
+    for path in regenerate(root, root):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
