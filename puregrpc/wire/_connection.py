@@ -435,6 +435,13 @@ class GrpcConnection:
         call = self._calls.get(stream_id)
         if call is None:
             return False
+        if call.credit.consumed + wire_length > call.credit.completed:
+            # Granting bytes never received would hand the peer window we do
+            # not have, and in the end overflow it (RFC 9113 §6.9.1).
+            raise LocalProtocolError(
+                f"consume of {wire_length} bytes on stream {stream_id} exceeds the "
+                f"{call.credit.completed - call.credit.consumed} bytes of received messages"
+            )
         call.credit.consumed += wire_length
         if self._tracer is not None:
             self._trace("consume", stream_id, length=wire_length, **self._flow(call))

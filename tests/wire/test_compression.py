@@ -185,7 +185,7 @@ def test_unknown_encoding_on_receive_is_unimplemented() -> None:
 
 
 def test_unknown_encoding_on_send_is_local_error() -> None:
-    with pytest.raises(LocalProtocolError, match="'br'.*identity, deflate, gzip"):
+    with pytest.raises(LocalProtocolError, match=r"'br'.*identity, deflate, gzip"):
         compress("br", b"data")
 
 

@@ -1,0 +1,797 @@
+"""Refusals, protocol faults, resets, GOAWAY, misuse and tracing of the connections."""
+
+from __future__ import annotations
+
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
+import pytest
+from helpers import Pair, WireLog, grpc_request_headers, of_type, raw_h2
+from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
+
+from puregrpc.wire._client_connection import ClientConnection
+from puregrpc.wire._connection import ConnectionConfig
+from puregrpc.wire._errors import LocalProtocolError, RpcError
+from puregrpc.wire._events import (
+    CallEnded,
+    CallStarted,
+    ConnectionClosed,
+    Event,
+    HalfClosed,
+    MessageReceived,
+    PingAcknowledged,
+    ResponseHeaders,
+    StreamReset,
+)
+from puregrpc.wire._server_connection import ServerConnection
+from puregrpc.wire._status import Status, StatusCode
+from puregrpc.wire._trace import NULL_TRACER, ListTracer, NullTracer, TraceRecord
+
+PATH = "/pkg.Err/Call"
+OK = Status(code=StatusCode.OK)
+ALL_STREAMS = 2**31 - 1
+
+
+# --------------------------------------------------------------- raw peers
+
+
+class RawClient:
+    """A validation-free h2 client talking to a ServerConnection."""
+
+    def __init__(self, config: ConnectionConfig | None = None) -> None:
+        self.h2 = raw_h2(client_side=True)
+        self.server = ServerConnection(config)
+        self.wire = WireLog(preface=False)  # what the server sent
+        self.exchange()
+
+    def exchange(self) -> tuple[list[Event], list[h2.events.Event]]:
+        """Move bytes both ways until quiet; return (server events, client h2 events)."""
+        server_events: list[Event] = []
+        client_events: list[h2.events.Event] = []
+        while True:
+            out = self.h2.data_to_send()
+            if out:
+                server_events += self.server.receive_data(out)
+            back = self.server.data_to_send()
+            if back:
+                self.wire.feed(back)
+                client_events += self.h2.receive_data(back)
+            if not out and not back:
+                return server_events, client_events
+
+    def request(
+        self, headers: list[tuple[bytes, bytes]], *, data: bytes | None = None, end: bool = True
+    ) -> tuple[list[Event], list[h2.events.Event], int]:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, headers, end_stream=end and data is None)
+        if data is not None:
+            self.h2.send_data(stream_id, data, end_stream=end)
+        mark = len(self.wire)
+        server_events, client_events = self.exchange()
+        return server_events, client_events, mark
+
+
+class RawServer:
+    """A validation-free h2 server talking to a ClientConnection."""
+
+    def __init__(self) -> None:
+        self.h2 = raw_h2(client_side=False)
+        self.client = ClientConnection()
+        self.wire = WireLog(preface=True)  # what the client sent
+        self.exchange()
+
+    def exchange(self) -> list[Event]:
+        """Move bytes both ways until quiet; return the client's events."""
+        client_events: list[Event] = []
+        while True:
+            out = self.client.data_to_send()
+            if out:
+                self.wire.feed(out)
+                self.h2.receive_data(out)
+            back = self.h2.data_to_send()
+            if back:
+                client_events += self.client.receive_data(back)
+            if not out and not back:
+                return client_events
+
+
+RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+
+
+def _ended(events: list[Event]) -> CallEnded:
+    (ended,) = of_type(events, CallEnded)
+    assert isinstance(ended, CallEnded)
+    return ended
+
+
+def _response(client_events: list[h2.events.Event]) -> dict[bytes, bytes]:
+    (response,) = [e for e in client_events if isinstance(e, h2.events.ResponseReceived)]
+    return dict(response.headers)
+
+
+# ------------------------------------------------------ request refusals
+
+
+def test_non_post_gets_405() -> None:
+    raw = RawClient()
+    headers = [(n, b"GET" if n == b":method" else v) for n, v in grpc_request_headers()]
+    server_events, client_events, _ = raw.request(headers)
+    response = _response(client_events)
+    assert response[b":status"] == b"405"
+    assert of_type(server_events, CallStarted) == []
+    ended = _ended(server_events)
+    assert ended.locally_ended
+    assert raw.server.open_calls == 0
+
+
+def test_non_grpc_content_type_gets_415() -> None:
+    raw = RawClient()
+    headers = [
+        (n, b"application/json" if n == b"content-type" else v) for n, v in grpc_request_headers()
+    ]
+    server_events, client_events, _ = raw.request(headers, data=b"{}")
+    assert _response(client_events)[b":status"] == b"415"
+    assert of_type(server_events, CallStarted) == []
+    assert of_type(server_events, MessageReceived) == []
+    assert _ended(server_events).locally_ended
+
+
+@pytest.mark.parametrize("path", [b"no-slash", b"/only-service", b"/svc/", b"//method"])
+def test_malformed_path_is_unimplemented_trailers_only(path: bytes) -> None:
+    raw = RawClient()
+    server_events, client_events, mark = raw.request(grpc_request_headers(path))
+    response = _response(client_events)
+    assert response[b":status"] == b"200"
+    assert response[b"grpc-status"] == b"%d" % StatusCode.UNIMPLEMENTED
+    (frame,) = raw.wire.of_type(HeadersFrame, since=mark)
+    assert "END_STREAM" in frame.flags
+    assert _ended(server_events).status.code is StatusCode.UNIMPLEMENTED
+
+
+def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding() -> None:
+    raw = RawClient()
+    headers = grpc_request_headers(grpc_encoding=b"snappy")
+    server_events, client_events, _ = raw.request(headers, data=b"\x01\x00\x00\x00\x00")
+    response = _response(client_events)
+    assert response[b"grpc-status"] == b"%d" % StatusCode.UNIMPLEMENTED
+    accepted = [v.strip() for v in response[b"grpc-accept-encoding"].split(b",")]
+    assert b"gzip" in accepted and b"snappy" not in accepted
+    assert b"snappy" in response[b"grpc-message"]
+    assert _ended(server_events).status.code is StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.parametrize("value", [b"", b"10", b"S", b"1x", b"123456789S", b"-1S", b"1.5S"])
+def test_malformed_grpc_timeout_is_internal(value: bytes) -> None:
+    raw = RawClient()
+    server_events, client_events, _ = raw.request(grpc_request_headers(grpc_timeout=value))
+    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
+    assert of_type(server_events, CallStarted) == []
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [*grpc_request_headers(), (b"X-Upper", b"1")],
+        [*grpc_request_headers(), (b"connection", b"keep-alive")],
+        [*grpc_request_headers(), (b":path", b"/pkg.Svc/Other")],
+        [*grpc_request_headers(), (b":method", b"POST")],
+        [(b"x-first", b"1"), *grpc_request_headers()],  # pseudo-header after a regular one
+    ],
+    ids=["uppercase", "connection", "duplicate-path", "duplicate-method", "pseudo-after"],
+)
+def test_malformed_http2_headers_get_rst_stream_protocol_error(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    raw = RawClient()
+    server_events, client_events, mark = raw.request(headers, end=False)
+    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
+    assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert raw.wire.of_type(HeadersFrame, since=mark) == []
+    assert of_type(server_events, CallStarted) == []
+    assert _ended(server_events).locally_ended
+    assert any(isinstance(e, h2.events.StreamReset) for e in client_events)
+    # The connection survives: a good request on the next stream still works.
+    server_events, _, _ = raw.request(grpc_request_headers())
+    assert len(of_type(server_events, CallStarted)) == 1
+
+
+# ------------------------------------------------------ message faults
+
+
+def test_oversized_message_is_resource_exhausted() -> None:
+    pair = Pair(server_config=ConnectionConfig(max_receive_message_size=1000))
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"a" * 1000)  # exactly the limit: fine
+    pair.client.send_message(sid, b"b" * 1001)
+    client_events, server_events = pair.pump()
+    assert [len(e.data) for e in of_type(server_events, MessageReceived)] == [1000]
+    server_end = _ended(server_events)
+    assert server_end.locally_ended
+    assert server_end.status.code is StatusCode.RESOURCE_EXHAUSTED
+    client_end = _ended(client_events)
+    assert client_end.status.code is StatusCode.RESOURCE_EXHAUSTED
+    assert "1001" in client_end.status.message
+    assert not client_end.locally_ended
+    assert pair.client.open_calls == pair.server.open_calls == 0
+
+
+def test_oversized_response_is_resource_exhausted_on_the_client() -> None:
+    pair = Pair(ConnectionConfig(max_receive_message_size=10))
+    sid = pair.client.start_call(PATH)
+    pair.pump()
+    pair.server.send_message(sid, b"x" * 11)
+    client_events, server_events = pair.pump()
+    ended = _ended(client_events)
+    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED and ended.locally_ended
+    # The client cancelled the stream so the server stops.
+    (reset,) = of_type(server_events, StreamReset)
+    assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+
+
+def test_stream_ending_mid_message_is_internal() -> None:
+    raw = RawClient()
+    # Prefix announces 10 bytes; only 3 arrive before END_STREAM.
+    server_events, client_events, _ = raw.request(
+        grpc_request_headers(), data=b"\x00\x00\x00\x00\x0aabc"
+    )
+    assert len(of_type(server_events, CallStarted)) == 1
+    ended = _ended(server_events)
+    assert ended.status.code is StatusCode.INTERNAL and ended.locally_ended
+    assert of_type(server_events, HalfClosed) == []
+    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
+
+
+def test_compressed_flag_without_encoding_is_internal() -> None:
+    raw = RawClient()
+    server_events, client_events, _ = raw.request(
+        grpc_request_headers(), data=b"\x01\x00\x00\x00\x02hi"
+    )
+    ended = _ended(server_events)
+    assert ended.status.code is StatusCode.INTERNAL
+    assert "grpc-encoding" in ended.status.message
+    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
+
+
+def test_compressed_flag_without_encoding_on_the_client() -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.exchange()
+    raw.h2.send_headers(sid, RESPONSE)
+    raw.h2.send_data(sid, b"\x01\x00\x00\x00\x02hi")
+    client_events = raw.exchange()
+    assert _ended(client_events).status.code is StatusCode.INTERNAL
+    assert raw.wire.of_type(RstStreamFrame)[-1].error_code == h2.errors.ErrorCodes.CANCEL
+
+
+def test_server_ending_without_trailers_is_internal() -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.client.end_stream(sid)
+    raw.exchange()
+    raw.h2.send_headers(sid, RESPONSE)
+    raw.h2.send_data(sid, b"\x00\x00\x00\x00\x02ok", end_stream=True)
+    client_events = raw.exchange()
+    assert [e.data for e in of_type(client_events, MessageReceived)] == [b"ok"]
+    ended = _ended(client_events)
+    assert ended.status.code is StatusCode.INTERNAL
+    assert "trailers" in ended.status.message
+    assert raw.client.open_calls == 0
+
+
+def test_truncated_message_before_ok_trailers_is_internal() -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.client.end_stream(sid)
+    raw.exchange()
+    raw.h2.send_headers(sid, RESPONSE)
+    raw.h2.send_data(sid, b"\x00\x00\x00\x00\x09part")
+    raw.h2.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
+    ended = _ended(raw.exchange())
+    assert ended.status.code is StatusCode.INTERNAL
+
+
+@pytest.mark.parametrize(
+    ("http_status", "code"),
+    [
+        (b"503", StatusCode.UNAVAILABLE),
+        (b"404", StatusCode.UNIMPLEMENTED),
+        (b"401", StatusCode.UNAUTHENTICATED),
+        (b"429", StatusCode.UNAVAILABLE),
+        (b"500", StatusCode.UNKNOWN),
+    ],
+)
+def test_non_200_response_maps_to_a_status(http_status: bytes, code: StatusCode) -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.exchange()
+    raw.h2.send_headers(sid, [(b":status", http_status), (b"content-type", b"text/plain")])
+    raw.h2.send_data(sid, b"service unavailable", end_stream=True)
+    client_events = raw.exchange()
+    ended = _ended(client_events)
+    assert ended.status.code is code
+    assert http_status.decode() in ended.status.message
+    assert raw.client.open_calls == 0
+
+
+def test_non_200_trailers_only_maps_to_a_status() -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.exchange()
+    raw.h2.send_headers(sid, [(b":status", b"503")], end_stream=True)
+    ended = _ended(raw.exchange())
+    assert ended.status.code is StatusCode.UNAVAILABLE
+    assert ended.trailers_only
+
+
+# ------------------------------------------------------------ resets
+
+
+@pytest.mark.parametrize(
+    ("error_code", "code"),
+    [
+        (h2.errors.ErrorCodes.CANCEL, StatusCode.CANCELLED),
+        (h2.errors.ErrorCodes.REFUSED_STREAM, StatusCode.UNAVAILABLE),
+        (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, StatusCode.RESOURCE_EXHAUSTED),
+        (h2.errors.ErrorCodes.INTERNAL_ERROR, StatusCode.INTERNAL),
+        (h2.errors.ErrorCodes.NO_ERROR, StatusCode.INTERNAL),
+    ],
+)
+def test_rst_stream_from_the_peer_maps_to_a_status(error_code: int, code: StatusCode) -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"unconsumed")
+    pair.pump()
+    pair.server.reset(sid, error_code)
+    assert not pair.server.is_open(sid)
+    client_events, _ = pair.pump()
+    assert client_events == [
+        StreamReset(stream_id=sid, error_code=error_code, status=client_events[0].status)
+    ]
+    assert client_events[0].status.code is code
+    assert not pair.client.is_open(sid)
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.client.send_message(sid, b"late")
+
+
+def test_client_cancel_sends_rst_stream_cancel() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"hello")
+    pair.pump()
+    mark = len(pair.c2s)
+    pair.client.cancel(sid)
+    pair.client.cancel(sid)  # a second cancel is a no-op
+    _, server_events = pair.pump()
+    (frame,) = pair.c2s.of_type(RstStreamFrame, since=mark)
+    assert (frame.stream_id, frame.error_code) == (sid, h2.errors.ErrorCodes.CANCEL)
+    (reset,) = of_type(server_events, StreamReset)
+    assert reset.status.code is StatusCode.CANCELLED
+    assert pair.server.open_calls == pair.client.open_calls == 0
+
+
+def test_server_end_call_while_client_sends_resets_no_error() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"more to come")
+    pair.pump()
+    mark = len(pair.s2c)
+    pair.server.end_call(sid, OK)
+    client_events, _ = pair.pump()
+    frames = [f for f in pair.s2c.frames[mark:] if f.stream_id == sid]
+    assert [type(f) for f in frames] == [HeadersFrame, RstStreamFrame]
+    assert frames[1].error_code == h2.errors.ErrorCodes.NO_ERROR
+    # The client sees the status, not a reset.
+    assert [type(e) for e in client_events] == [CallEnded]
+    assert _ended(client_events).status.ok
+
+
+# ---------------------------------------------------- connection faults
+
+
+def test_garbage_to_a_client_closes_the_connection() -> None:
+    pair = Pair()
+    first = pair.client.start_call(PATH)
+    second = pair.client.start_call(PATH)
+    pair.pump()
+    events = pair.client.receive_data(b"\x00\x00\x04\x03\x00\x00\x00\x00\x00garbage!")
+    ended = of_type(events, CallEnded)
+    assert sorted(e.stream_id for e in ended) == [first, second]
+    assert all(e.locally_ended and e.status.code is StatusCode.INTERNAL for e in ended)
+    (closed,) = of_type(events, ConnectionClosed)
+    assert not closed.remote
+    assert closed.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert events[-1] is closed
+    assert pair.client.closed and pair.client.open_calls == 0
+    log = WireLog(preface=False)
+    log.feed(pair.client.data_to_send())
+    (goaway,) = log.of_type(GoAwayFrame)
+    assert goaway.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    with pytest.raises(LocalProtocolError, match="closing"):
+        pair.client.start_call(PATH)
+
+
+def test_bytes_after_a_connection_error_are_ignored() -> None:
+    pair = Pair()
+    pair.client.start_call(PATH)
+    pair.pump()
+    events = pair.client.receive_data(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+    assert len(of_type(events, ConnectionClosed)) == 1
+    pair.client.data_to_send()
+    # No second ConnectionClosed, no second GOAWAY.
+    assert pair.client.receive_data(b"\x00\x00\x00\x06\x00\x00\x00\x00\x00" + b"x" * 8) == []
+    assert pair.client.data_to_send() == b""
+
+
+def test_garbage_instead_of_a_preface_closes_the_server() -> None:
+    server = ServerConnection()
+    server.data_to_send()
+    events = server.receive_data(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    (closed,) = of_type(events, ConnectionClosed)
+    assert not closed.remote
+    assert closed.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    assert server.closed
+    log = WireLog(preface=False)
+    log.feed(server.data_to_send())
+    assert len(log.of_type(GoAwayFrame)) == 1
+
+
+def test_garbage_mid_connection_ends_open_server_calls() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.pump()
+    # A DATA frame on stream 0 is a connection error (RFC 9113 §6.1).
+    events = pair.server.receive_data(b"\x00\x00\x01\x00\x00\x00\x00\x00\x00x")
+    assert [e.stream_id for e in of_type(events, CallEnded)] == [sid]
+    assert of_type(events, ConnectionClosed)[0].remote is False
+    pair.s2c.feed(pair.server.data_to_send())
+    assert len(pair.s2c.of_type(GoAwayFrame)) == 1
+
+
+def test_goaway_from_the_server_ends_calls_above_last_stream_id() -> None:
+    pair = Pair()
+    first = pair.client.start_call(PATH)
+    pair.pump()
+    second = pair.client.start_call(PATH)
+    third = pair.client.start_call(PATH)
+    # The server has not seen the two later calls when it closes.
+    pair.server.close(last_stream_id=first)
+    client_events = pair.to_client()
+    (closed,) = of_type(client_events, ConnectionClosed)
+    assert closed.remote and closed.last_stream_id == first and closed.error_code == 0
+    ended = of_type(client_events, CallEnded)
+    assert sorted(e.stream_id for e in ended) == [second, third]
+    assert all(e.status.code is StatusCode.UNAVAILABLE for e in ended)
+    assert pair.client.is_open(first) and pair.client.closed
+    assert pair.client.available_streams == 0
+    with pytest.raises(LocalProtocolError, match="GOAWAY"):
+        pair.client.start_call(PATH)
+    # The call at or below last_stream_id still completes.
+    pair.server.send_message(first, b"still here")
+    pair.server.end_call(first, OK)
+    client_events, server_events = pair.pump()
+    assert of_type(server_events, CallStarted) == []  # the late calls never start
+    assert [e.data for e in of_type(client_events, MessageReceived)] == [b"still here"]
+    assert _ended(client_events).status.ok
+
+
+def test_error_goaway_fails_every_call() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.pump()
+    pair.server.close(error_code=h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, debug_data=b"slow down")
+    client_events = pair.to_client()
+    assert [e.stream_id for e in of_type(client_events, CallEnded)] == [sid]
+    (closed,) = of_type(client_events, ConnectionClosed)
+    assert closed.debug_data == b"slow down"
+    assert client_events[-1] is closed
+    assert pair.client.open_calls == 0
+
+
+def test_graceful_shutdown_two_goaways_and_a_ping() -> None:
+    pair = Pair()
+    running = pair.client.start_call(PATH)
+    pair.pump()
+    mark = len(pair.s2c)
+    pair.server.begin_graceful_shutdown()
+    pair.server.begin_graceful_shutdown()  # idempotent
+    assert pair.server.closed
+    # A call the client starts before it sees the first GOAWAY is in flight.
+    in_flight = pair.client.start_call(PATH)
+    client_events = pair.to_client()
+    goaway, ping = pair.s2c.frames[mark:]
+    assert isinstance(goaway, GoAwayFrame) and goaway.last_stream_id == ALL_STREAMS
+    assert goaway.error_code == 0
+    assert isinstance(ping, PingFrame) and "ACK" not in ping.flags
+    (closed,) = of_type(client_events, ConnectionClosed)
+    assert closed.last_stream_id == ALL_STREAMS
+    assert of_type(client_events, CallEnded) == []  # nothing above 2^31-1
+    # The client's PING ACK (behind the in-flight HEADERS) triggers GOAWAY #2.
+    server_events = pair.to_server()
+    assert [e.stream_id for e in of_type(server_events, CallStarted)] == [in_flight]
+    assert of_type(server_events, PingAcknowledged) == []  # the shutdown PING is internal
+    mark = len(pair.s2c)
+    client_events = pair.to_client()
+    (second,) = pair.s2c.of_type(GoAwayFrame, since=mark)
+    assert second.last_stream_id == in_flight
+    assert of_type(client_events, CallEnded) == []
+    # Calls started after that are refused; running ones complete.
+    for sid in (running, in_flight):
+        pair.client.send_message(sid, b"req")
+        pair.client.end_stream(sid)
+    _, server_events = pair.pump()
+    assert len(of_type(server_events, MessageReceived)) == 2
+    for sid in (running, in_flight):
+        pair.server.send_message(sid, b"resp %d" % sid)
+        pair.server.end_call(sid, OK)
+    client_events, _ = pair.pump()
+    assert sorted(e.stream_id for e in of_type(client_events, CallEnded)) == [running, in_flight]
+    assert all(e.status.ok for e in of_type(client_events, CallEnded))
+    assert pair.server.open_calls == pair.client.open_calls == 0
+
+
+def test_requests_after_the_final_goaway_are_refused() -> None:
+    raw = RawClient()
+    raw.request(grpc_request_headers(), end=False)
+    raw.server.begin_graceful_shutdown()
+    raw.exchange()  # GOAWAY, PING, ACK, GOAWAY(last=1)
+    server_events, _, mark = raw.request(grpc_request_headers())
+    assert of_type(server_events, CallStarted) == []
+    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
+    assert reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+
+
+def test_requests_after_close_are_refused() -> None:
+    raw = RawClient()
+    raw.request(grpc_request_headers(), end=False)
+    raw.server.close(last_stream_id=1)
+    server_events, _, mark = raw.request(grpc_request_headers())
+    assert of_type(server_events, CallStarted) == []
+    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
+    assert reset.error_code == h2.errors.ErrorCodes.REFUSED_STREAM
+
+
+def test_connection_lost_ends_every_call_unavailable() -> None:
+    pair = Pair()
+    ids = [pair.client.start_call(PATH) for _ in range(3)]
+    pair.pump()
+    events = pair.client.connection_lost()
+    assert [e.stream_id for e in of_type(events, CallEnded)] == ids
+    assert all(e.status.code is StatusCode.UNAVAILABLE for e in of_type(events, CallEnded))
+    assert pair.client.closed and pair.client.open_calls == 0
+
+
+# --------------------------------------------------------------- misuse
+
+
+def test_sending_on_an_ended_call_is_a_local_error() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.client.end_stream(sid)
+    with pytest.raises(LocalProtocolError, match=r"already ended|in state CLOSED"):
+        pair.client.send_message(sid, b"after end")
+    with pytest.raises(LocalProtocolError, match=r"already ended|in state CLOSED"):
+        pair.client.end_stream(sid)
+    pair.pump()
+    pair.server.end_call(sid, OK)
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.server.send_message(sid, b"after end_call")
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.server.end_call(sid, OK)
+    pair.pump()
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.client.send_message(sid, b"after CallEnded")
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.client.stream_statistics(sid)
+    # Harmless on ended calls.
+    pair.client.consume(sid, 10)
+    pair.client.reset(sid)
+    assert pair.client.queued_bytes(sid) == 0
+
+
+def test_server_misuse_is_a_local_error() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    other = pair.client.start_call(PATH)
+    pair.pump()
+    pair.server.send_response_headers(sid)
+    with pytest.raises(LocalProtocolError, match="cannot headers on the send side"):
+        pair.server.send_response_headers(sid)
+    with pytest.raises(LocalProtocolError, match="no open call"):
+        pair.server.send_message(99, b"x")
+    with pytest.raises(LocalProtocolError, match="unsupported response encoding"):
+        pair.server.send_response_headers(other, encoding="br")
+    # The refused call did not change state: it can still send its headers.
+    pair.server.send_response_headers(other, encoding="gzip")
+    pair.server.send_message(other, b"z" * 100)
+    pair.server.end_call(other, OK)
+    client_events, _ = pair.pump()
+    encodings = {e.stream_id: e.encoding for e in of_type(client_events, ResponseHeaders)}
+    assert encodings == {sid: "identity", other: "gzip"}
+    assert [e.data for e in of_type(client_events, MessageReceived)] == [b"z" * 100]
+
+
+def test_unsupported_encodings_and_bad_ping_are_local_errors() -> None:
+    pair = Pair()
+    with pytest.raises(LocalProtocolError, match="unsupported request encoding"):
+        pair.client.start_call(PATH, encoding="br")
+    with pytest.raises(LocalProtocolError, match="8 bytes"):
+        pair.client.ping(b"short")
+    pair.client.ping(b"12345678")
+    client_events, _ = pair.pump()
+    assert client_events == [PingAcknowledged(data=b"12345678")]
+
+
+def test_max_send_message_size_is_enforced() -> None:
+    pair = Pair(ConnectionConfig(max_send_message_size=4))
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"1234")
+    with pytest.raises(RpcError) as info:
+        pair.client.send_message(sid, b"12345")
+    assert info.value.code is StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_concurrency_limit_is_enforced_on_the_client() -> None:
+    pair = Pair(server_config=ConnectionConfig(max_concurrent_streams=2))
+    pair.client.start_call(PATH)
+    pair.client.start_call(PATH)
+    assert pair.client.available_streams == 0
+    with pytest.raises(LocalProtocolError, match="concurrent"):
+        pair.client.start_call(PATH)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"stream_window": 0},
+        {"connection_window": 65_534},
+        {"max_frame_size": 16_383},
+        {"grant_ratio": 0.0},
+        {"grant_ratio": 1.5},
+    ],
+)
+def test_bad_config_is_refused(kwargs: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        ConnectionConfig(**kwargs)  # type: ignore[arg-type]
+
+
+# -------------------------------------------------------------- tracing
+
+
+def test_list_tracer_records_frames_messages_and_flow() -> None:
+    client_tracer, server_tracer = ListTracer(), ListTracer()
+    config = ConnectionConfig(stream_window=65_535, grant_ratio=0.25)
+    pair = Pair(config, client_tracer=client_tracer, server_tracer=server_tracer)
+    sid = pair.client.start_call(PATH, timeout=2.0)
+    pair.client.send_message(sid, b"hello")
+    pair.client.end_stream(sid)
+    pair.pump()
+    for _ in range(5):
+        pair.server.send_message(sid, b"m" * 16_384)
+    client_events, _ = pair.pump()
+    for event in of_type(client_events, MessageReceived):
+        pair.client.consume(sid, event.wire_length)
+    for _ in range(4):
+        client_events, _ = pair.pump()
+        for event in of_type(client_events, MessageReceived):
+            pair.client.consume(sid, event.wire_length)
+    pair.server.end_call(sid, OK)
+    pair.pump()
+
+    server_kinds = set(server_tracer.kinds())
+    client_kinds = set(client_tracer.kinds())
+    assert {"frame_in", "frame_out", "call_start", "message_in", "message_out"} <= server_kinds
+    assert {"stall", "resume", "window_update", "call_end"} <= server_kinds
+    assert {"frame_in", "frame_out", "message_in", "consume", "window_grant"} <= client_kinds
+
+    def records(tracer: ListTracer, kind: str) -> list[TraceRecord]:
+        return [r for r in tracer.records if r.kind == kind]
+
+    # Frames: the client's first frame out is SETTINGS on stream 0.
+    first_out = records(client_tracer, "frame_out")[0]
+    assert first_out.stream_id == 0 and first_out.fields["type"] == "SETTINGS"
+    headers_out = [r for r in records(client_tracer, "frame_out") if r.fields["type"] == "HEADERS"]
+    assert headers_out[0].stream_id == sid
+    # Frame records agree with what hyperframe parsed on the wire.
+    data_in = [r for r in records(client_tracer, "frame_in") if r.fields["type"] == "DATA"]
+    assert sum(int(str(r.fields["length"])) for r in data_in) == pair.s2c.data_bytes()
+    (start,) = records(server_tracer, "call_start")
+    assert start.fields["path"] == PATH and start.fields["timeout"] == pytest.approx(2.0)
+    (message_in,) = records(server_tracer, "message_in")
+    assert message_in.stream_id == sid and message_in.fields["length"] == 5
+    assert message_in.fields["compressed"] is False
+    out = records(server_tracer, "message_out")
+    assert len(out) == 5 and all(r.fields["length"] == 16_384 for r in out)
+    grants = records(client_tracer, "window_grant")
+    stream_grants = sum(int(str(r.fields["increment"])) for r in grants if r.stream_id == sid)
+    assert stream_grants == sum(pair.c2s.window_updates(sid))
+    (stall,) = records(server_tracer, "stall")
+    assert stall.fields["send_window"] == 0 and int(str(stall.fields["queued"])) > 0
+    assert records(server_tracer, "resume")[0].stream_id == sid
+    end = records(server_tracer, "call_end")[-1]
+    assert end.fields["code"] == "OK"
+
+
+class CountingTracer(NullTracer):
+    """Disabled, but counts any record it is handed anyway."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def record(self, record: TraceRecord) -> None:
+        self.count += 1
+
+
+def test_disabled_tracers_record_nothing() -> None:
+    tracer = CountingTracer()
+    pair = Pair(client_tracer=tracer, server_tracer=tracer)
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"x")
+    pair.client.end_stream(sid)
+    _, server_events = pair.pump()
+    pair.server.consume(sid, 6)
+    pair.server.end_call(sid, OK)
+    pair.pump()
+    assert tracer.count == 0
+    assert NULL_TRACER.enabled is False
+    assert pair.client._tracer is None and pair.server._tracer is None
+    assert len(server_events) == 3
+
+
+def test_connection_config_is_exposed() -> None:
+    config = ConnectionConfig(max_frame_size=32_768)
+    pair = Pair(server_config=config)
+    assert pair.server.config is config
+    assert pair.client.statistics().max_frame_size == 32_768
+    assert pair.server.statistics().max_frame_size == 16_384
+
+
+def test_window_update_and_reset_in_one_batch() -> None:
+    # The server grants window, then refuses the call (trailers-only and
+    # RST_STREAM) before the client reads anything: the client sees all of it
+    # in one read. h2 has closed the stream by the time the WINDOW_UPDATE is
+    # dispatched, so the blocked call must not try to send into it.
+    config = ConnectionConfig(stream_window=65_535, connection_window=65_535)
+    pair = Pair(server_config=config)
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"x" * 200_000)
+    assert pair.client.queued_bytes(sid) > 0
+    pair.to_server()
+    pair.server.end_call(sid, Status(code=StatusCode.RESOURCE_EXHAUSTED, message="too big"))
+    client_events = pair.to_client()
+    ended = _ended(client_events)
+    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
+    assert pair.client.open_calls == 0 and pair.client.statistics().blocked_streams == 0
+    assert pair.client.statistics().queued_bytes == 0
+    # The connection is still usable.
+    other = pair.client.start_call(PATH)
+    pair.client.end_stream(other)
+    _, server_events = pair.pump()
+    assert [e.stream_id for e in of_type(server_events, CallStarted)] == [other]
+
+
+def test_settings_change_and_reset_in_one_batch() -> None:
+    pair = Pair(server_config=ConnectionConfig(stream_window=65_535))
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"y" * 100_000)
+    pair.to_server()
+    # A larger initial window (flushes blocked streams) followed by a reset.
+    pair.server._h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    pair.server.reset(sid)
+    client_events = pair.to_client()
+    (reset,) = of_type(client_events, StreamReset)
+    assert reset.status.code is StatusCode.CANCELLED
+    assert pair.client.open_calls == 0 and pair.client.statistics().queued_bytes == 0
+
+
+def test_consuming_more_than_was_received_is_a_local_error() -> None:
+    pair = Pair()
+    sid = pair.client.start_call(PATH)
+    pair.client.send_message(sid, b"abc")
+    _, server_events = pair.pump()
+    (message,) = of_type(server_events, MessageReceived)
+    with pytest.raises(LocalProtocolError, match="exceeds the 8 bytes"):
+        pair.server.consume(sid, message.wire_length + 1)
+    pair.server.consume(sid, message.wire_length)
+    with pytest.raises(LocalProtocolError, match="exceeds the 0 bytes"):
+        pair.server.consume(sid, 1)
