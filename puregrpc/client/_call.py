@@ -151,7 +151,9 @@ class ClientCall(Generic[RequestT, ResponseT]):
 
     async def response(self) -> ResponseT:
         """The single response of a unary-response call (sending ends first)."""
-        if self._requests is None and not self._done_writing and self._stream is not None:
+        if self._requests is None and not self._done_writing:
+            # Requests came through send() (or none at all): the single
+            # response only comes after the half-close.
             await self.done_writing()
         first = await self.receive()
         if first is None:

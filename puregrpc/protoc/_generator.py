@@ -139,8 +139,7 @@ class _FileGenerator:
         self, service_index: int, service: descriptor_pb2.ServiceDescriptorProto
     ) -> list[_Rpc]:
         _check_identifier(service.name, f"service {service.name}")
-        full_service = f"{self._proto.package}.{service.name}" if self._proto.package else ""
-        full_service = full_service or service.name
+        full_service = self._full_name(service)
         rpcs = []
         for method_index, method in enumerate(service.method):
             _check_identifier(method.name, f"method {full_service}.{method.name}")
@@ -162,6 +161,10 @@ class _FileGenerator:
                 )
             )
         return rpcs
+
+    def _full_name(self, service: descriptor_pb2.ServiceDescriptorProto) -> str:
+        package = self._proto.package
+        return f"{package}.{service.name}" if package else service.name
 
     def _message(self, type_name: str) -> str:
         ref = self._index.resolve(type_name)
@@ -225,12 +228,13 @@ class _FileGenerator:
     def _imports(self, stdlib: list[list[str]], puregrpc: dict[str, list[str]]) -> None:
         """Emit the import block in the order ruff's isort rules expect.
 
-        Sections: stdlib, third-party, first-party. Which of puregrpc and the
-        pb2 modules is "first party" depends on the project the code lands
-        in; we guess as isort would for the common cases: puregrpc is first
-        party only for modules generated inside puregrpc itself, pb2 modules
-        are first party when they share our top-level package, and
-        ``google.protobuf`` (well-known types) is always third party.
+        Sections: stdlib, third-party, first-party. Which modules are "first
+        party" depends on the project the code lands in; we guess as isort
+        would for the usual layout, where the generated code lives in the
+        project beside its ``_pb2`` modules: those are first party, puregrpc
+        is third party (an installed dependency) except for modules generated
+        inside puregrpc itself, and ``google.protobuf`` (the well-known types,
+        from the protobuf package) is always third party.
         """
         own_top = self._own_module.partition(".")[0]
         sections: dict[str, list[tuple[str, str, list[str]]]] = {"third": [], "first": []}
@@ -240,7 +244,7 @@ class _FileGenerator:
         pb2_imports: dict[str, list[str]] = {}
         for pb2, alias in self._aliases.items():
             package, _, base = pb2.rpartition(".")
-            first = pb2.partition(".")[0] == own_top and not pb2.startswith("google.protobuf.")
+            first = not pb2.startswith("google.protobuf.")
             section = sections["first" if first else "third"]
             if alias == base and package:
                 # Plain ``from package import x_pb2`` imports of one package
@@ -309,7 +313,7 @@ class _FileGenerator:
     def _stub(
         self, index: int, service: descriptor_pb2.ServiceDescriptorProto, rpcs: list[_Rpc]
     ) -> None:
-        full = rpcs[0].path[1:].partition("/")[0] if rpcs else service.name
+        full = self._full_name(service)
         self._emit("")
         self._emit(f"class {service.name}Stub:")
         self._docstring(
@@ -363,7 +367,7 @@ class _FileGenerator:
     def _servicer(
         self, index: int, service: descriptor_pb2.ServiceDescriptorProto, rpcs: list[_Rpc]
     ) -> None:
-        full = rpcs[0].path[1:].partition("/")[0] if rpcs else service.name
+        full = self._full_name(service)
         i1, i2, i3, i4 = _INDENT, _INDENT * 2, _INDENT * 3, _INDENT * 4
         self._emit("")
         self._emit(f"class {service.name}Servicer:")
@@ -378,6 +382,10 @@ class _FileGenerator:
         self._emit("")
         self._emit(f"{i1}def __puregrpc_handlers__(self) -> Mapping[str, MethodHandler]:")
         self._docstring("The server's table of this service: method path -> handler.", i2)
+        if not rpcs:
+            self._emit(f"{i2}return {{}}")
+            self._emit("")
+            return
         self._emit(f"{i2}return {{")
         for rpc in rpcs:
             self._emit(f'{i3}"{rpc.path}": MethodHandler(')
