@@ -17,10 +17,10 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check puregrpc tests
+	$(VENV)/bin/ruff format --check puregrpc puregrpc_streaming tests
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict puregrpc
+	$(VENV)/bin/mypy --strict puregrpc puregrpc_streaming
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -8,7 +8,9 @@ The sources live in ``proto/``, exactly as their upstreams publish them:
 
 * ``proto/grpc/testing/{empty,messages,test}.proto``: the standard interop
   service, verbatim from grpc/grpc ``src/proto/grpc/testing/``;
-* ``proto/puregrpc/testing/echo.proto``: a small service for our own tests.
+* ``proto/puregrpc/testing/echo.proto``: a small service for our own tests;
+* ``proto/streaming/v1/streaming.proto``: the streaming service of the main
+  job (package ``puregrpc_streaming``, beside the library).
 
 Their code must be importable inside puregrpc, and must not be importable as
 ``grpc.testing``: protoc's generated imports (``from grpc.testing import
@@ -57,6 +59,9 @@ PROTO_SETS = (
         package_dir="puregrpc/interop/protos",
     ),
     ProtoSet(sources=("puregrpc/testing/echo.proto",), package_dir="puregrpc/_testing/protos"),
+    ProtoSet(
+        sources=("streaming/v1/streaming.proto",), package_dir="puregrpc_streaming/protos"
+    ),
 )
 
 #: Suffixes of the files protoc writes for one .proto.

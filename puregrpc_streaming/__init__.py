@@ -1,0 +1,1 @@
+"""streaming.v1.StreamingService on puregrpc: the project's main job."""
