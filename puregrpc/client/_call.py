@@ -131,7 +131,14 @@ class ClientCall(Generic[RequestT, ResponseT]):
         """
         stream = await self._started()
         with self._operation():
-            data = await stream.receive()
+            try:
+                data = await stream.receive()
+            except RpcError:
+                # The call ended without the server's trailers (cancelled,
+                # reset, connection lost): report its recorded status.
+                self._collect_end()
+                self._raise_for_status()
+                raise
             if data is None:
                 await stream.wait_end()
                 self._collect_end()

@@ -10,7 +10,7 @@ the socket itself.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import trio
 
@@ -38,6 +38,7 @@ class CallStream:
         "cancel_scope",
         "connection",
         "end",
+        "half_closed",
         "inbox",
         "initial_metadata",
         "remote_done",
@@ -53,6 +54,8 @@ class CallStream:
         self.inbox: deque[MessageReceived] = deque()
         #: True once no more messages will arrive (half-close, end, reset).
         self.remote_done = False
+        #: True when the peer ended its messages cleanly (END_STREAM).
+        self.half_closed = False
         #: How the call ended, once it has: trailers, a reset, or a local end.
         self.end: CallEnded | StreamReset | None = None
         #: Response headers (client side), once received.
@@ -72,7 +75,8 @@ class CallStream:
             self._recv_lot.unpark_all()
 
     def on_remote_end(self) -> None:
-        """The peer will send no more messages."""
+        """The peer will send no more messages (a clean half-close)."""
+        self.half_closed = True
         self.remote_done = True
         self._recv_lot.unpark_all()
 
@@ -86,16 +90,19 @@ class CallStream:
         self._send_lot.unpark_all()
 
     def on_end(self, event: CallEnded | StreamReset) -> None:
-        """The call is over: wake every waiter; cancel a server handler on reset."""
+        """The call is over: cancel a server handler on reset, wake every waiter."""
         self.end = event
         self.remote_done = True
+        if isinstance(event, CallEnded) and not event.locally_ended:
+            # The peer's trailers: a clean end of its messages.
+            self.half_closed = True
+        elif self.cancel_scope is not None:
+            # Cancel first, so that woken waiters see the cancellation rather
+            # than a quiet end of messages.
+            self.cancel_scope.cancel()
         self._recv_lot.unpark_all()
         self._send_lot.unpark_all()
         self._headers_lot.unpark_all()
-        if self.cancel_scope is not None and (
-            isinstance(event, StreamReset) or event.locally_ended
-        ):
-            self.cancel_scope.cancel()
 
     def on_transport_closed(self, reason: str) -> None:
         """The connection is gone."""
@@ -112,21 +119,31 @@ class CallStream:
     # ------------------------------------------------ from the call's task
 
     @property
+    def ended(self) -> bool:
+        """True once the call is over (ended, reset, or its connection lost)."""
+        return self.end is not None
+
+    @property
     def status(self) -> Status | None:
         """The final status, once the call has ended."""
         return None if self.end is None else self.end.status
 
     async def receive(self) -> bytes | None:
-        """Take the next message, or ``None`` when the peer sent its last.
+        """Take the next message, or ``None`` when the peer cleanly sent its last.
 
         Taking a message returns its flow-control credit to the peer: this is
         the only place credit is returned, so a caller that stops calling
-        ``receive`` stops its peer once the window is spent.
+        ``receive`` stops its peer once the window is spent. If the call was
+        cancelled, reset or failed instead, this raises (``trio.Cancelled`` in
+        a cancelled handler, else :class:`RpcError` with the call's status):
+        a broken stream of requests must never look like a complete one.
         """
         inbox = self.inbox
         while not inbox:
-            if self.remote_done:
+            if self.half_closed:
                 return None
+            if self.end is not None:
+                await self.raise_ended(None)
             await self._recv_lot.park()
         event = inbox.popleft()
         if self.connection.consume(self.stream_id, event.wire_length):
@@ -141,7 +158,7 @@ class CallStream:
         if the call has already ended.
         """
         if self.end is not None:
-            await self._raise_ended()
+            await self.raise_ended("cannot send")
         connection = self.connection
         stream_id = self.stream_id
         connection.send_message(stream_id, data, compress_message=compress)
@@ -149,8 +166,8 @@ class CallStream:
         transport.note_queued(len(data) + 5)
         transport.wake_writer()
         while connection.queued_bytes(stream_id):
-            if self.end is not None:
-                await self._raise_ended()
+            if self.ended:
+                await self.raise_ended("cannot send")
             await self._send_lot.park()
         if transport.congested:
             await transport.wait_writable()
@@ -172,13 +189,21 @@ class CallStream:
         while self.connection.queued_bytes(self.stream_id) and self.end is None:
             await self._send_lot.park()
 
-    async def _raise_ended(self) -> None:
-        # A cancelled scope (a reset server handler) raises Cancelled here,
-        # which is what the handler should see; otherwise report the end.
+    async def raise_ended(self, action: str | None = None) -> NoReturn:
+        """Raise what the end of the call means for an operation on it.
+
+        In a cancelled scope (a server handler whose client reset the call)
+        this raises ``trio.Cancelled``, which is what the handler should see;
+        otherwise :class:`RpcError` with the call's status (``action`` names
+        the refused operation in the message).
+        """
         await trio.lowlevel.checkpoint()
         assert self.end is not None
         status = self.end.status
+        code = status.code if not status.ok else StatusCode.CANCELLED
+        if action is None:
+            raise RpcError(code, status.message, details_bin=status.details_bin)
         raise RpcError(
-            status.code if not status.ok else StatusCode.CANCELLED,
-            f"cannot send: the call has ended ({status.code.name}: {status.message})",
+            code, f"{action}: the call has ended ({status.code.name}: {status.message})"
         )
+

@@ -131,7 +131,15 @@ class Transport:
                 self._dispatch(connection.connection_lost())
                 return
             self.last_read = trio.current_time()
-            self._dispatch(connection.receive_data(data))
+            try:
+                events = connection.receive_data(data)
+            except Exception:
+                # A bug in the state machine must not escape into the
+                # application's nursery: fail this connection's calls instead.
+                logger.exception("internal error on the connection with %s", self.peer)
+                self._close_reason = "internal error in the connection state machine"
+                return
+            self._dispatch(events)
             self.wake_writer()
 
     async def _writer(self) -> None:

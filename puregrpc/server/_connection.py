@@ -210,6 +210,10 @@ class ServedConnection:
             return
         stream = CallStream(self.transport, event.stream_id)
         self.transport.register(stream)
+        # The handler's scope exists before its task starts: a reset or
+        # deadline arriving first must still cancel it.
+        deadline = deadline_from_timeout(event.timeout)
+        stream.cancel_scope = trio.CancelScope(deadline=deadline)
         assert self._nursery is not None
         self._nursery.start_soon(self._serve_call, event, handler, stream)
 
@@ -219,18 +223,17 @@ class ServedConnection:
         connection = self.connection
         transport = self.transport
         stream_id = event.stream_id
-        deadline = deadline_from_timeout(event.timeout)
+        scope = stream.cancel_scope
+        assert scope is not None
         context = ServicerContext(
             stream=stream,
             method=handler.method,
             metadata=event.metadata,
             peer=self.peer,
-            deadline=None if event.timeout is None else deadline,
+            deadline=None if event.timeout is None else scope.deadline,
             accept_encoding=event.accept_encoding,
             compression=self._options.compression,
         )
-        scope = trio.CancelScope(deadline=deadline)
-        stream.cancel_scope = scope
         started = trio.current_time()
         status: Status
         trailing: Metadata | None = None
@@ -244,7 +247,12 @@ class ServedConnection:
             status = Status(code=exc.code, message=exc.details, details_bin=exc.details_bin)
             trailing = exc.trailing_metadata or context.trailing_metadata
         except Exception as exc:
-            logger.exception("handler of %s raised", event.path)
+            if stream.end is None:
+                logger.exception("handler of %s raised", event.path)
+            else:
+                # The call was already over (reset, connection lost): the
+                # error is a consequence of that, not a handler bug.
+                logger.debug("handler of %s raised after its call ended: %r", event.path, exc)
             status = Status(
                 code=StatusCode.UNKNOWN,
                 message=f"unexpected {type(exc).__name__} in the method handler",

@@ -98,6 +98,8 @@ class ServicerContext:
         """
         if self._headers_sent:
             raise RuntimeError("initial metadata was already sent")
+        if self._stream.end is not None:
+            await self._stream.raise_ended("cannot send initial metadata")
         self._send_headers(metadata)
         await trio.lowlevel.checkpoint()
 
@@ -140,6 +142,8 @@ class ServicerContext:
         This is where backpressure reaches a streaming handler: if the client
         stops reading, ``send`` blocks once the flow-control windows are full.
         """
+        if self._stream.end is not None:
+            await self._stream.raise_ended("cannot send")
         if not self._headers_sent:
             self._send_headers(None)
         data = self._method.response_serializer(message)
