@@ -235,6 +235,7 @@ class ServedConnection:
             compression=self._options.compression,
         )
         started = trio.current_time()
+        logger.debug("call %s from %s started", event.path, self.peer)
         status: Status
         trailing: Metadata | None = None
         try:
