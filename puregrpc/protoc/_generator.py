@@ -124,6 +124,9 @@ class _FileGenerator:
             for index, service in enumerate(self._proto.service)
         ]
         rpcs = [rpc for _, _, service_rpcs in services for rpc in service_rpcs]
+        # The file's own _pb2 module registers the service descriptors (for
+        # reflection, say) even when the file declares no message types.
+        self._own_pb2 = self._alias(module_name(self._proto.name, "_pb2"))
         self._header(rpcs, [service.name for _, service, _ in services])
         self._helpers(rpcs)
         for rpc in rpcs:
@@ -168,7 +171,10 @@ class _FileGenerator:
 
     def _message(self, type_name: str) -> str:
         ref = self._index.resolve(type_name)
-        pb2 = module_name(ref.proto_file, "_pb2")
+        return f"{self._alias(module_name(ref.proto_file, '_pb2'))}.{ref.attribute}"
+
+    def _alias(self, pb2: str) -> str:
+        """The name generated code uses for the ``_pb2`` module ``pb2``."""
         alias = self._aliases.get(pb2)
         if alias is None:
             # The module's own name when it is unique here (short lines);
@@ -178,7 +184,7 @@ class _FileGenerator:
             if alias in self._aliases.values():
                 alias = pb2.replace("_", "__").replace(".", "_dot_")
             self._aliases[pb2] = alias
-        return f"{alias}.{ref.attribute}"
+        return alias
 
     # --------------------------------------------------------------- header
 
@@ -376,6 +382,11 @@ class _FileGenerator:
             "Methods not overridden answer UNIMPLEMENTED."
         )
         self._docstring(_join(summary, self._comments.service(index)), i1)
+        self._emit("")
+        self._emit(f"{i1}#: The service's descriptor; importing this module registers it.")
+        self._emit(
+            f'{i1}DESCRIPTOR = {self._own_pb2}.DESCRIPTOR.services_by_name["{service.name}"]'
+        )
         for rpc in rpcs:
             self._emit("")
             self._servicer_method(rpc)

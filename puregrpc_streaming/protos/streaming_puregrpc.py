@@ -343,6 +343,9 @@ class StreamingServiceServicer:
     Methods not overridden answer UNIMPLEMENTED.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = streaming_pb2.DESCRIPTOR.services_by_name["StreamingService"]
+
     async def GetData(
         self,
         request: streaming_pb2.GetDataRequest,

@@ -167,6 +167,9 @@ class EchoServicer:
     Echoes requests back, in each of the four call shapes.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = echo_pb2.DESCRIPTOR.services_by_name["Echo"]
+
     async def Unary(
         self,
         request: echo_pb2.EchoRequest,

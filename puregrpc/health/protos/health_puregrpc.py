@@ -175,6 +175,9 @@ class HealthServicer:
     https://github.com/grpc/grpc/blob/master/doc/health-checking.md.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = health_pb2.DESCRIPTOR.services_by_name["Health"]
+
     async def Check(
         self,
         request: health_pb2.HealthCheckRequest,

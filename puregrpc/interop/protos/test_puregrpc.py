@@ -12,7 +12,7 @@ from typing import NoReturn, TypeAlias, TypeVar
 
 from puregrpc import Metadata, RpcError, StatusCode
 from puregrpc.client import Channel, ClientCall
-from puregrpc.interop.protos import empty_pb2, messages_pb2
+from puregrpc.interop.protos import empty_pb2, messages_pb2, test_pb2
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
 from puregrpc.wire import MetadataValue
@@ -339,6 +339,9 @@ class TestServiceServicer:
     performance with various types of payload.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = test_pb2.DESCRIPTOR.services_by_name["TestService"]
+
     async def EmptyCall(
         self,
         request: empty_pb2.Empty,
@@ -498,6 +501,9 @@ class UnimplementedServiceServicer:
     that case.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = test_pb2.DESCRIPTOR.services_by_name["UnimplementedService"]
+
     async def UnimplementedCall(
         self,
         request: empty_pb2.Empty,
@@ -576,6 +582,9 @@ class ReconnectServiceServicer:
 
     A service used to control reconnect server.
     """
+
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = test_pb2.DESCRIPTOR.services_by_name["ReconnectService"]
 
     async def Start(
         self,

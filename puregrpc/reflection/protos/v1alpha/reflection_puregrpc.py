@@ -84,6 +84,9 @@ class ServerReflectionServicer:
     Methods not overridden answer UNIMPLEMENTED.
     """
 
+    #: The service's descriptor; importing this module registers it.
+    DESCRIPTOR = reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"]
+
     async def ServerReflectionInfo(
         self,
         requests: RequestIterator[reflection_pb2.ServerReflectionRequest],
