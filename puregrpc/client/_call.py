@@ -83,6 +83,11 @@ class ClientCall(Generic[RequestT, ResponseT]):
         return None if self._status is None else self._status.message
 
     @property
+    def last_response_compressed(self) -> bool:
+        """Whether the last response received arrived compressed."""
+        return self._stream.last_compressed if self._stream is not None else False
+
+    @property
     def trailing_metadata(self) -> Metadata:
         """Trailing metadata (empty until the call has ended)."""
         return self._trailing
@@ -96,15 +101,19 @@ class ClientCall(Generic[RequestT, ResponseT]):
 
     # ----------------------------------------------------------- requests
 
-    async def send(self, request: RequestT) -> None:
-        """Send one request; waits while the server's window is closed."""
+    async def send(self, request: RequestT, *, compress: bool = True) -> None:
+        """Send one request; waits while the server's window is closed.
+
+        With the call's compression on, ``compress=False`` sends this one
+        message uncompressed (gRPC compresses per message).
+        """
         if self._done_writing:
             raise RuntimeError("send() after done_writing()")
         stream = await self._started()
         data = self._method.request_serializer(request)
         with self._operation():
             try:
-                await stream.send(data)
+                await stream.send(data, compress=compress)
             except RpcError:
                 # The call ended while we were sending: report its status.
                 self._collect_end()

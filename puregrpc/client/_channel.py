@@ -164,7 +164,14 @@ class Channel:
     ) -> None:
         await self.close()
         assert self._exit_stack is not None
-        await self._exit_stack.__aexit__(exc_type, exc, tb)
+        try:
+            await self._exit_stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The channel's nursery wraps what the block raised; a caller who
+            # wrote ``except RpcError`` around the block should still catch it.
+            if exc is not None and len(group.exceptions) == 1 and group.exceptions[0] is exc:
+                return None
+            raise
 
     async def close(self) -> None:
         """Close the connection; calls still running fail with UNAVAILABLE."""

@@ -62,28 +62,19 @@ def _check_response_type(response_type: int) -> None:
     # "If the server does not support the response_type, then it should fail
     # the RPC with INVALID_ARGUMENT" (UnaryCall feature).
     if response_type != messages_pb2.COMPRESSABLE:
-        raise RpcError(
-            StatusCode.INVALID_ARGUMENT, f"unsupported response_type {response_type}"
-        )
+        raise RpcError(StatusCode.INVALID_ARGUMENT, f"unsupported response_type {response_type}")
 
 
-def _check_expect_compressed(expected: bool) -> None:
+def _check_expect_compressed(expected: bool, context: ServicerContext) -> None:
     """The CompressedRequest feature: fail unless the request came compressed.
 
     The doc specifies only the ``true`` direction ("if it's not [compressed],
     it fails the RPC with INVALID_ARGUMENT"), so ``false`` is never checked.
-
-    puregrpc's server runtime does not yet report whether a received message
-    carried the Compressed-Flag, so this server cannot tell a compressed
-    request from an uncompressed one. Rather than guess (and pass or fail the
-    client's probe by accident) it refuses ``expect_compressed=true`` with
-    UNIMPLEMENTED and a message naming the missing capability.
     """
-    if expected:
+    if expected and not context.request_compressed:
         raise RpcError(
-            StatusCode.UNIMPLEMENTED,
-            "expect_compressed cannot be checked: the puregrpc server runtime does not "
-            "report the Compressed-Flag of received messages",
+            StatusCode.INVALID_ARGUMENT,
+            "expect_compressed is set but the request message was not compressed",
         )
 
 
@@ -99,7 +90,13 @@ def _echo_status(status: messages_pb2.EchoStatus) -> None:
 
 
 class TestService(TestServiceServicer):
-    """``grpc.testing.TestService`` with the interop server features."""
+    """``grpc.testing.TestService`` with the interop server features.
+
+    The streaming methods are coroutines that send through
+    ``context.send(..., compress=...)`` (per-message compression) where the
+    generated base declares async generators; the server runs both shapes,
+    hence their ``type: ignore[override]``.
+    """
 
     # pytest collects classes named Test*; this one is not a test.
     __test__ = False
@@ -123,7 +120,7 @@ class TestService(TestServiceServicer):
         if request.response_compressed.value:
             context.set_compression(RESPONSE_ENCODING)
         await _echo_metadata(context)
-        _check_expect_compressed(request.expect_compressed.value)
+        _check_expect_compressed(request.expect_compressed.value, context)
         _check_response_type(request.response_type)
         _echo_status(request.response_status)
         response = messages_pb2.SimpleResponse()
@@ -131,8 +128,6 @@ class TestService(TestServiceServicer):
             response.payload.CopyFrom(_payload(request.response_size))
         return response
 
-    # A coroutine handler (it sends with per-message compression itself) where
-    # the generated base declares an async generator: both shapes are served.
     async def StreamingOutputCall(  # type: ignore[override]
         self, request: messages_pb2.StreamingOutputCallRequest, context: ServicerContext
     ) -> None:
@@ -150,12 +145,10 @@ class TestService(TestServiceServicer):
         await _echo_metadata(context)
         total = 0
         async for request in requests:
-            _check_expect_compressed(request.expect_compressed.value)
+            _check_expect_compressed(request.expect_compressed.value, context)
             total += len(request.payload.body)
         return messages_pb2.StreamingInputCallResponse(aggregated_payload_size=total)
 
-    # A coroutine handler (it sends with per-message compression itself) where
-    # the generated base declares an async generator: both shapes are served.
     async def FullDuplexCall(  # type: ignore[override]
         self,
         requests: RequestIterator[messages_pb2.StreamingOutputCallRequest],
@@ -167,8 +160,6 @@ class TestService(TestServiceServicer):
         async for request in requests:
             await _respond(request, context)
 
-    # A coroutine handler (it sends with per-message compression itself) where
-    # the generated base declares an async generator: both shapes are served.
     async def HalfDuplexCall(  # type: ignore[override]
         self,
         requests: RequestIterator[messages_pb2.StreamingOutputCallRequest],

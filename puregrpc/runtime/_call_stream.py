@@ -41,6 +41,7 @@ class CallStream:
         "half_closed",
         "inbox",
         "initial_metadata",
+        "last_compressed",
         "remote_done",
         "stream_id",
         "transport",
@@ -58,6 +59,8 @@ class CallStream:
         self.half_closed = False
         #: How the call ended, once it has: trailers, a reset, or a local end.
         self.end: CallEnded | StreamReset | None = None
+        #: Whether the last message taken by :meth:`receive` arrived compressed.
+        self.last_compressed = False
         #: Response headers (client side), once received.
         self.initial_metadata: Metadata | None = None
         #: Cancelled when the peer resets the call (server handlers run in it).
@@ -146,6 +149,7 @@ class CallStream:
                 await self.raise_ended(None)
             await self._recv_lot.park()
         event = inbox.popleft()
+        self.last_compressed = event.compressed
         if self.connection.consume(self.stream_id, event.wire_length):
             self.transport.wake_writer()
         return event.data

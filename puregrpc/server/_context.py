@@ -44,6 +44,8 @@ class ServicerContext:
         self._trailing = Metadata()
         self._code: StatusCode | None = None
         self._details = ""
+        #: Whether the last request taken arrived compressed (None before any).
+        self.request_compressed: bool | None = None
         #: Messages the handler received and sent, for the call log.
         self.messages_received = 0
         self.messages_sent = 0
@@ -195,6 +197,7 @@ class RequestIterator(Generic[RequestT]):
         if data is None:
             raise StopAsyncIteration
         self._context.messages_received += 1
+        self._context.request_compressed = self._stream.last_compressed
         request: RequestT = deserialize_request(self._deserialize, data)
         return request
 

@@ -96,4 +96,5 @@ async def _single_request(
             f"{method.path} takes exactly one request message; the client sent none",
         )
     context.messages_received += 1
+    context.request_compressed = stream.last_compressed
     return deserialize_request(method.request_deserializer, data)

@@ -588,7 +588,12 @@ class GrpcConnection:
                     **self._flow(call),
                 )
             events.append(
-                MessageReceived(stream_id=stream_id, data=payload, wire_length=raw.wire_length)
+                MessageReceived(
+                    stream_id=stream_id,
+                    data=payload,
+                    wire_length=raw.wire_length,
+                    compressed=raw.compressed,
+                )
             )
         self._credit(call, check_window=False)
         if call.credit.awaiting_partial:

@@ -95,6 +95,8 @@ class MessageReceived(Event):
     #: Bytes the message occupied on the wire (5-byte prefix + payload as
     #: sent, i.e. compressed size): the amount to pass to ``consume``.
     wire_length: int
+    #: True when the message arrived compressed (its Compressed-Flag was set).
+    compressed: bool = False
 
     def __repr__(self) -> str:
         return (
