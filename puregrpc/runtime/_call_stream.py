@@ -169,7 +169,7 @@ class CallStream:
         transport = self.transport
         transport.note_queued(len(data) + 5)
         transport.wake_writer()
-        while connection.queued_bytes(stream_id):
+        while connection.is_blocked(stream_id):
             if self.ended:
                 await self.raise_ended("cannot send")
             await self._send_lot.park()
@@ -190,7 +190,7 @@ class CallStream:
 
     async def wait_sent(self) -> None:
         """Wait until nothing of this call is queued for flow-control window."""
-        while self.connection.queued_bytes(self.stream_id) and self.end is None:
+        while self.connection.is_blocked(self.stream_id) and self.end is None:
             await self._send_lot.park()
 
     async def raise_ended(self, action: str | None = None) -> NoReturn:

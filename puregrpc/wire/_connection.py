@@ -72,7 +72,14 @@ from ._flow import ConnectionStatistics, GrantBatcher, ReceiveCredit, StreamStat
 from ._framing import DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, MessageDecoder, frame_message
 from ._metadata import DEFAULT_MAX_METADATA_SIZE, Metadata
 from ._status import Status, StatusCode, status_from_h2_reset
-from ._trace import FRAME_TYPE_NAMES, NULL_TRACER, FrameScanner, Tracer, TraceRecord
+from ._trace import (
+    FRAME_TYPE_NAMES,
+    NULL_TRACER,
+    FrameScanner,
+    Tracer,
+    TraceRecord,
+    next_connection_id,
+)
 
 #: Default receive window we advertise per stream (SETTINGS_INITIAL_WINDOW_SIZE).
 DEFAULT_STREAM_WINDOW = 1024 * 1024
@@ -80,6 +87,9 @@ DEFAULT_STREAM_WINDOW = 1024 * 1024
 #: stream 0 right after the preface, as grpc-go and grpcio do, so that one
 #: stream's unconsumed bytes cannot starve the others).
 DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
+#: Queued bytes at which send_message flushes a call at once instead of
+#: waiting for data_to_send() (bounds what a producer queues between writes).
+COALESCE_LIMIT = 64 * 1024
 #: RFC 9113 §6.9.2: every connection starts with this window, whatever SETTINGS say.
 _RFC_INITIAL_WINDOW = 65_535
 #: RFC 9113 §6.9.1: the largest window a peer may hold.
@@ -286,6 +296,8 @@ class GrpcConnection:
         if cfg.connection_window > _RFC_INITIAL_WINDOW:
             self._h2.increment_flow_control_window(cfg.connection_window - _RFC_INITIAL_WINDOW)
         self._calls: dict[int, _Call] = {}
+        #: Calls with small messages queued since the last data_to_send().
+        self._unflushed: dict[int, _Call] = {}
         #: Calls with queued data and a closed window, in the order they stalled.
         self._blocked: dict[int, _Call] = {}
         #: Calls left waiting for a partial message during one receive_data batch.
@@ -296,6 +308,7 @@ class GrpcConnection:
         #: True after a connection error: receive_data ignores further bytes.
         self._failed = False
         self._tracer: Tracer | None = tracer if tracer.enabled else None
+        self._trace_id = next_connection_id() if self._tracer is not None else 0
         self._scan_in = FrameScanner(expect_preface=not self._client_side)
         self._scan_out = FrameScanner(expect_preface=self._client_side)
         self._dispatch: dict[type, Callable[[h2.events.Event, list[Event]], None]] = {
@@ -354,6 +367,12 @@ class GrpcConnection:
 
     def data_to_send(self) -> bytes:
         """Return every byte queued for the peer, as one chunk to write at once."""
+        if self._unflushed:
+            unflushed = self._unflushed
+            self._unflushed = {}
+            for call in unflushed.values():
+                if call.queue and call.stream_id in self._calls:
+                    self._flush(call, None)
         data = self._h2.data_to_send()
         if self._tracer is not None and data:
             self._trace_frames(self._scan_out.feed(data), "frame_out")
@@ -366,6 +385,8 @@ class GrpcConnection:
         driver can fail them all through the same path as any other end.
         """
         self._closed = True
+        if self._tracer is not None:
+            self._trace("connection_end", 0, open_calls=len(self._calls))
         events: list[Event] = []
         status = Status(code=StatusCode.UNAVAILABLE, message="connection closed")
         for call in list(self._calls.values()):
@@ -414,13 +435,21 @@ class GrpcConnection:
             self._trace(
                 "message_out",
                 stream_id,
+                seq=call.messages_sent,
                 length=len(payload),
                 compressed=compressed,
+                payload=payload,
                 **self._flow(call),
             )
         call.queue.append(memoryview(framed))
         call.queued += len(framed)
-        self._flush(call, None)
+        if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
+            self._flush(call, None)
+        else:
+            # Small messages wait for data_to_send(), so that a burst of them
+            # shares DATA frames instead of costing one frame (and one trip
+            # through h2) each.
+            self._unflushed[call.stream_id] = call
 
     def consume(self, stream_id: int, wire_length: int) -> bool:
         """The application took a message of ``wire_length`` bytes: return its credit.
@@ -462,9 +491,21 @@ class GrpcConnection:
             self._trace("call_end", stream_id, reset=error_code)
 
     def queued_bytes(self, stream_id: int) -> int:
-        """Bytes of this call waiting for flow-control window (0 when unknown)."""
+        """Bytes of this call not yet in DATA frames (0 when unknown).
+
+        Small messages wait for :meth:`data_to_send` to share frames; the rest
+        waits for flow-control window (see :meth:`is_blocked`).
+        """
         call = self._calls.get(stream_id)
         return call.queued if call is not None else 0
+
+    def is_blocked(self, stream_id: int) -> bool:
+        """True while this call has data waiting for the peer's window.
+
+        A driver parks a sender while this is true and wakes it on
+        :class:`WindowOpened`.
+        """
+        return stream_id in self._blocked
 
     def is_open(self, stream_id: int) -> bool:
         """True while the call on ``stream_id`` has not ended."""
@@ -555,11 +596,14 @@ class GrpcConnection:
             self._credit_connection(padding)
             self._grant_stream(call, call.grant.add(padding))
         call.credit.received += len(data)
+        failure: RemoteProtocolError | None = None
         try:
             raw_messages = call.decoder.feed(data)
         except RemoteProtocolError as exc:
-            self._fail_call(call, exc.code, str(exc), events)
-            return
+            # Messages before the fault in the same DATA frame were sent in
+            # good faith: deliver them, then end the call.
+            raw_messages = call.decoder.completed_before_error
+            failure = exc
         for raw in raw_messages:
             call.credit.completed += raw.wire_length
             payload = raw.data
@@ -583,8 +627,10 @@ class GrpcConnection:
                 self._trace(
                     "message_in",
                     stream_id,
+                    seq=call.messages_received,
                     length=len(raw.data),
                     compressed=raw.compressed,
+                    payload=payload,
                     **self._flow(call),
                 )
             events.append(
@@ -595,6 +641,9 @@ class GrpcConnection:
                     compressed=raw.compressed,
                 )
             )
+        if failure is not None:
+            self._fail_call(call, failure.code, str(failure), events)
+            return
         self._credit(call, check_window=False)
         if call.credit.awaiting_partial:
             self._awaiting[stream_id] = call
@@ -717,15 +766,32 @@ class GrpcConnection:
             window = h2conn.local_flow_control_window(stream_id)
             if window <= 0:
                 break
+            limit = min(window, max_frame)
             chunk = queue[0]
-            size = min(len(chunk), window, max_frame)
-            if size == len(chunk):
-                queue.popleft()
-                data = chunk
+            if len(chunk) >= limit:
+                data: bytes | memoryview = chunk[:limit]
+                if len(chunk) == limit:
+                    queue.popleft()
+                else:
+                    queue[0] = chunk[limit:]
             else:
-                data = chunk[:size]
-                queue[0] = chunk[size:]
-            call.queued -= size
+                # Several small messages (and the head of the next) share
+                # one DATA frame: one trip through h2 for the lot.
+                queue.popleft()
+                parts = [chunk]
+                size = len(chunk)
+                while queue and size < limit:
+                    chunk = queue[0]
+                    room = limit - size
+                    if len(chunk) <= room:
+                        parts.append(queue.popleft())
+                        size += len(chunk)
+                    else:
+                        parts.append(chunk[:room])
+                        queue[0] = chunk[room:]
+                        size = limit
+                data = parts[0] if len(parts) == 1 else b"".join(parts)
+            call.queued -= len(data)
             # END_STREAM rides on the last DATA frame when no trailers follow.
             end_now = not queue and call.end_pending and call.end_headers is None
             h2conn.send_data(stream_id, data, end_stream=end_now)
@@ -815,6 +881,7 @@ class GrpcConnection:
         """Drop ``call``: its queue is discarded and its unconsumed credit returned."""
         self._calls.pop(call.stream_id, None)
         self._blocked.pop(call.stream_id, None)
+        self._unflushed.pop(call.stream_id, None)
         call.queue.clear()
         call.queued = 0
         call.send_state = call.recv_state = CallState.CLOSED
@@ -872,14 +939,23 @@ class GrpcConnection:
 
     def _trace(self, kind: str, stream_id: int, **fields: object) -> None:
         assert self._tracer is not None
-        self._tracer.record(TraceRecord(kind=kind, stream_id=stream_id, fields=fields))
+        self._tracer.record(
+            TraceRecord(
+                kind=kind,
+                stream_id=stream_id,
+                fields=fields,
+                connection=self._trace_id,
+                role="client" if self._client_side else "server",
+            )
+        )
 
-    def _trace_frames(self, frames: list[tuple[int, int, int, int]], kind: str) -> None:
-        for frame_type, flags, stream_id, length in frames:
+    def _trace_frames(self, frames: list[tuple[int, int, int, int, bytes]], kind: str) -> None:
+        for frame_type, flags, stream_id, length, body in frames:
             self._trace(
                 kind,
                 stream_id,
                 type=FRAME_TYPE_NAMES.get(frame_type, f"0x{frame_type:x}"),
                 flags=flags,
                 length=length,
+                body=body,
             )

@@ -149,6 +149,7 @@ class MessageDecoder:
         "_missing",
         "_parts",
         "_prefix",
+        "completed_before_error",
     )
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_RECEIVE_MESSAGE_SIZE) -> None:
@@ -171,6 +172,8 @@ class MessageDecoder:
         self._parts: list[bytes | memoryview] = []
         # Everything held for the incomplete message, prefix bytes included.
         self._buffered = 0
+        #: Messages a failing feed() completed before the error (see feed()).
+        self.completed_before_error: list[RawMessage] = []
         # The error that broke the decoder, re-raised by every later call.
         self._error: RemoteProtocolError | None = None
 
@@ -195,17 +198,25 @@ class MessageDecoder:
         Raises :class:`RemoteProtocolError` with RESOURCE_EXHAUSTED as soon as a
         prefix announces more than :attr:`max_message_size` bytes (before the
         body is buffered), or INTERNAL for a Compressed-Flag other than 0 or 1.
-        Messages completed earlier in the same slice are lost with the stream.
+        Messages completed earlier in the same slice are then left in
+        :attr:`completed_before_error`, so the caller can still deliver them.
         """
         if self._error is not None:
             raise self._rebuild_error(self._error)
+        messages: list[RawMessage] = []
+        try:
+            return self._feed(data, messages)
+        except RemoteProtocolError:
+            self.completed_before_error = messages
+            raise
+
+    def _feed(self, data: bytes | memoryview, messages: list[RawMessage]) -> list[RawMessage]:
         # Only bytes is known immutable, so only bytes may be kept by reference.
         keep = isinstance(data, bytes)
         if not keep:
             # Measure and slice in bytes whatever the view's item format.
             data = memoryview(data).cast("B")
         end = len(data)
-        messages: list[RawMessage] = []
         pos = 0
         if self._buffered:
             # Finish the message an earlier slice started; pos is where it ends.
