@@ -17,13 +17,14 @@ import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
 import trio
 
 from ..runtime import CallStream, Method, Transport
+from ..trace import tracer_or_environment
 from ..wire import (
     NULL_TRACER,
     CallEnded,
@@ -102,6 +103,25 @@ def parse_target(target: str) -> tuple[str, str, int]:
     return "tcp", host, int(port_text)
 
 
+def _connect_error_text(exc: OSError) -> str:
+    """Why a connection attempt failed, in the words of the innermost error.
+
+    trio reports a failed ``open_tcp_stream`` as "all attempts to connect to
+    ... failed", with the reasons (ECONNREFUSED...) in an exception group in
+    ``__cause__``: name those.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup):
+        reasons = []
+        for inner in cause.exceptions:
+            text = inner.strerror if isinstance(inner, OSError) and inner.strerror else str(inner)
+            if text and text not in reasons:
+                reasons.append(text)
+        if reasons:
+            return f"{exc}: {'; '.join(reasons)}"
+    return str(exc) or type(exc).__name__
+
+
 class _ClientTransport:
     """One connection of a channel: the state machine and its transport."""
 
@@ -129,6 +149,8 @@ class Channel:
         self.target = target
         self._kind, self._host, self._port = parse_target(target)
         self.options = options if options is not None else ChannelOptions()
+        # No tracer given: PUREGRPC_TRACE may ask for one (puregrpc.trace._env).
+        self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
         self._ssl_context = ssl_context
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
@@ -345,7 +367,7 @@ class Channel:
                     self._backoff.reset()
                     return self._current
                 except OSError as exc:
-                    self._last_error = str(exc) or type(exc).__name__
+                    self._last_error = _connect_error_text(exc)
                     self._retry_at = trio.current_time() + self._backoff.next_delay()
                     logger.info("connecting to %s failed: %s", self.target, self._last_error)
                     if not wait_for_ready:
