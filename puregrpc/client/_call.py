@@ -195,22 +195,13 @@ class ClientCall(Generic[RequestT, ResponseT]):
         """Cancel the call: RST_STREAM(CANCEL); later operations raise CANCELLED."""
         if self._feeder is not None:
             self._feeder.cancel()
+        cancelled = Status(code=StatusCode.CANCELLED, message="cancelled by the client")
         stream = self._stream
         if stream is None or stream.end is not None:
             if self._status is None:
-                self._status = Status(code=StatusCode.CANCELLED, message="cancelled by the client")
+                self._status = cancelled
             return
-        stream.connection.cancel(stream.stream_id)  # type: ignore[attr-defined]
-        stream.transport.forget(stream.stream_id)
-        stream.transport.wake_writer()
-        stream.on_end(
-            CallEnded(
-                stream_id=stream.stream_id,
-                status=Status(code=StatusCode.CANCELLED, message="cancelled by the client"),
-                trailing_metadata=Metadata(),
-                locally_ended=True,
-            )
-        )
+        stream.abort(cancelled)
         self._collect_end()
 
     async def __aenter__(self) -> ClientCall[RequestT, ResponseT]:
@@ -293,21 +284,12 @@ class ClientCall(Generic[RequestT, ResponseT]):
             self._expire()
 
     def _expire(self) -> None:
+        expired = Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded")
         stream = self._stream
         if stream is not None and stream.end is None:
-            stream.connection.cancel(stream.stream_id)  # type: ignore[attr-defined]
-            stream.transport.forget(stream.stream_id)
-            stream.transport.wake_writer()
-            stream.on_end(
-                CallEnded(
-                    stream_id=stream.stream_id,
-                    status=Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded"),
-                    trailing_metadata=Metadata(),
-                    locally_ended=True,
-                )
-            )
+            stream.abort(expired)
         if self._status is None or self._status.ok:
-            self._status = Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded")
+            self._status = expired
         raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
     def _collect_end(self) -> None:

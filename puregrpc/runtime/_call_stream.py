@@ -121,6 +121,22 @@ class CallStream:
 
     # ------------------------------------------------ from the call's task
 
+    def abort(self, status: Status) -> None:
+        """End the call here: RST_STREAM(CANCEL) to the peer, ``status`` for us."""
+        if self.end is not None:
+            return
+        self.connection.reset(self.stream_id)
+        self.transport.forget(self.stream_id)
+        self.transport.wake_writer()
+        self.on_end(
+            CallEnded(
+                stream_id=self.stream_id,
+                status=status,
+                trailing_metadata=Metadata(),
+                locally_ended=True,
+            )
+        )
+
     @property
     def ended(self) -> bool:
         """True once the call is over (ended, reset, or its connection lost)."""
