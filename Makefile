@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit
+.PHONY: demo test lint typecheck unit bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m puregrpc.demo
+	$(PY) -m puregrpc_streaming.demo
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -26,3 +26,7 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck unit
+
+# Benchmark suite (bench/README.md): installs its own venvs and h2load, ~15 min; BENCH_QUICK=1 for ~3 min.
+bench:
+	$(PYTHON) bench/run.py

@@ -1,0 +1,352 @@
+"""The backend interfaces the handlers are written against, and their records.
+
+Each interface is a small :class:`typing.Protocol`, async from the handler's
+point of view, so that a backend shared by several server instances (object
+storage, a message broker, a database server) can replace an embedded default
+without touching the handlers. The embedded defaults live beside this module:
+:mod:`.files` (local files), :mod:`.events` (an in-process bus) and
+:mod:`.sqlite` (dataset, key-value and metrics stores in one SQLite file).
+
+Errors a handler maps to a gRPC status are exceptions defined here, so every
+backend raises the same ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..filters import Predicate
+
+# ------------------------------------------------------------------ files
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredFile:
+    """A committed upload."""
+
+    #: Opaque, non-empty id chosen by the store.
+    file_id: str
+    #: The client's name for the file (a plain name, no directories).
+    filename: str
+    size: int
+    #: Lowercase hex sha256 of the content.
+    checksum: str
+    #: Seconds since the epoch.
+    created_at: float
+
+
+class FileIdError(ValueError):
+    """A file id that is malformed in a way that could reach outside the store."""
+
+
+class FileNotFound(LookupError):
+    """No committed file has this id."""
+
+
+class UploadSink(Protocol):
+    """An upload in progress: content goes to a temporary place until commit."""
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data`` (hashing it as it goes)."""
+        ...
+
+    async def commit(self) -> StoredFile:
+        """Make the content durable and visible under a new id; returns its record."""
+        ...
+
+    async def abort(self) -> None:
+        """Discard everything written (idempotent; also safe after commit)."""
+        ...
+
+
+class FileReader(Protocol):
+    """An open stored file, positioned at the offset it was opened at."""
+
+    @property
+    def file(self) -> StoredFile:
+        """The file's record."""
+        ...
+
+    async def read(self, max_bytes: int) -> bytes:
+        """The next at most ``max_bytes`` bytes; empty at the end."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the file (idempotent)."""
+        ...
+
+
+class FileStore(Protocol):
+    """Where uploads are kept."""
+
+    async def begin_upload(self, filename: str) -> UploadSink:
+        """Start an upload of ``filename`` (already validated by the caller)."""
+        ...
+
+    async def stat(self, file_id: str) -> StoredFile:
+        """The record of ``file_id``; raises :class:`FileIdError` or :class:`FileNotFound`."""
+        ...
+
+    async def open(self, file_id: str, offset: int) -> FileReader:
+        """Open ``file_id`` at ``offset`` (0 <= offset <= size; the caller checks)."""
+        ...
+
+
+# ----------------------------------------------------------------- events
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BusEvent:
+    """One published event."""
+
+    #: Increases with every event of the bus (heartbeats included).
+    id: int
+    type: str
+    #: The JSON object the event carries (what filters look at).
+    payload: Mapping[str, Any]
+    #: The same payload, encoded once as compact JSON (what watchers receive).
+    payload_json: bytes
+    #: Nanoseconds since the epoch, when it was published.
+    timestamp_ns: int
+
+
+class SubscriberTooSlow(Exception):
+    """The subscriber fell too far behind and was cut off (resume from your last id)."""
+
+
+class BusClosed(Exception):
+    """The bus is shutting down: no more events will come."""
+
+
+class Subscription(Protocol):
+    """Events for one subscriber: first the replayed ones, then live ones."""
+
+    async def next(self) -> BusEvent:
+        """Wait for the next event.
+
+        Raises :class:`SubscriberTooSlow` once cut off, :class:`BusClosed` when
+        the bus shuts down.
+        """
+        ...
+
+    def pending(self) -> int:
+        """Events waiting to be taken (replayed ones included)."""
+        ...
+
+
+class EventBus(Protocol):
+    """Publish/subscribe of :class:`BusEvent`, with a replay buffer."""
+
+    async def publish(self, type: str, payload: Mapping[str, Any]) -> BusEvent:
+        """Publish an event to every matching subscriber; never waits for them."""
+        ...
+
+    def subscribe(
+        self,
+        *,
+        types: frozenset[str] = frozenset(),
+        predicate: Predicate | None = None,
+        after_id: int | None = None,
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Subscribe for the ``async with`` block.
+
+        ``types`` empty means every type; ``predicate`` is applied to the
+        payload; with ``after_id``, retained events with a greater id are
+        delivered first (in order, without gap or duplicate with live ones).
+        """
+        ...
+
+    async def heartbeat(self) -> BusEvent:
+        """A ``heartbeat`` event for one idle subscriber: a fresh id, not retained."""
+        ...
+
+    @property
+    def subscriber_count(self) -> int:
+        """Subscriptions currently open (on this server)."""
+        ...
+
+    @property
+    def last_id(self) -> int:
+        """The id of the most recent event or heartbeat."""
+        ...
+
+
+# ---------------------------------------------------------------- dataset
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DatasetRow:
+    """One row of the dataset table."""
+
+    id: int
+    category: str
+    value: float
+    data: bytes
+
+    def as_record(self) -> dict[str, Any]:
+        """The fields a ListRequest filter sees."""
+        return {"id": self.id, "category": self.category, "value": self.value}
+
+
+#: Top-level field names of :meth:`DatasetRow.as_record`.
+DATASET_FIELDS = ("id", "category", "value")
+
+
+class QueryError(Exception):
+    """A query was refused or failed (the message is safe to show the client)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueryResult:
+    """The rows of one query, already fetched (at most the row limit)."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    #: True when the row limit cut the result short.
+    truncated: bool
+
+
+class QuerySession(Protocol):
+    """A read-only connection for one InteractiveQuery stream."""
+
+    async def run(self, sql: str, *, max_rows: int, time_limit: float) -> QueryResult:
+        """Run one SELECT; raises :class:`QueryError`."""
+        ...
+
+
+@dataclass(slots=True)
+class DatasetCounters:
+    """What a dataset store has done, for tests and logs (reads stop on cancel)."""
+
+    pages_fetched: int = 0
+    rows_fetched: int = 0
+    queries_run: int = 0
+
+
+class DatasetStore(Protocol):
+    """The large read-only dataset."""
+
+    counters: DatasetCounters
+
+    async def page(self, after_id: int, limit: int) -> list[DatasetRow]:
+        """Up to ``limit`` rows with ``id > after_id``, in id order."""
+        ...
+
+    async def row_count(self) -> int:
+        """Rows in the dataset."""
+        ...
+
+    def query_session(self) -> AbstractAsyncContextManager[QuerySession]:
+        """A read-only session for ad-hoc SELECTs."""
+        ...
+
+
+# -------------------------------------------------------------- key-value
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvRecord:
+    """The current state of one key (``deleted``: a tombstone kept for its version)."""
+
+    key: str
+    value: bytes
+    version: int
+    deleted: bool
+    #: Seconds since the epoch of the last change.
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvChange:
+    """A change a client asks for."""
+
+    key: str
+    value: bytes
+    #: The version the client last saw (0: "it does not exist").
+    base_version: int
+    delete: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KvOutcome:
+    """What happened to a :class:`KvChange`."""
+
+    applied: bool
+    #: The key's state after the attempt (``None``: it never existed).
+    current: KvRecord | None
+    #: Why a change was not applied.
+    reason: str = ""
+
+
+class KeyValueStore(Protocol):
+    """Versioned records, changed with optimistic concurrency."""
+
+    async def get(self, key: str) -> KvRecord | None:
+        """The key's current state (tombstones included), or ``None``."""
+        ...
+
+    async def apply(self, change: KvChange) -> KvOutcome:
+        """Apply ``change`` if its base version is current (atomically)."""
+        ...
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricSample:
+    """One received metric, as stored."""
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: Seconds since the epoch (the client's timestamp, or arrival time).
+    timestamp: float
+
+
+class MetricsStore(Protocol):
+    """Where received metrics are kept."""
+
+    async def record(self, samples: Sequence[MetricSample]) -> None:
+        """Store a batch of samples."""
+        ...
+
+
+# ---------------------------------------------------------------- together
+
+
+class Backends(Protocol):
+    """Everything the service's handlers use (``EmbeddedBackends`` is one)."""
+
+    @property
+    def files(self) -> FileStore:
+        """Uploads."""
+        ...
+
+    @property
+    def events(self) -> EventBus:
+        """The event bus (watchers, chat rooms and sync streams all ride on it)."""
+        ...
+
+    @property
+    def dataset(self) -> DatasetStore:
+        """The large dataset and its query sessions."""
+        ...
+
+    @property
+    def kv(self) -> KeyValueStore:
+        """The records of GetData and SyncData."""
+        ...
+
+    @property
+    def metrics(self) -> MetricsStore:
+        """Received metrics."""
+        ...

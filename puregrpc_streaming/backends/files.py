@@ -1,0 +1,321 @@
+"""The embedded file store: uploads as files under ``<data_dir>/files``.
+
+Layout::
+
+    files/<file_id>.data   the content, exactly as uploaded
+    files/<file_id>.json   its record (filename, size, checksum, created_at)
+    files/tmp/*.part       uploads in progress (removed on abort, and at startup)
+
+An upload is written to a temporary file in ``tmp/`` (same file system, so
+the final rename is atomic), hashed as it goes, fsynced, renamed to
+``<id>.data``, and only then described by ``<id>.json`` (itself written to a
+temporary name and renamed), so a crash at any point leaves either nothing
+visible or a complete file. Ids are 32 random hex digits; anything else is
+refused before a path is built, so no id can name a file outside the store.
+
+Every read and write runs in a worker thread (``trio.to_thread``): the event
+loop never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from .base import FileIdError, FileNotFound, StoredFile
+
+__all__ = ["FileCounters", "LocalFileStore"]
+
+_ID = re.compile(r"[0-9a-f]{32}")
+#: Upload bytes collected before one thread hop writes and hashes them.
+_WRITE_BATCH = 1 << 20
+
+
+@dataclass(slots=True)
+class FileCounters:
+    """What the store has done, for tests and logs."""
+
+    #: read() calls that reached the disk.
+    reads: int = 0
+    bytes_read: int = 0
+    #: Readers open now (a download that ended must have closed its reader).
+    open_readers: int = 0
+    #: Uploads in progress now.
+    open_uploads: int = 0
+    commits: int = 0
+    aborts: int = 0
+
+
+def check_file_id(file_id: str) -> None:
+    """Raise :class:`FileIdError` for ids with path syntax, :class:`FileNotFound` for others."""
+    if not file_id:
+        raise FileIdError("file_id is required")
+    if any(c in file_id for c in "/\\\0") or ".." in file_id:
+        raise FileIdError(f"file_id {file_id!r} is not a valid id (it contains path syntax)")
+    if not _ID.fullmatch(file_id):
+        raise FileNotFound(f"no file with id {file_id!r}")
+
+
+def _fsync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalFileStore:
+    """A :class:`~.base.FileStore` on a local directory."""
+
+    def __init__(self, root: Path) -> None:
+        """Use ``root`` (call :meth:`prepare` before serving)."""
+        self.root = root
+        self.tmp = root / "tmp"
+        self.counters = FileCounters()
+
+    async def prepare(self) -> int:
+        """Create the directories and remove uploads a crash left behind; returns how many."""
+
+        def run() -> int:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            removed = 0
+            for leftover in self.tmp.iterdir():
+                leftover.unlink(missing_ok=True)
+                removed += 1
+            return removed
+
+        return await trio.to_thread.run_sync(run)
+
+    def _data_path(self, file_id: str) -> Path:
+        return self.root / f"{file_id}.data"
+
+    def _meta_path(self, file_id: str) -> Path:
+        return self.root / f"{file_id}.json"
+
+    # ---------------------------------------------------------------- upload
+
+    async def begin_upload(self, filename: str) -> _LocalUpload:
+        """Start an upload into a fresh temporary file."""
+
+        def create() -> tuple[Path, io.BufferedWriter]:
+            path = self.tmp / f"{secrets.token_hex(8)}.part"
+            return path, open(path, "xb")  # closed by commit or abort
+
+        path, handle = await trio.to_thread.run_sync(create)
+        self.counters.open_uploads += 1
+        return _LocalUpload(self, filename, path, handle)
+
+    # ------------------------------------------------------------------ read
+
+    async def stat(self, file_id: str) -> StoredFile:
+        """The record of ``file_id``."""
+        check_file_id(file_id)
+        return await trio.to_thread.run_sync(self._load_record, file_id)
+
+    def _load_record(self, file_id: str) -> StoredFile:
+        try:
+            raw = self._meta_path(file_id).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFound(f"no file with id {file_id!r}") from None
+        meta: dict[str, Any] = json.loads(raw)
+        record = StoredFile(
+            file_id=file_id,
+            filename=str(meta["filename"]),
+            size=int(meta["size"]),
+            checksum=str(meta["checksum"]),
+            created_at=float(meta["created_at"]),
+        )
+        try:
+            actual = self._data_path(file_id).stat().st_size
+        except FileNotFoundError:
+            raise FileNotFound(f"file {file_id!r} has lost its content") from None
+        if actual != record.size:
+            raise FileNotFound(
+                f"file {file_id!r} is damaged ({actual} bytes, expected {record.size})"
+            )
+        return record
+
+    async def open(self, file_id: str, offset: int) -> _LocalReader:
+        """Open ``file_id`` positioned at ``offset``."""
+        check_file_id(file_id)
+
+        def run() -> tuple[StoredFile, io.BufferedReader]:
+            record = self._load_record(file_id)
+            handle = open(self._data_path(file_id), "rb")  # noqa: SIM115 - closed by aclose
+            try:
+                handle.seek(offset)
+            except BaseException:
+                handle.close()
+                raise
+            return record, handle
+
+        record, handle = await trio.to_thread.run_sync(run)
+        self.counters.open_readers += 1
+        return _LocalReader(self, record, handle)
+
+
+class _LocalUpload:
+    """One upload into a temporary file (see :class:`~.base.UploadSink`)."""
+
+    def __init__(
+        self, store: LocalFileStore, filename: str, path: Path, handle: io.BufferedWriter
+    ) -> None:
+        self._store = store
+        self._filename = filename
+        self._path = path
+        self._handle: io.BufferedWriter | None = handle
+        self._hash = hashlib.sha256()
+        self._pending = bytearray()
+        self._size = 0
+        self._finished = False
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; the disk is written in batches of about 1 MiB."""
+        if self._finished:
+            raise RuntimeError("upload already finished")
+        self._pending += data
+        self._size += len(data)
+        if len(self._pending) >= _WRITE_BATCH:
+            await self._flush()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = bytes(self._pending)
+        self._pending.clear()
+        handle = self._handle
+        assert handle is not None
+
+        def run() -> None:
+            # hashlib and file writes release the GIL on large buffers.
+            self._hash.update(batch)
+            handle.write(batch)
+
+        await trio.to_thread.run_sync(run)
+
+    async def commit(self) -> StoredFile:
+        """fsync, rename into place, then write the record."""
+        await self._flush()
+        store = self._store
+        file_id = secrets.token_hex(16)
+        record = StoredFile(
+            file_id=file_id,
+            filename=self._filename,
+            size=self._size,
+            checksum=self._hash.hexdigest(),
+            created_at=time.time(),
+        )
+        handle = self._handle
+        assert handle is not None
+
+        def run() -> None:
+            data_path = store._data_path(file_id)
+            meta_tmp = store.tmp / f"{file_id}.json.part"
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+                os.replace(self._path, data_path)
+                meta = {
+                    "filename": record.filename,
+                    "size": record.size,
+                    "checksum": record.checksum,
+                    "created_at": record.created_at,
+                }
+                with open(meta_tmp, "wb") as out:
+                    out.write(json.dumps(meta).encode())
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(meta_tmp, store._meta_path(file_id))
+                _fsync_directory(store.root)
+            except BaseException:
+                # Half a commit must not stay behind: the content without
+                # its record is invisible, but it would still use the disk.
+                handle.close()
+                for leftover in (self._path, data_path, meta_tmp):
+                    leftover.unlink(missing_ok=True)
+                raise
+
+        try:
+            with trio.CancelScope(shield=True):
+                # Shielded: a cancel arriving during the rename must not
+                # leave the thread's work half-observed.
+                await trio.to_thread.run_sync(run)
+        except BaseException:
+            await self.abort()
+            raise
+        self._handle = None
+        self._finished = True
+        store.counters.open_uploads -= 1
+        store.counters.commits += 1
+        return record
+
+    async def abort(self) -> None:
+        """Close and delete the temporary file (shielded: runs on cancelled paths too)."""
+        if self._finished:
+            return
+        self._finished = True
+        handle, self._handle = self._handle, None
+        path = self._path
+
+        def run() -> None:
+            if handle is not None:
+                handle.close()
+            path.unlink(missing_ok=True)
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(run)
+        self._store.counters.open_uploads -= 1
+        self._store.counters.aborts += 1
+
+
+class _LocalReader:
+    """An open stored file (see :class:`~.base.FileReader`)."""
+
+    def __init__(
+        self, store: LocalFileStore, record: StoredFile, handle: io.BufferedReader
+    ) -> None:
+        self._store = store
+        self._record = record
+        self._handle: io.BufferedReader | None = handle
+
+    @property
+    def file(self) -> StoredFile:
+        """The file's record."""
+        return self._record
+
+    async def read(self, max_bytes: int) -> bytes:
+        """Read the next at most ``max_bytes`` bytes in a worker thread."""
+        handle = self._handle
+        if handle is None:
+            raise RuntimeError("reader is closed")
+        data = await trio.to_thread.run_sync(handle.read, max_bytes)
+        counters = self._store.counters
+        counters.reads += 1
+        counters.bytes_read += len(data)
+        return data
+
+    async def aclose(self) -> None:
+        """Close the file (closing a read-only file does not touch the disk)."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()
+            self._store.counters.open_readers -= 1
+        await trio.lowlevel.checkpoint()

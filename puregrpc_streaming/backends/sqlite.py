@@ -1,0 +1,481 @@
+"""The embedded SQLite backends: dataset, key-value and metrics stores in one file.
+
+Every statement runs in a worker thread (``trio.to_thread.run_sync``), never
+on the event loop. :class:`SqliteDatabase` holds a small pool of connections
+(one per concurrent worker, at most ``max_connections``, bounded by a trio
+``CapacityLimiter``) in WAL mode, so readers and the single writer do not
+block each other. InteractiveQuery gets its own read-only connection per
+stream (:class:`SqliteQuerySession`), restricted by an authorizer to
+SELECT statements and by a progress handler to a time limit.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from .base import (
+    DatasetCounters,
+    DatasetRow,
+    KvChange,
+    KvOutcome,
+    KvRecord,
+    MetricSample,
+    QueryError,
+    QueryResult,
+)
+
+__all__ = [
+    "SqliteDatabase",
+    "SqliteDatasetStore",
+    "SqliteKeyValueStore",
+    "SqliteMetricsStore",
+    "SqliteQuerySession",
+]
+
+logger = logging.getLogger("puregrpc_streaming.sqlite")
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dataset (
+    id INTEGER PRIMARY KEY,
+    category TEXT NOT NULL,
+    value REAL NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    version INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    labels TEXT NOT NULL,
+    timestamp REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, timestamp);
+"""
+
+#: Rows generated entirely inside SQLite (a recursive CTE): no Python per
+#: row, so a million rows take about a second. Deterministic: the same
+#: ``dataset_rows`` always gives the same table.
+_SEED = """
+WITH RECURSIVE seq(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM seq WHERE x < ?)
+INSERT INTO dataset (id, category, value, data)
+SELECT
+    x,
+    CASE (x * 2654435761) % 5
+        WHEN 0 THEN 'red' WHEN 1 THEN 'green' WHEN 2 THEN 'blue'
+        WHEN 3 THEN 'yellow' ELSE 'purple' END,
+    ((x * 1103515245 + 12345) % 2147483648) / 2147483648.0,
+    CAST(printf('{"id":%d,"name":"item-%07d","score":%d}', x, x, (x * 7919) % 1000) AS BLOB)
+FROM seq
+"""
+
+#: Authorizer actions an InteractiveQuery may perform: reading, selecting,
+#: calling functions, and recursive CTEs. Everything else (writes, PRAGMA,
+#: ATTACH, schema changes, transactions) is denied.
+_QUERY_ACTIONS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+
+_ACTIONS = (
+    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
+    "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE",
+    "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
+    "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
+    "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE",
+)  # fmt: skip
+#: Authorizer action code -> name, for the refusal message.
+_ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name for name in _ACTIONS}
+#: The progress handler runs every this many SQLite VM instructions.
+_PROGRESS_STEPS = 1000
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+class SqliteDatabase:
+    """One SQLite file and a bounded pool of connections used from worker threads."""
+
+    def __init__(self, path: Path, *, max_connections: int = 4) -> None:
+        """Use the database at ``path`` (created by :meth:`open`)."""
+        self.path = path
+        self._limiter = trio.CapacityLimiter(max_connections)
+        self._idle: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    async def open(self) -> None:
+        """Create the file and the schema."""
+
+        def create(conn: sqlite3.Connection) -> None:
+            conn.executescript(_SCHEMA)
+
+        await self.run(create)
+
+    def _checkout(self) -> sqlite3.Connection:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+        return _connect(self.path)
+
+    def _checkin(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            if not self._closed:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in a worker thread with a pooled connection."""
+        if self._closed:
+            raise RuntimeError("database is closed")
+
+        def in_thread() -> T:
+            conn = self._checkout()
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.rollback()
+                self._checkin(conn)
+
+        return await trio.to_thread.run_sync(in_thread, limiter=self._limiter)
+
+    async def close(self) -> None:
+        """Close the pooled connections (call after the last :meth:`run`)."""
+
+        def run() -> None:
+            with self._lock:
+                self._closed = True
+                idle, self._idle = self._idle, []
+            for conn in idle:
+                conn.close()
+
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(run)
+
+    async def meta(self, key: str) -> str | None:
+        """A value of the ``meta`` table."""
+
+        def run(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self.run(run)
+
+
+# ------------------------------------------------------------------ dataset
+
+
+class SqliteDatasetStore:
+    """The dataset table (a :class:`~.base.DatasetStore`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        """Serve the dataset of ``db``."""
+        self.db = db
+        self.counters = DatasetCounters()
+
+    async def ensure_seeded(self, rows: int) -> tuple[int, float] | None:
+        """Seed ``rows`` rows if the table was never seeded; returns (rows, seconds) if it did.
+
+        One transaction: a crash mid-seed leaves an empty, unmarked table, so
+        the next start seeds again.
+        """
+
+        def run(conn: sqlite3.Connection) -> tuple[int, float] | None:
+            if conn.execute("SELECT 1 FROM meta WHERE key = 'dataset_rows'").fetchone():
+                return None
+            started = time.perf_counter()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM dataset")
+            if rows > 0:
+                conn.execute(_SEED, (rows,))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('dataset_rows', ?)", (str(rows),))
+            conn.execute("COMMIT")
+            return rows, time.perf_counter() - started
+
+        return await self.db.run(run)
+
+    async def page(self, after_id: int, limit: int) -> list[DatasetRow]:
+        """Up to ``limit`` rows after ``after_id`` (a primary-key range scan)."""
+
+        def run(conn: sqlite3.Connection) -> list[DatasetRow]:
+            cursor = conn.execute(
+                "SELECT id, category, value, data FROM dataset WHERE id > ? ORDER BY id LIMIT ?",
+                (after_id, limit),
+            )
+            return [
+                DatasetRow(id=r[0], category=r[1], value=r[2], data=bytes(r[3]))
+                for r in cursor.fetchall()
+            ]
+
+        rows = await self.db.run(run)
+        self.counters.pages_fetched += 1
+        self.counters.rows_fetched += len(rows)
+        return rows
+
+    async def row_count(self) -> int:
+        """Rows in the dataset."""
+
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute("SELECT count(*) FROM dataset").fetchone()[0])
+
+        return await self.db.run(run)
+
+    @asynccontextmanager
+    async def query_session(self) -> AsyncIterator[SqliteQuerySession]:
+        """A read-only connection for one InteractiveQuery stream."""
+        session = await SqliteQuerySession.open(self.db.path, self.counters)
+        try:
+            yield session
+        finally:
+            await session.aclose()
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return {"base64": base64.b64encode(value).decode()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def row_to_json(columns: Sequence[str], row: Sequence[Any]) -> bytes:
+    """One result row as a compact JSON object (BLOBs as text, or base64 if not UTF-8)."""
+    return json.dumps(
+        {column: _json_value(value) for column, value in zip(columns, row, strict=True)},
+        separators=(",", ":"),
+    ).encode()
+
+
+class SqliteQuerySession:
+    """A read-only, SELECT-only, time-limited connection (one per query stream)."""
+
+    def __init__(self, conn: sqlite3.Connection, counters: DatasetCounters) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._counters = counters
+        self._deadline = math.inf
+        self._denied: list[str] = []
+        conn.set_authorizer(self._authorize)
+        conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
+
+    @classmethod
+    async def open(cls, path: Path, counters: DatasetCounters) -> SqliteQuerySession:
+        """Open ``path`` read-only (``mode=ro``: even an authorizer bug could not write)."""
+
+        def run() -> sqlite3.Connection:
+            return sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro",
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=5.0,
+            )
+
+        conn = await trio.to_thread.run_sync(run)
+        return cls(conn, counters)
+
+    def _authorize(
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+    ) -> int:
+        if action in _QUERY_ACTIONS:
+            return sqlite3.SQLITE_OK
+        self._denied.append(_ACTION_NAMES.get(action, str(action)))
+        return sqlite3.SQLITE_DENY
+
+    def _progress(self) -> int:
+        # A non-zero return aborts the statement ("interrupted").
+        return 1 if time.monotonic() > self._deadline else 0
+
+    async def run(self, sql: str, *, max_rows: int, time_limit: float) -> QueryResult:
+        """Run one SELECT and fetch at most ``max_rows`` rows within ``time_limit`` seconds."""
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("query session is closed")
+        if not sql.strip():
+            raise QueryError("empty query")
+
+        def in_thread() -> QueryResult:
+            self._denied.clear()
+            self._deadline = time.monotonic() + time_limit
+            try:
+                cursor = conn.execute(sql)
+                if cursor.description is None:
+                    raise QueryError("only SELECT statements are allowed")
+                columns = tuple(d[0] for d in cursor.description)
+                rows = cursor.fetchmany(max_rows + 1)
+                cursor.close()
+            except QueryError:
+                raise
+            except sqlite3.Warning as exc:  # e.g. "You can only execute one statement"
+                raise QueryError(str(exc)) from None
+            except sqlite3.Error as exc:
+                if self._denied:
+                    raise QueryError(
+                        "only SELECT statements are allowed (refused: "
+                        f"{', '.join(dict.fromkeys(self._denied))})"
+                    ) from None
+                if time.monotonic() > self._deadline:
+                    raise QueryError(f"query exceeded its time limit of {time_limit:g} s") from None
+                raise QueryError(str(exc)) from None
+            finally:
+                self._deadline = math.inf
+            return QueryResult(
+                columns=columns, rows=rows[:max_rows], truncated=len(rows) > max_rows
+            )
+
+        self._counters.queries_run += 1
+        return await trio.to_thread.run_sync(in_thread)
+
+    async def aclose(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(conn.close)
+
+
+# --------------------------------------------------------------- key-value
+
+
+def _kv_record(row: Sequence[Any]) -> KvRecord:
+    return KvRecord(
+        key=row[0], value=bytes(row[1]), version=row[2], deleted=bool(row[3]), updated_at=row[4]
+    )
+
+
+class SqliteKeyValueStore:
+    """Versioned records in the ``kv`` table (a :class:`~.base.KeyValueStore`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        """Keep records in ``db``."""
+        self.db = db
+
+    async def get(self, key: str) -> KvRecord | None:
+        """The key's current state, tombstones included."""
+
+        def run(conn: sqlite3.Connection) -> KvRecord | None:
+            row = conn.execute(
+                "SELECT key, value, version, deleted, updated_at FROM kv WHERE key = ?", (key,)
+            ).fetchone()
+            return None if row is None else _kv_record(row)
+
+        return await self.db.run(run)
+
+    async def apply(self, change: KvChange) -> KvOutcome:
+        """Compare-and-set on the version, in one IMMEDIATE transaction.
+
+        The current version of a missing key is 0; a deleted key keeps its
+        version (a tombstone), and ``base_version`` 0 or that version both
+        mean "I believe it does not exist". Versions only grow, so a key
+        deleted and recreated never reuses a version.
+        """
+
+        def run(conn: sqlite3.Connection) -> KvOutcome:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute(
+                "SELECT key, value, version, deleted, updated_at FROM kv WHERE key = ?",
+                (change.key,),
+            ).fetchone()
+            current = None if row is None else _kv_record(row)
+            version = 0 if current is None else current.version
+            absent = current is None or current.deleted
+            acceptable = {version} | ({0} if absent else set())
+            if change.base_version not in acceptable:
+                conn.execute("ROLLBACK")
+                return KvOutcome(
+                    applied=False,
+                    current=current,
+                    reason=(
+                        f"base_version {change.base_version} is stale: "
+                        f"the current version is {version}"
+                        + (" (deleted)" if current is not None and current.deleted else "")
+                    ),
+                )
+            if change.delete and absent:
+                conn.execute("ROLLBACK")
+                return KvOutcome(applied=False, current=current, reason="key does not exist")
+            now = time.time()
+            new = KvRecord(
+                key=change.key,
+                value=b"" if change.delete else change.value,
+                version=version + 1,
+                deleted=change.delete,
+                updated_at=now,
+            )
+            conn.execute(
+                "INSERT INTO kv (key, value, version, deleted, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "version = excluded.version, deleted = excluded.deleted, "
+                "updated_at = excluded.updated_at",
+                (new.key, new.value, new.version, int(new.deleted), new.updated_at),
+            )
+            conn.execute("COMMIT")
+            return KvOutcome(applied=True, current=new)
+
+        return await self.db.run(run)
+
+
+# ----------------------------------------------------------------- metrics
+
+
+class SqliteMetricsStore:
+    """Received metrics in the ``metrics`` table (a :class:`~.base.MetricsStore`)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        """Keep samples in ``db``."""
+        self.db = db
+        #: Samples stored since start.
+        self.stored = 0
+
+    async def record(self, samples: Sequence[MetricSample]) -> None:
+        """Insert a batch in one transaction; labels are stored as a JSON object."""
+        if not samples:
+            return
+        rows = [
+            (s.name, s.value, json.dumps(dict(s.labels), sort_keys=True), s.timestamp)
+            for s in samples
+        ]
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            conn.executemany(
+                "INSERT INTO metrics (name, value, labels, timestamp) VALUES (?, ?, ?, ?)", rows
+            )
+            conn.execute("COMMIT")
+
+        await self.db.run(run)
+        self.stored += len(samples)

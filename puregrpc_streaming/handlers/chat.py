@@ -1,0 +1,149 @@
+"""Chat: rooms on top of the event bus.
+
+Every chat message, and every join/leave notice (from user ``system``), is a
+``chat.message`` event; each Chat call subscribes to the bus with a predicate
+"the event's room is one of mine", so delivery, ordering, bounded queues and
+the slow-client policy are the bus's, and the rooms would span several
+servers with a shared bus. A message reaches every member of its room, the
+sender included, stamped with the server's time.
+
+Rules:
+
+* metadata ``user-id`` is required (UNAUTHENTICATED without it) and is the
+  ``user_id`` of every message the call sends, whatever the client wrote;
+  ``system`` is reserved.
+* metadata ``room-id`` joins that room when the call starts; a message whose
+  ``room_id`` names a room the call has not joined joins it first; a message
+  with no ``room_id`` goes to the most recently joined room.
+* The client leaves every room when it half-closes, cancels or disconnects;
+  the others get a leave notice at once.
+* A client more than 1,024 messages behind is cut off with RESOURCE_EXHAUSTED.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+
+from puregrpc import StatusCode
+from puregrpc.server import RequestIterator, ServicerContext
+
+from ..backends.base import BusClosed, BusEvent, EventBus, SubscriberTooSlow, Subscription
+from ..protos import streaming_pb2 as pb
+from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
+
+logger = logging.getLogger("puregrpc_streaming.chat")
+
+SYSTEM_USER = "system"
+MAX_CONTENT = 64 * 1024
+_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
+
+
+def _check_name(kind: str, value: str) -> str:
+    if not _NAME.fullmatch(value):
+        invalid(f"{kind} {value!r} must be 1..128 printable characters")
+    return value
+
+
+def chat_message(event: BusEvent) -> pb.ChatMessage:
+    """The ChatMessage a ``chat.message`` event delivers."""
+    payload = event.payload
+    return pb.ChatMessage(
+        user_id=str(payload.get("user_id", "")),
+        room_id=str(payload.get("room_id", "")),
+        content=str(payload.get("content", "")),
+        timestamp=timestamp_ns(event.timestamp_ns),
+    )
+
+
+class ChatHandlers:
+    """Serves Chat calls."""
+
+    def __init__(self, events: EventBus) -> None:
+        """Carry rooms over ``events``."""
+        self._events = events
+        #: Chat calls in progress.
+        self.active = 0
+
+    async def chat(
+        self, requests: RequestIterator[pb.ChatMessage], context: ServicerContext
+    ) -> None:
+        """Run one chat client until it leaves; responses go out with ``context.send``."""
+        user = metadata_text(context, "user-id")
+        if not user:
+            fail(StatusCode.UNAUTHENTICATED, "metadata user-id is required to chat")
+        _check_name("user-id", user)
+        if user == SYSTEM_USER:
+            invalid(f"user-id {SYSTEM_USER!r} is reserved")
+        first_room = metadata_text(context, "room-id")
+        rooms: list[str] = []  # joined, in order; the last is the default
+        joined: set[str] = set()
+
+        def mine(payload: Mapping[str, Any]) -> bool:
+            return payload.get("room_id") in joined
+
+        self.active += 1
+        try:
+            async with self._events.subscribe(
+                types=frozenset({"chat.message"}), predicate=mine
+            ) as subscription:
+                await context.send_initial_metadata()  # subscribed: tell the client
+                try:
+                    if first_room:
+                        await self._join(user, _check_name("room-id", first_room), rooms, joined)
+                    async with flat_nursery() as nursery:
+                        nursery.start_soon(self._deliver, subscription, context)
+                        async for message in requests:
+                            room = message.room_id or (rooms[-1] if rooms else "")
+                            if not room:
+                                invalid("message has no room_id and the call has joined no room")
+                            if len(message.content.encode()) > MAX_CONTENT:
+                                invalid(f"message content is longer than {MAX_CONTENT} bytes")
+                            if room not in joined:
+                                await self._join(user, _check_name("room-id", room), rooms, joined)
+                            await self._events.publish(
+                                "chat.message",
+                                {"user_id": user, "room_id": room, "content": message.content},
+                            )
+                        # Half-close: the client is done; leave now.
+                        nursery.cancel_scope.cancel()
+                finally:
+                    await self._leave_all(user, rooms, joined)
+        finally:
+            self.active -= 1
+
+    async def _join(self, user: str, room: str, rooms: list[str], joined: set[str]) -> None:
+        joined.add(room)
+        rooms.append(room)
+        logger.info("%s joined room %s", user, room)
+        await self._notice(room, f"{user} joined")
+
+    async def _leave_all(self, user: str, rooms: list[str], joined: set[str]) -> None:
+        # Shielded: a disconnect cancels the call, and the others must still
+        # learn at once that this member is gone.
+        with trio.CancelScope(shield=True):
+            left = list(rooms)
+            joined.clear()  # before the notices: they are for the others
+            rooms.clear()
+            for room in left:
+                logger.info("%s left room %s", user, room)
+                await self._notice(room, f"{user} left")
+
+    async def _notice(self, room: str, content: str) -> None:
+        await self._events.publish(
+            "chat.message", {"user_id": SYSTEM_USER, "room_id": room, "content": content}
+        )
+
+    async def _deliver(self, subscription: Subscription, context: ServicerContext) -> None:
+        while True:
+            try:
+                event = await subscription.next()
+            except SubscriberTooSlow:
+                fail(StatusCode.RESOURCE_EXHAUSTED, "chat client too slow: messages were dropped")
+            except BusClosed as exc:
+                fail(StatusCode.UNAVAILABLE, str(exc))
+            await context.send(chat_message(event))

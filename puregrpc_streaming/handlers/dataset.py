@@ -1,0 +1,122 @@
+"""ListLargeDataset (cursor pagination) and InteractiveQuery (read-only SQL)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import AsyncIterator
+
+from puregrpc.server import RequestIterator, ServicerContext
+
+from ..backends.base import DATASET_FIELDS, DatasetStore, QueryError
+from ..backends.sqlite import row_to_json
+from ..filters import FilterError, compile_filter
+from ..protos import streaming_pb2 as pb
+from ._common import MAX_PAGE_SIZE, ServiceSettings, invalid
+
+logger = logging.getLogger("puregrpc_streaming.dataset")
+
+_CURSOR_PREFIX = b"dataset:"
+#: InteractiveQuery rows per query when the request says 0, and the most it may ask.
+DEFAULT_QUERY_ROWS = 1_000
+MAX_QUERY_ROWS = 10_000
+MAX_QUERY_LENGTH = 100_000
+
+
+def encode_cursor(row_id: int) -> str:
+    """The opaque cursor that resumes right after ``row_id``."""
+    return base64.urlsafe_b64encode(_CURSOR_PREFIX + str(row_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The row id a cursor resumes after (empty: 0); INVALID_ARGUMENT if it is not ours."""
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        invalid(f"start_cursor {cursor!r} is not a cursor this server issued")
+    digits = raw.removeprefix(_CURSOR_PREFIX)
+    if not raw.startswith(_CURSOR_PREFIX) or not digits.isdigit() or len(digits) > 19:
+        invalid(f"start_cursor {cursor!r} is not a cursor this server issued")
+    return int(digits)
+
+
+class DatasetHandlers:
+    """Serves the dataset store."""
+
+    def __init__(self, dataset: DatasetStore, settings: ServiceSettings) -> None:
+        """Serve ``dataset``."""
+        self._dataset = dataset
+        self._settings = settings
+
+    async def list(
+        self, request: pb.ListRequest, context: ServicerContext
+    ) -> AsyncIterator[pb.DataItem]:
+        """Stream rows in id order, one database page at a time.
+
+        The next page is fetched only once every row of the previous one was
+        handed to the transport, so memory stays at one page whatever the
+        table size, a slow client slows the fetching, and a cancelled list
+        fetches nothing more. The filter (fields ``id``, ``category``,
+        ``value``) is applied to each page; rows it skips still advance the
+        position.
+        """
+        page_size = request.page_size or self._settings.batch_size
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            invalid(f"page_size must be 1..{MAX_PAGE_SIZE}, got {request.page_size}")
+        after = decode_cursor(request.start_cursor)
+        try:
+            predicate = compile_filter(request.filter, fields=DATASET_FIELDS)
+        except FilterError as exc:
+            invalid(f"bad filter: {exc}")
+        while True:
+            rows = await self._dataset.page(after, page_size)
+            for row in rows:
+                after = row.id
+                if predicate(row.as_record()):
+                    yield pb.DataItem(
+                        id=row.id,
+                        data=row.data,
+                        cursor=encode_cursor(row.id),
+                        category=row.category,
+                        value=row.value,
+                    )
+            if len(rows) < page_size:
+                return
+
+    async def query(
+        self, requests: RequestIterator[pb.QueryRequest], context: ServicerContext
+    ) -> AsyncIterator[pb.QueryResponse]:
+        """Answer each query with its rows (JSON objects), then ``complete``.
+
+        A refused or failed query (not a SELECT, a syntax error, over the
+        time limit) answers one response with ``error`` and ``complete``
+        set, and no rows; the stream stays open for the next query.
+        """
+        async with self._dataset.query_session() as session:
+            async for request in requests:
+                max_rows = request.max_rows or DEFAULT_QUERY_ROWS
+                if not 1 <= max_rows <= MAX_QUERY_ROWS:
+                    yield pb.QueryResponse(
+                        error=f"max_rows must be 1..{MAX_QUERY_ROWS}, got {request.max_rows}",
+                        complete=True,
+                    )
+                    continue
+                if len(request.query) > MAX_QUERY_LENGTH:
+                    yield pb.QueryResponse(
+                        error=f"query is longer than {MAX_QUERY_LENGTH} characters", complete=True
+                    )
+                    continue
+                try:
+                    result = await session.run(
+                        request.query, max_rows=max_rows, time_limit=self._settings.query_timeout
+                    )
+                except QueryError as exc:
+                    logger.info("query from %s refused: %s", context.peer(), exc)
+                    yield pb.QueryResponse(error=str(exc), complete=True)
+                    continue
+                for row in result.rows:
+                    yield pb.QueryResponse(data=row_to_json(result.columns, row))
+                yield pb.QueryResponse(complete=True)

@@ -1,0 +1,164 @@
+"""UploadFile and DownloadFile over a :class:`~..backends.base.FileStore`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from puregrpc import StatusCode
+from puregrpc.server import RequestIterator, ServicerContext
+
+from ..backends.base import EventBus, FileIdError, FileNotFound, FileStore, StoredFile, UploadSink
+from ..protos import streaming_pb2 as pb
+from ._common import ServiceSettings, fail, invalid
+
+logger = logging.getLogger("puregrpc_streaming.files")
+
+#: Longest accepted filename, in UTF-8 bytes (a common file-system limit).
+MAX_FILENAME_BYTES = 255
+
+
+def check_filename(filename: str) -> str:
+    """Return ``filename`` if it is a plain file name; INVALID_ARGUMENT otherwise."""
+    if not filename:
+        invalid("the first chunk must carry a filename")
+    if "/" in filename or "\\" in filename:
+        invalid(f"filename {filename!r} contains a path separator")
+    if ".." in filename:
+        invalid(f"filename {filename!r} contains '..'")
+    if filename.strip() in ("", "."):
+        invalid(f"filename {filename!r} is not a file name")
+    if any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        invalid(f"filename {filename!r} contains control characters")
+    if len(filename.encode()) > MAX_FILENAME_BYTES:
+        invalid(f"filename is longer than {MAX_FILENAME_BYTES} bytes")
+    return filename
+
+
+class FileHandlers:
+    """Uploads into and downloads from the file store; uploads announce themselves on the bus."""
+
+    def __init__(self, store: FileStore, events: EventBus, settings: ServiceSettings) -> None:
+        """Serve ``store``; publish ``file.uploaded`` on ``events``."""
+        self._store = store
+        self._events = events
+        self._settings = settings
+
+    async def upload(
+        self, requests: RequestIterator[pb.FileChunk], context: ServicerContext
+    ) -> pb.UploadResponse:
+        """Receive chunks with contiguous offsets into a temporary file, then commit it.
+
+        Whatever ends the call early (a bad chunk, the quota, the client
+        cancelling or disconnecting) aborts the upload, which deletes the
+        temporary file before the handler returns.
+        """
+        limit = self._settings.max_upload_bytes
+        sink: UploadSink | None = None
+        filename = ""
+        declared = 0
+        try:
+            async for chunk in requests:
+                if sink is None:
+                    filename = check_filename(chunk.filename)
+                    declared = chunk.total_size
+                    if declared < 0:
+                        invalid(f"total_size {declared} is negative")
+                    if declared > limit:
+                        fail(
+                            StatusCode.RESOURCE_EXHAUSTED,
+                            f"file of {declared} bytes exceeds the upload limit of {limit} bytes",
+                        )
+                    sink = await self._store.begin_upload(filename)
+                elif chunk.filename and chunk.filename != filename:
+                    invalid(
+                        f"chunk at offset {chunk.offset} names {chunk.filename!r}, "
+                        f"but this upload is {filename!r}"
+                    )
+                if chunk.offset != sink.size:
+                    invalid(
+                        f"chunk at offset {chunk.offset}, expected offset {sink.size} "
+                        "(offsets must be contiguous from 0)"
+                    )
+                if sink.size + len(chunk.content) > limit:
+                    fail(
+                        StatusCode.RESOURCE_EXHAUSTED,
+                        f"upload exceeds the limit of {limit} bytes",
+                    )
+                await sink.write(chunk.content)
+            if sink is None:
+                invalid("no chunks received: an upload needs at least one chunk with a filename")
+            if declared and sink.size != declared:
+                invalid(f"upload ended after {sink.size} of the announced {declared} bytes")
+            stored = await sink.commit()
+        except BaseException:
+            if sink is not None:
+                await sink.abort()
+            raise
+        logger.info(
+            "stored %r as %s: %d bytes, sha256 %s",
+            stored.filename,
+            stored.file_id,
+            stored.size,
+            stored.checksum,
+        )
+        await self._events.publish(
+            "file.uploaded",
+            {
+                "file_id": stored.file_id,
+                "filename": stored.filename,
+                "size": stored.size,
+                "checksum": stored.checksum,
+            },
+        )
+        return pb.UploadResponse(file_id=stored.file_id, size=stored.size, checksum=stored.checksum)
+
+    async def _find(self, file_id: str) -> StoredFile:
+        try:
+            return await self._store.stat(file_id)
+        except FileIdError as exc:
+            invalid(str(exc))
+        except FileNotFound as exc:
+            fail(StatusCode.NOT_FOUND, str(exc))
+
+    async def download(
+        self, request: pb.DownloadRequest, context: ServicerContext
+    ) -> AsyncIterator[pb.FileChunk]:
+        """Stream the file from ``start_offset`` in chunks of ``chunk_size`` bytes.
+
+        One chunk is read only after the previous one was handed to the
+        transport, which waits while the client's flow-control window is
+        closed: a slow client holds the server at about one chunk in memory,
+        and a cancelled download reads nothing more.
+        """
+        start = request.start_offset
+        if start < 0:
+            invalid(f"start_offset {start} is negative")
+        stored = await self._find(request.file_id)
+        if start > stored.size:
+            fail(
+                StatusCode.OUT_OF_RANGE,
+                f"start_offset {start} is beyond the end of the file ({stored.size} bytes)",
+            )
+        if start == stored.size:
+            return
+        try:
+            reader = await self._store.open(request.file_id, start)
+        except FileNotFound as exc:
+            fail(StatusCode.NOT_FOUND, str(exc))
+        try:
+            offset = start
+            chunk_size = self._settings.chunk_size
+            while offset < stored.size:
+                data = await reader.read(min(chunk_size, stored.size - offset))
+                if not data:
+                    fail(
+                        StatusCode.DATA_LOSS,
+                        f"file {stored.file_id} ended at {offset} of {stored.size} bytes",
+                    )
+                yield pb.FileChunk(
+                    content=data, offset=offset, total_size=stored.size, filename=stored.filename
+                )
+                offset += len(data)
+        finally:
+            await reader.aclose()

@@ -1,0 +1,200 @@
+"""Run the streaming service: :class:`ServeConfig` and :func:`serve`.
+
+``serve`` opens the embedded backends under ``data_dir`` (seeding the dataset
+on first start), builds a puregrpc :class:`~puregrpc.server.Server` with the
+:class:`~.service.StreamingService`, health checking (``grpc.health.v1``) and
+server reflection (``grpc.reflection.v1`` and ``v1alpha``), binds, reports ``HOST:PORT`` through
+``task_status``, and serves until cancelled. Cancelling it stops gracefully:
+open-ended streams (watch, chat, sync) are ended with UNAVAILABLE and a
+resume hint, other calls get a few seconds to finish, then everything closes.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from puregrpc.health import HealthService, ServingStatus
+from puregrpc.reflection import enable_reflection
+from puregrpc.server import Server, ServerOptions
+
+from .backends.embedded import EmbeddedBackends, open_embedded_backends
+from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
+from .service import StreamingService
+
+__all__ = ["SERVICE_NAME", "RunningServer", "ServeConfig", "open_server", "serve"]
+
+logger = logging.getLogger("puregrpc_streaming")
+
+#: The name health checks use for the streaming service.
+SERVICE_NAME = "streaming.v1.StreamingService"
+#: Seconds calls in flight get to finish when the server stops.
+SHUTDOWN_GRACE = 3.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeConfig:
+    """Everything ``serve`` needs; the CLI's ``serve`` options map onto it."""
+
+    #: Interface to listen on.
+    host: str = "127.0.0.1"
+    #: Port (0: any free port; the bound one is reported).
+    port: int = 0
+    #: Where files and the SQLite database live (created if missing).
+    data_dir: Path
+    #: Largest accepted upload; larger -> RESOURCE_EXHAUSTED.
+    max_upload_bytes: int = 1 << 30
+    #: Seconds of silence on a watch before a heartbeat event.
+    heartbeat_interval: float = 15.0
+    #: DownloadFile chunk size, 16..64 KiB.
+    chunk_size: int = 64 * 1024
+    #: Rows of the dataset seeded on first start.
+    dataset_rows: int = 1_000_000
+    #: ListLargeDataset rows per page when the request says 0.
+    batch_size: int = 100
+    #: Time limit of one InteractiveQuery statement (seconds).
+    query_timeout: float = 5.0
+    #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
+        if self.dataset_rows < 0:
+            raise ValueError("dataset_rows must not be negative")
+        if not 1 <= self.batch_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"batch_size must be 1..{MAX_PAGE_SIZE}, got {self.batch_size}")
+        self.settings()  # validates the rest
+
+    def settings(self) -> ServiceSettings:
+        """The service's share of the configuration."""
+        return ServiceSettings(
+            max_upload_bytes=self.max_upload_bytes,
+            heartbeat_interval=self.heartbeat_interval,
+            chunk_size=self.chunk_size,
+            batch_size=self.batch_size,
+            query_timeout=self.query_timeout,
+        )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A server TLS context, if a certificate and key are configured."""
+        if self.tls_cert is None or self.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"cannot load TLS certificate {self.tls_cert} / key {self.tls_key}: {exc}"
+            ) from exc
+        return context
+
+
+#: Server options: keepalive PINGs after a minute of silence, and clients may
+#: ping every 10 s (grpc-go's 5-minute minimum would punish the keepalive
+#: settings long-lived watch and chat clients typically use).
+SERVER_OPTIONS = ServerOptions(
+    keepalive_time=60.0,
+    keepalive_timeout=20.0,
+    min_ping_interval=10.0,
+    permit_keepalive_without_calls=True,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunningServer:
+    """What :func:`open_server` hands out: the parts of a live server."""
+
+    server: Server
+    service: StreamingService
+    #: The server's ``grpc.health.v1.Health`` (see :data:`SERVICE_NAME`).
+    health: HealthService
+    backends: EmbeddedBackends
+    #: ``HOST:PORT`` actually bound.
+    address: str
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@asynccontextmanager
+async def open_server(
+    config: ServeConfig, *, deadlines: dict[str, float] | None = None
+) -> AsyncIterator[RunningServer]:
+    """Serve ``config`` for the ``async with`` block, then stop gracefully.
+
+    ``deadlines`` overrides the service's default deadlines (see
+    :data:`~.service.DEFAULT_DEADLINES`).
+    """
+    ssl_context = config.ssl_context()
+    async with open_embedded_backends(
+        config.data_dir, dataset_rows=config.dataset_rows
+    ) as backends:
+        service = StreamingService(backends, config.settings(), deadlines=deadlines)
+        server = Server([service], options=SERVER_OPTIONS, ssl_context=ssl_context)
+        server.add_service(health := HealthService())
+        enable_reflection(server)  # grpcurl, grpcui and evans can discover the API
+        health.set(SERVICE_NAME, ServingStatus.SERVING)
+        async with flat_nursery() as nursery:
+            # The server runs shielded from our caller's cancellation so
+            # that stopping is graceful (GOAWAY, grace period), not abrupt.
+            server_scope = trio.CancelScope(shield=True)
+
+            async def run_server(*, task_status: trio.TaskStatus[int]) -> None:
+                with server_scope:
+                    await server.serve(config.host, config.port, task_status=task_status)
+
+            port = await nursery.start(run_server)
+            address = _address(config.host, port)
+            logger.info(
+                "serving streaming.v1.StreamingService on %s (%s, data in %s)",
+                address,
+                "TLS" if ssl_context is not None else "plaintext",
+                config.data_dir,
+            )
+            try:
+                yield RunningServer(
+                    server=server,
+                    service=service,
+                    health=health,
+                    backends=backends,
+                    address=address,
+                )
+            finally:
+                with trio.CancelScope(shield=True):
+                    logger.info("stopping: %s", _active_summary(service))
+                    # Probes and balancers see NOT_SERVING before connections close.
+                    health.enter_graceful_shutdown()
+                    # Open-ended streams would hold the grace period for
+                    # nothing: end them now, with a resume hint.
+                    backends.events.close("server shutting down")
+                    with trio.move_on_after(SHUTDOWN_GRACE + 5):
+                        await server.stop(grace=SHUTDOWN_GRACE)
+                    server_scope.cancel()
+                logger.info("stopped")
+
+
+def _active_summary(service: StreamingService) -> str:
+    active = {name: n for name, n in service.active_calls.items() if n}
+    if not active:
+        return "no calls in progress"
+    return "calls in progress: " + ", ".join(f"{name} x{n}" for name, n in active.items())
+
+
+async def serve(
+    config: ServeConfig, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve until cancelled; ``task_status.started("HOST:PORT")`` once bound."""
+    async with open_server(config) as running:
+        task_status.started(running.address)
+        await trio.sleep_forever()
