@@ -20,10 +20,12 @@ import socket
 import ssl
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import trio
 
+from ..trace import tracer_or_environment
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
 from ._options import ServerOptions
@@ -68,6 +70,8 @@ class Server:
         #: Method path -> handler.
         self.handlers: dict[str, MethodHandler] = collect_handlers(services)
         self.options = options if options is not None else ServerOptions()
+        # No tracer given: PUREGRPC_TRACE may ask for one (puregrpc.trace._env).
+        self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
         self._ssl_context = ssl_context
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])

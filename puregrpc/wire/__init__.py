@@ -53,10 +53,13 @@ from ._status import encode_grpc_message as encode_grpc_message
 from ._status import http_status_to_code as http_status_to_code
 from ._timeout import decode_timeout as decode_timeout
 from ._timeout import encode_timeout as encode_timeout
+from ._trace import FRAME_TYPE_NAMES as FRAME_TYPE_NAMES
 from ._trace import NULL_TRACER as NULL_TRACER
+from ._trace import FrameScanner as FrameScanner
 from ._trace import ListTracer as ListTracer
 from ._trace import NullTracer as NullTracer
 from ._trace import Tracer as Tracer
 from ._trace import TraceRecord as TraceRecord
+from ._trace import next_connection_id as next_connection_id
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -9,28 +9,35 @@ nothing measurable. When enabled, the core calls :meth:`Tracer.record` with a
 =================  ==========================================================
 kind               when
 =================  ==========================================================
-``frame_in``       each HTTP/2 frame received (type, flags, stream, length)
-``frame_out``      each HTTP/2 frame queued for sending
+``frame_in``       each HTTP/2 frame received (type, flags, stream, length,
+                   and its ``body`` bytes, for sinks that decode it)
+``frame_out``      each HTTP/2 frame queued for sending (same fields)
 ``call_start``     a call opened (path)
-``message_in``     a complete gRPC message received (length, compressed)
-``message_out``    a gRPC message handed to the connection (length, compressed)
+``message_in``     a complete gRPC message received (``seq``, length,
+                   compressed, and the decoded ``payload`` bytes)
+``message_out``    a gRPC message handed to the connection (same fields)
 ``consume``        the application consumed a message (credit returned)
 ``window_grant``   we sent a WINDOW_UPDATE (stream 0 = connection)
 ``window_update``  the peer sent a WINDOW_UPDATE (its grant to us)
 ``stall``          a stream could not send all it queued (window closed)
 ``resume``         a stalled stream sent everything it had queued
 ``call_end``       a call ended (status code and message)
+``connection_end`` the transport closed (open calls end with it)
 =================  ==========================================================
 
 Records carry the flow-control state next to the event (``send_window``,
 ``receive_window``, ``queued``...) so a reader can follow backpressure without
-replaying the connection. Drivers choose where records go (text, JSON Lines);
-the core never formats or writes them, and never reads a clock: a sink that
-wants timestamps takes them itself.
+replaying the connection. Each record names its connection (a number unique
+in the process) and the role of the side that emitted it, so one tracer can
+serve every connection of a server. Drivers choose where records go
+(:mod:`puregrpc.trace` decodes, timestamps and formats them); the core never
+formats or writes them, and never reads a clock: a sink that wants
+timestamps takes them itself.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -60,6 +67,18 @@ class TraceRecord:
     stream_id: int
     #: Kind-specific fields (lengths, flags, window sizes, status...).
     fields: Mapping[str, object] = field(default_factory=dict)
+    #: The connection it happened on (see :func:`next_connection_id`); 0 if unknown.
+    connection: int = 0
+    #: ``"client"`` or ``"server"``: which side of the connection reports it.
+    role: str = ""
+
+
+_connection_ids = itertools.count(1)
+
+
+def next_connection_id() -> int:
+    """A number naming one connection in trace records, unique in this process."""
+    return next(_connection_ids)
 
 
 class Tracer(Protocol):
@@ -104,41 +123,40 @@ NULL_TRACER = NullTracer()
 
 
 class FrameScanner:
-    """Reports the HTTP/2 frame headers in a byte stream fed in arbitrary chunks.
+    """Cuts the HTTP/2 frames out of a byte stream fed in arbitrary chunks.
 
-    Used only while tracing, to name the frames in each chunk of bytes without
-    a second full parse: it reads the 9-byte frame headers and skips bodies.
-    ``expect_preface`` skips the 24-byte client connection preface
-    (RFC 9113 §3.4), which is not a frame.
+    Used only while tracing, to report each frame with its body without
+    touching h2's own parse: it buffers until a frame is complete, then
+    reports it. ``expect_preface`` skips the 24-byte client connection
+    preface (RFC 9113 §3.4), which is not a frame.
     """
 
-    __slots__ = ("_header", "_skip")
+    __slots__ = ("_buffer", "_skip")
 
     def __init__(self, *, expect_preface: bool = False) -> None:
         self._skip = 24 if expect_preface else 0
-        self._header = b""
+        self._buffer = bytearray()
 
-    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, int, int, int]]:
-        """Return ``(type, flags, stream_id, length)`` of each frame header completed."""
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, int, int, int, bytes]]:
+        """Return ``(type, flags, stream_id, length, body)`` of each frame completed."""
         view = memoryview(data)
-        out: list[tuple[int, int, int, int]] = []
+        if self._skip:
+            step = min(self._skip, len(view))
+            self._skip -= step
+            view = view[step:]
+        buffer = self._buffer
+        buffer += view
+        out: list[tuple[int, int, int, int, bytes]] = []
         pos = 0
-        end = len(view)
-        while pos < end:
-            if self._skip:
-                step = min(self._skip, end - pos)
-                self._skip -= step
-                pos += step
-                continue
-            need = 9 - len(self._header)
-            self._header += bytes(view[pos : pos + need])
-            pos += need
-            if len(self._header) < 9:
+        end = len(buffer)
+        while end - pos >= 9:
+            length = int.from_bytes(buffer[pos : pos + 3], "big")
+            if end - pos < 9 + length:
                 break
-            head = self._header
-            self._header = b""
-            length = int.from_bytes(head[0:3], "big")
-            stream_id = int.from_bytes(head[5:9], "big") & 0x7FFFFFFF
-            out.append((head[3], head[4], stream_id, length))
-            self._skip = length
+            stream_id = int.from_bytes(buffer[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+            body = bytes(buffer[pos + 9 : pos + 9 + length])
+            out.append((buffer[pos + 3], buffer[pos + 4], stream_id, length, body))
+            pos += 9 + length
+        if pos:
+            del buffer[:pos]
         return out

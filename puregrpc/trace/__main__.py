@@ -1,0 +1,7 @@
+"""``python -m puregrpc.trace``: the same as the ``puregrpc`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
