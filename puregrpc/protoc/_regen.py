@@ -77,9 +77,7 @@ PROTO_SETS = (
         package_dir="puregrpc/interop/protos",
     ),
     ProtoSet(sources=("puregrpc/testing/echo.proto",), package_dir="puregrpc/_testing/protos"),
-    ProtoSet(
-        sources=("streaming/v1/streaming.proto",), package_dir="puregrpc_streaming/protos"
-    ),
+    ProtoSet(sources=("streaming/v1/streaming.proto",), package_dir="puregrpc_streaming/protos"),
     ProtoSet(
         sources=("grpc/health/v1/health.proto",),
         package_dir="puregrpc/health/protos",

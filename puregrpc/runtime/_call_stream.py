@@ -223,7 +223,4 @@ class CallStream:
         code = status.code if not status.ok else StatusCode.CANCELLED
         if action is None:
             raise RpcError(code, status.message, details_bin=status.details_bin)
-        raise RpcError(
-            code, f"{action}: the call has ended ({status.code.name}: {status.message})"
-        )
-
+        raise RpcError(code, f"{action}: the call has ended ({status.code.name}: {status.message})")

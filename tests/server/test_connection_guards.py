@@ -103,8 +103,11 @@ async def test_ping_flood_gets_goaway() -> None:
     async with trio.open_nursery() as nursery:
         server, port = await start_server(
             nursery,
-            ServerOptions(max_control_frames_per_second=100, permit_keepalive_without_calls=True,
-                          min_ping_interval=0),
+            ServerOptions(
+                max_control_frames_per_second=100,
+                permit_keepalive_without_calls=True,
+                min_ping_interval=0,
+            ),
         )
         peer = await RawPeer.connect(port)
         for index in range(500):
