@@ -158,18 +158,18 @@ class ServedConnection:
 
     def _on_client_ping(self) -> None:
         # grpc-go's keepalive enforcement: a ping sooner than min_ping_interval
-        # after the previous one, with nothing written in between, is a strike;
-        # so is any ping without open calls unless that is permitted.
-        if self._control_frames.exceeded():
-            self._goaway_abuse("too many PING frames")
-            return
+        # after the previous one, with no messages sent in between, is a
+        # strike; so is any ping without open calls unless that is permitted.
+        # Pings that follow our traffic are never abuse: grpc-go's clients
+        # send a bandwidth probe with nearly every DATA frame they receive.
         now = trio.current_time()
         options = self._options
         traffic = self.transport.traffic
         if traffic != self._traffic_at_last_ping:
-            # We sent messages since the last ping: the client's pings are
-            # not abusive (BDP probes and keepalives ride on real traffic).
             self._ping_strikes = 0
+        elif self._control_frames.exceeded():
+            self._goaway_abuse("too many PING frames")
+            return
         if self.connection.open_calls == 0 and not options.permit_keepalive_without_calls:
             strike = True
         else:
