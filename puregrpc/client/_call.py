@@ -11,8 +11,7 @@ operation, the call is cancelled too (RST_STREAM CANCEL) and the stream freed.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -138,7 +137,12 @@ class ClientCall(Generic[RequestT, ResponseT]):
 
         Raises :class:`RpcError` when the call ends with a non-OK status.
         """
-        stream = await self._started()
+        stream = self._stream
+        if stream is None:
+            stream = await self._started()
+        if stream.inbox:
+            # A response is already here: take it without a wait (or a scope).
+            return self._method.response_deserializer(stream.take())
         with self._operation():
             try:
                 data = await stream.receive()
@@ -263,25 +267,9 @@ class ClientCall(Generic[RequestT, ResponseT]):
             except RpcError:
                 pass  # the receiving side reports the call's status
 
-    @contextmanager
-    def _operation(self) -> Iterator[None]:
-        """Bound an operation by the call's deadline; cancel the call if interrupted.
-
-        If the deadline passes, the call is reset and DEADLINE_EXCEEDED
-        raised. If anything else interrupts the operation (the caller's own
-        cancel scope, KeyboardInterrupt), the call is cancelled with
-        RST_STREAM before the exception propagates, so no stream is left open.
-        """
-        try:
-            with trio.CancelScope(deadline=self._deadline) as scope:
-                yield
-        except Exception:
-            raise
-        except BaseException:
-            self.cancel()
-            raise
-        if scope.cancelled_caught:
-            self._expire()
+    def _operation(self) -> _Operation:
+        """Bound an operation by the call's deadline; cancel the call if interrupted."""
+        return _Operation(self)
 
     def _expire(self) -> None:
         expired = Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded")
@@ -311,3 +299,39 @@ class ClientCall(Generic[RequestT, ResponseT]):
                 details_bin=status.details_bin,
                 initial_metadata=stream.initial_metadata if stream is not None else None,
             )
+
+
+class _Operation:
+    """One operation of a call: bounded by its deadline, cancelling it if interrupted.
+
+    If the deadline passes, the call is reset and DEADLINE_EXCEEDED raised. If
+    anything else interrupts the operation (the caller's own cancel scope,
+    KeyboardInterrupt), the call is cancelled with RST_STREAM before the
+    exception propagates, so no stream is left open. A call without a
+    deadline needs no cancel scope, and gets none (a saving on every message).
+    """
+
+    __slots__ = ("_call", "_scope")
+
+    def __init__(self, call: ClientCall[Any, Any]) -> None:
+        self._call = call
+        deadline = call._deadline
+        self._scope = None if deadline == math.inf else trio.CancelScope(deadline=deadline)
+
+    def __enter__(self) -> None:
+        if self._scope is not None:
+            self._scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        scope = self._scope
+        handled = scope.__exit__(exc_type, exc, tb) if scope is not None else False
+        if exc is not None and not handled and not isinstance(exc, Exception):
+            self._call.cancel()
+        if scope is not None and scope.cancelled_caught:
+            self._call._expire()  # raises DEADLINE_EXCEEDED
+        return handled

@@ -32,9 +32,7 @@ class CallStream:
     """The messages of one call and the waits on them."""
 
     __slots__ = (
-        "_headers_lot",
-        "_recv_lot",
-        "_send_lot",
+        "_lot",
         "cancel_scope",
         "connection",
         "end",
@@ -65,32 +63,33 @@ class CallStream:
         self.initial_metadata: Metadata | None = None
         #: Cancelled when the peer resets the call (server handlers run in it).
         self.cancel_scope: trio.CancelScope | None = None
-        self._recv_lot = trio.lowlevel.ParkingLot()
-        self._send_lot = trio.lowlevel.ParkingLot()
-        self._headers_lot = trio.lowlevel.ParkingLot()
+        # One lot for every wait on this call (a message, window, headers,
+        # the end): waiters re-check their own condition when woken, and one
+        # lot per call is cheaper than three when most calls never wait.
+        self._lot = trio.lowlevel.ParkingLot()
 
     # ------------------------------------------------ from the reader task
 
     def on_message(self, event: MessageReceived) -> None:
         """A message arrived."""
         self.inbox.append(event)
-        if self._recv_lot:
-            self._recv_lot.unpark_all()
+        if self._lot:
+            self._lot.unpark_all()
 
     def on_remote_end(self) -> None:
         """The peer will send no more messages (a clean half-close)."""
         self.half_closed = True
         self.remote_done = True
-        self._recv_lot.unpark_all()
+        self._lot.unpark_all()
 
     def on_headers(self, metadata: Metadata) -> None:
         """Response headers arrived (client side)."""
         self.initial_metadata = metadata
-        self._headers_lot.unpark_all()
+        self._lot.unpark_all()
 
     def on_window_opened(self) -> None:
         """Everything queued has been sent: a parked sender may go on."""
-        self._send_lot.unpark_all()
+        self._lot.unpark_all()
 
     def on_end(self, event: CallEnded | StreamReset) -> None:
         """The call is over: cancel a server handler on reset, wake every waiter."""
@@ -103,9 +102,7 @@ class CallStream:
             # Cancel first, so that woken waiters see the cancellation rather
             # than a quiet end of messages.
             self.cancel_scope.cancel()
-        self._recv_lot.unpark_all()
-        self._send_lot.unpark_all()
-        self._headers_lot.unpark_all()
+        self._lot.unpark_all()
 
     def on_transport_closed(self, reason: str) -> None:
         """The connection is gone."""
@@ -163,8 +160,12 @@ class CallStream:
                 return None
             if self.end is not None:
                 await self.raise_ended(None)
-            await self._recv_lot.park()
-        event = inbox.popleft()
+            await self._lot.park()
+        return self.take()
+
+    def take(self) -> bytes:
+        """Take the next message from a non-empty inbox, returning its credit."""
+        event = self.inbox.popleft()
         self.last_compressed = event.compressed
         if self.connection.consume(self.stream_id, event.wire_length):
             self.transport.wake_writer()
@@ -188,26 +189,26 @@ class CallStream:
         while connection.is_blocked(stream_id):
             if self.ended:
                 await self.raise_ended("cannot send")
-            await self._send_lot.park()
+            await self._lot.park()
         if transport.congested:
             await transport.wait_writable()
 
     async def wait_headers(self) -> Metadata:
         """Wait for the response headers (client side); empty if the call ended first."""
         while self.initial_metadata is None and self.end is None:
-            await self._headers_lot.park()
+            await self._lot.park()
         return self.initial_metadata if self.initial_metadata is not None else Metadata()
 
     async def wait_end(self) -> CallEnded | StreamReset:
         """Wait until the call has ended (messages keep arriving in the inbox)."""
         while self.end is None:
-            await self._recv_lot.park()
+            await self._lot.park()
         return self.end
 
     async def wait_sent(self) -> None:
         """Wait until nothing of this call is queued for flow-control window."""
         while self.connection.is_blocked(self.stream_id) and self.end is None:
-            await self._send_lot.park()
+            await self._lot.park()
 
     async def raise_ended(self, action: str | None = None) -> NoReturn:
         """Raise what the end of the call means for an operation on it.
