@@ -140,7 +140,8 @@ class Transport:
                 self._close_reason = "internal error in the connection state machine"
                 return
             self._dispatch(events)
-            self.wake_writer()
+            if connection.wants_write:
+                self.wake_writer()
 
     async def _writer(self) -> None:
         connection = self.connection

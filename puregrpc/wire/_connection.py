@@ -69,7 +69,13 @@ from ._events import (
     WindowOpened,
 )
 from ._flow import ConnectionStatistics, GrantBatcher, ReceiveCredit, StreamStatistics
-from ._framing import DEFAULT_MAX_RECEIVE_MESSAGE_SIZE, MessageDecoder, frame_message
+from ._framing import (
+    DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
+    PREFIX_LENGTH,
+    MessageDecoder,
+    encode_prefix,
+    frame_message,
+)
 from ._metadata import DEFAULT_MAX_METADATA_SIZE, Metadata
 from ._status import Status, StatusCode, status_from_h2_reset
 from ._trace import (
@@ -90,6 +96,9 @@ DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
 #: Queued bytes at which send_message flushes a call at once instead of
 #: waiting for data_to_send() (bounds what a producer queues between writes).
 COALESCE_LIMIT = 64 * 1024
+#: Messages at least this large are queued without copying them into a framed
+#: buffer (smaller ones are framed in one copy and may share DATA frames).
+LARGE_MESSAGE = 16 * 1024
 #: RFC 9113 §6.9.2: every connection starts with this window, whatever SETTINGS say.
 _RFC_INITIAL_WINDOW = 65_535
 #: RFC 9113 §6.9.1: the largest window a peer may hold.
@@ -470,7 +479,6 @@ class GrpcConnection:
                 StatusCode.RESOURCE_EXHAUSTED,
                 f"trying to send message larger than max ({len(payload)} vs. {limit})",
             )
-        framed = frame_message(payload, compressed)
         call.messages_sent += 1
         if self._tracer is not None:
             self._trace(
@@ -482,8 +490,19 @@ class GrpcConnection:
                 payload=payload,
                 **self._flow(call),
             )
-        call.queue.append(memoryview(framed))
-        call.queued += len(framed)
+        if len(payload) < LARGE_MESSAGE:
+            framed = frame_message(payload, compressed)
+            call.queue.append(memoryview(framed))
+            call.queued += len(framed)
+        else:
+            # A large message is not copied into a framed buffer: its prefix
+            # and the payload itself are queued, and DATA frames are cut from
+            # them (only the first frame, prefix + head, is joined).
+            if type(payload) is not bytes:
+                payload = bytes(payload)  # it must not change while queued
+            call.queue.append(memoryview(encode_prefix(len(payload), compressed)))
+            call.queue.append(memoryview(payload))
+            call.queued += PREFIX_LENGTH + len(payload)
         if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
             self._flush(call, None)
         else:
@@ -530,6 +549,15 @@ class GrpcConnection:
         self._forget(call)
         if self._tracer is not None:
             self._trace("call_end", stream_id, reset=error_code)
+
+    @property
+    def wants_write(self) -> bool:
+        """True when :meth:`data_to_send` has something to return.
+
+        Lets a driver skip waking its writer after a read that produced
+        nothing to answer (most reads of a busy stream).
+        """
+        return bool(self._unflushed) or bool(self._h2._data_to_send)
 
     def queued_bytes(self, stream_id: int) -> int:
         """Bytes of this call not yet in DATA frames (0 when unknown).
