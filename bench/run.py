@@ -994,6 +994,9 @@ def main() -> int:
     parser.add_argument("--no-servers", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
     parser.add_argument("--no-go", action="store_true", help="skip the grpc-go yardstick")
+    parser.add_argument(
+        "--no-streaming", action="store_true", help="skip streaming_transfer.py (256 MiB files)"
+    )
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.duration = 1 if args.quick else 2  # h2load seconds per workload (plus 1 s warm-up)
@@ -1167,6 +1170,10 @@ def main() -> int:
         (RESULTS / "latest.md").write_text(report + "\n")
     if server or client:
         log(f"results: {RESULTS.relative_to(REPO)}/bench-{stamp}.json and latest.md")
+    if not args.no_streaming:
+        # Its own process and report (results/streaming-latest.*): issue #8's file transfers.
+        streaming = [sys.executable, str(BENCH / "streaming_transfer.py")]
+        subprocess.run([*streaming, *(["--quick"] if args.quick else [])], check=False)
     return 0
 
 

@@ -25,6 +25,7 @@ import trio
 
 from ..wire import (
     CallEnded,
+    ConnectionClosed,
     Event,
     GrpcConnection,
     HalfClosed,
@@ -266,6 +267,12 @@ class Transport:
                 if call is not None:
                     call.on_end(event)
                 self._on_event(event)
+            elif isinstance(event, ConnectionClosed) and not event.remote:
+                # The state machine found a connection error and queued its
+                # GOAWAY: the connection is over; run() flushes and closes.
+                self._on_event(event)
+                logger.info("closing the connection with %s: %s", self.peer, event.debug_data)
+                self.abort(event.debug_data.decode("utf-8", "replace"))
             else:
                 self._on_event(event)
 

@@ -96,6 +96,9 @@ DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
 #: Queued bytes at which send_message flushes a call at once instead of
 #: waiting for data_to_send() (bounds what a producer queues between writes).
 COALESCE_LIMIT = 64 * 1024
+#: Consecutive empty DATA frames (no payload, no END_STREAM) tolerated before
+#: the connection is closed with ENHANCE_YOUR_CALM (CVE-2019-9518).
+MAX_EMPTY_DATA_FRAMES = 100
 #: Messages at least this large are queued without copying them into a framed
 #: buffer (smaller ones are framed in one copy and may share DATA frames).
 LARGE_MESSAGE = 16 * 1024
@@ -344,6 +347,8 @@ class GrpcConnection:
         self._h2.initiate_connection()
         if cfg.connection_window > _RFC_INITIAL_WINDOW:
             self._h2.increment_flow_control_window(cfg.connection_window - _RFC_INITIAL_WINDOW)
+        #: Empty DATA frames received in a row (see MAX_EMPTY_DATA_FRAMES).
+        self._empty_data_frames = 0
         self._calls: dict[int, _Call] = {}
         #: Calls with small messages queued since the last data_to_send().
         self._unflushed: dict[int, _Call] = {}
@@ -412,6 +417,15 @@ class GrpcConnection:
                 if self._calls.get(call.stream_id) is call:
                     self._credit(call)
             self._awaiting.clear()
+        if self._empty_data_frames > MAX_EMPTY_DATA_FRAMES:
+            self._h2.send_goaway(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                self._h2.highest_inbound_stream_id,
+                b"too many empty DATA frames",
+            )
+            return events + self._connection_failed(
+                h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "too many empty DATA frames"
+            )
         return events
 
     def data_to_send(self) -> bytes:
@@ -652,6 +666,13 @@ class GrpcConnection:
         assert stream_id is not None and event.data is not None
         data = event.data
         flow_length = event.flow_controlled_length or 0
+        if flow_length or event.stream_ended:
+            self._empty_data_frames = 0
+        else:
+            # An empty DATA frame without END_STREAM carries nothing and costs
+            # the receiver work: a stream of them is a known attack
+            # (CVE-2019-9518). A few are legal; a long run is not.
+            self._empty_data_frames += 1
         call = self._calls.get(stream_id)
         if call is None:
             # The call already ended on our side (we reset it, or sent the

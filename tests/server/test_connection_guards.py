@@ -265,3 +265,20 @@ async def test_a_ping_after_each_response_is_not_a_flood() -> None:
         assert not any(isinstance(e, ConnectionClosed) for e in peer.events)
         await trio.aclose_forcefully(peer.stream)
         await server.stop(grace=1)
+
+
+async def test_empty_data_frame_flood_gets_goaway() -> None:
+    async with trio.open_nursery() as nursery:
+        server, port = await start_server(nursery)
+        peer = await RawPeer.connect(port)
+        stream_id = peer.connection.start_call("/guard.Test/Echo")
+        for _ in range(300):
+            peer.connection._h2.send_data(stream_id, b"")
+        await peer.flush()
+        with trio.fail_after(5):
+            goaway = await peer.read_until_closed()
+        assert goaway is not None
+        assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert goaway.debug_data == b"too many empty DATA frames"
+        await assert_others_unaffected(port)
+        await server.stop(grace=1)
