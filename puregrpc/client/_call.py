@@ -68,6 +68,8 @@ class ClientCall(Generic[RequestT, ResponseT]):
         self._trailing = Metadata()
         self._done_writing = False
         self._feeder: trio.CancelScope | None = None
+        #: Set while one task opens the call's stream (others wait on it).
+        self._starting: trio.Event | None = None
 
     # ------------------------------------------------------------ outcome
 
@@ -163,6 +165,19 @@ class ClientCall(Generic[RequestT, ResponseT]):
     def __aiter__(self) -> AsyncIterator[ResponseT]:
         return self
 
+    def __del__(self) -> None:
+        # ``break`` out of ``async for response in call`` drops the last
+        # reference to a call that has not ended: cancel it, or its stream
+        # would stay open and the server's handler blocked on a full window.
+        stream = self._stream
+        if stream is not None and stream.end is None:
+            try:
+                stream.abort(
+                    Status(code=StatusCode.CANCELLED, message="the call object was dropped")
+                )
+            except Exception:
+                pass  # interpreter shutdown, or the run is over: nothing to tell
+
     async def __anext__(self) -> ResponseT:
         response = await self.receive()
         if response is None:
@@ -229,6 +244,26 @@ class ClientCall(Generic[RequestT, ResponseT]):
             return stream
         if self._status is not None:
             self._raise_for_status()
+        starting = self._starting
+        if starting is not None:
+            # Another task (a bidi call's sender, say) is opening the stream:
+            # wait for it rather than open a second one.
+            await starting.wait()
+            if self._stream is None:
+                self._raise_for_status()
+                raise RpcError(StatusCode.UNAVAILABLE, "the call could not be started")
+            return self._stream
+        self._starting = trio.Event()
+        try:
+            return await self._start()
+        except RpcError as exc:
+            if self._status is None:
+                self._status = Status(code=exc.code, message=exc.details)
+            raise
+        finally:
+            self._starting.set()
+
+    async def _start(self) -> CallStream:
         with self._operation():
             stream = await self._channel._start_call(
                 self._method.path,
@@ -266,6 +301,18 @@ class ClientCall(Generic[RequestT, ResponseT]):
                 await self.done_writing()
             except RpcError:
                 pass  # the receiving side reports the call's status
+            except Exception as exc:
+                # The caller's request iterator (or serializer) failed: the
+                # call is cancelled and says why on the receiving side; the
+                # channel and its other calls go on.
+                stream = self._stream
+                if stream is not None:
+                    stream.abort(
+                        Status(
+                            code=StatusCode.CANCELLED,
+                            message=f"the request iterator raised {type(exc).__name__}: {exc}",
+                        )
+                    )
 
     def _operation(self) -> _Operation:
         """Bound an operation by the call's deadline; cancel the call if interrupted."""
@@ -281,6 +328,8 @@ class ClientCall(Generic[RequestT, ResponseT]):
         raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
 
     def _collect_end(self) -> None:
+        if self._feeder is not None:
+            self._feeder.cancel()  # the call is over: stop taking requests
         stream = self._stream
         if stream is not None and stream.end is not None and self._status is None:
             end = stream.end

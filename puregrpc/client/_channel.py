@@ -184,10 +184,14 @@ class Channel:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.close()
         assert self._exit_stack is not None
         try:
-            await self._exit_stack.__aexit__(exc_type, exc, tb)
+            try:
+                await self.close()
+            finally:
+                # Always leave the nursery, even if close() was cancelled:
+                # trio's cancel scopes must unwind in order.
+                await self._exit_stack.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
             # The channel's nursery wraps what the block raised; a caller who
             # wrote ``except RpcError`` around the block should still catch it.
@@ -203,7 +207,10 @@ class Channel:
         if current is not None:
             current.connection.close()
             current.transport.wake_writer()
-            with trio.move_on_after(1.0):
+            # Shielded but bounded: the GOAWAY gets its chance to go out even
+            # when close() runs because the caller's scope was cancelled.
+            with trio.move_on_after(1.0) as drain_scope:
+                drain_scope.shield = True
                 await current.transport.drain()
             current.transport.abort("channel closed")
         if self._nursery is not None:
@@ -379,19 +386,23 @@ class Channel:
     async def _connect(self) -> _ClientTransport:
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
-        stream: trio.abc.Stream
-        with trio.fail_after(self._backoff.connect_timeout()):
-            try:
-                if self._kind == "unix":
-                    stream = await trio.open_unix_socket(self._host)
-                    peer = f"unix:{self._host}"
-                else:
-                    stream = await trio.open_tcp_stream(self._host, self._port)
-                    peer = f"{self._host}:{self._port}"
-            except trio.TooSlowError:
-                raise OSError("connection attempt timed out") from None
+        stream: trio.abc.Stream | None = None
+        peer = f"unix:{self._host}" if self._kind == "unix" else f"{self._host}:{self._port}"
+        # The attempt's time limit covers TCP and TLS; running out of it is a
+        # failed attempt like any other (backoff, then UNAVAILABLE).
+        with trio.move_on_after(self._backoff.connect_timeout()):
+            if self._kind == "unix":
+                stream = await trio.open_unix_socket(self._host)
+            else:
+                stream = await trio.open_tcp_stream(self._host, self._port)
             if self._ssl_context is not None:
-                stream = await self._start_tls(stream)
+                try:
+                    stream = await self._start_tls(stream)
+                except BaseException:
+                    stream = None
+                    raise
+        if stream is None:
+            raise OSError("connection attempt timed out")
         connection = ClientConnection(
             self.options.connection,
             authority=self._authority,

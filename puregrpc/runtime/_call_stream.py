@@ -125,14 +125,16 @@ class CallStream:
         self.connection.reset(self.stream_id)
         self.transport.forget(self.stream_id)
         self.transport.wake_writer()
-        self.on_end(
-            CallEnded(
-                stream_id=self.stream_id,
-                status=status,
-                trailing_metadata=Metadata(),
-                locally_ended=True,
-            )
+        ended = CallEnded(
+            stream_id=self.stream_id,
+            status=status,
+            trailing_metadata=Metadata(),
+            locally_ended=True,
         )
+        self.on_end(ended)
+        # The driver learns of it as of any end (a client waiting for a free
+        # stream slot must be woken).
+        self.transport.report(ended)
 
     @property
     def ended(self) -> bool:

@@ -140,7 +140,12 @@ class Transport:
                 logger.exception("internal error on the connection with %s", self.peer)
                 self._close_reason = "internal error in the connection state machine"
                 return
-            self._dispatch(events)
+            try:
+                self._dispatch(events)
+            except Exception:
+                logger.exception("internal error handling events from %s", self.peer)
+                self._close_reason = "internal error handling the connection's events"
+                return
             if connection.wants_write:
                 self.wake_writer()
 
@@ -275,6 +280,10 @@ class Transport:
                 self.abort(event.debug_data.decode("utf-8", "replace"))
             else:
                 self._on_event(event)
+
+    def report(self, event: Event) -> None:
+        """Hand an event that did not come from the peer to the role's driver."""
+        self._on_event(event)
 
     def forget(self, stream_id: int) -> None:
         """Stop routing events to a call that is over."""

@@ -104,8 +104,9 @@ class ServedConnection:
             self._shutting_down = True
             self.connection.begin_graceful_shutdown()
             self.transport.wake_writer()
-            if not self.connection.open_calls:
-                self._close_when_quiet()
+            # The connection closes once the client has acknowledged the
+            # shutdown PING (so calls it sent before seeing the first GOAWAY
+            # have arrived) and the last call has ended: see _maybe_close.
 
     def cancel_calls(self) -> None:
         """The grace period is over: cancel every handler still running."""
@@ -133,7 +134,7 @@ class ServedConnection:
             if self._resets.exceeded():
                 self._goaway_abuse("too many stream resets (rapid reset)")
         elif isinstance(event, CallEnded):
-            if event.locally_ended:
+            if event.locally_ended and not self.connection.closed:
                 logger.info(
                     "refused call on stream %d from %s: %s %s",
                     event.stream_id,
@@ -148,6 +149,7 @@ class ServedConnection:
         elif isinstance(event, PingAcknowledged):
             if event.data == _KEEPALIVE_PING and self._keepalive_acked is not None:
                 self._keepalive_acked.set()
+            self._maybe_close()
         elif isinstance(event, SettingsChanged):
             if self._control_frames.exceeded():
                 self._goaway_abuse("too many SETTINGS frames")
@@ -199,6 +201,8 @@ class ServedConnection:
         # Runs in the reader, synchronously: the call's stream must be
         # registered before the next event (its first message, maybe in the
         # same read) is dispatched.
+        if not self.connection.is_open(event.stream_id):
+            return  # reset by the client later in the same read: nothing to serve
         handler = self._server.handlers.get(event.path)
         if handler is None:
             self.connection.end_call(
@@ -280,7 +284,12 @@ class ServedConnection:
             context.messages_sent,
         )
         self._server._note_activity()
-        if self._shutting_down and not connection.open_calls:
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        """Close a shutting-down connection once it is confirmed and quiet."""
+        connection = self.connection
+        if self._shutting_down and connection.shutdown_confirmed and not connection.open_calls:
             self._close_when_quiet()
 
     def _close_when_quiet(self) -> None:
@@ -318,6 +327,11 @@ class ServedConnection:
                 and now - self._last_call_end >= idle_limit
             ):
                 self.begin_shutdown()
+                # A client that never answers the shutdown PING is closed
+                # after a while all the same.
+                await trio.sleep(options.keepalive_timeout)
+                if not self.connection.open_calls:
+                    self._close_when_quiet()
                 return
             keepalive = options.keepalive_time
             if keepalive is not None and now - self.transport.last_read >= keepalive:

@@ -186,6 +186,9 @@ class Server:
             connection.begin_shutdown()
         try:
             await connection.run()
+        except Exception:
+            # One connection's failure must never stop the server.
+            logger.exception("connection from %s failed", peer)
         finally:
             self._connections.discard(connection)
             self._note_activity()

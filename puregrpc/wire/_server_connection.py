@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import h2.errors
 import h2.events
+import h2.exceptions
 
 from ._compression import IDENTITY, is_supported
 from ._connection import (
@@ -117,6 +118,15 @@ class ServerConnection(GrpcConnection):
         call.send_state = _advance(call.send_state, CallAction.END, stream_id, "send")
         self._queue_end(call, build_trailers(status, metadata))
 
+    @property
+    def shutdown_confirmed(self) -> bool:
+        """True once the final GOAWAY of a graceful shutdown went out.
+
+        From then on no call the client started can still be on its way: the
+        driver may close the connection as soon as :attr:`open_calls` is 0.
+        """
+        return self._last_accepted is not None
+
     def begin_graceful_shutdown(self) -> None:
         """Start the two-step GOAWAY: stop new calls, let running ones finish.
 
@@ -202,8 +212,7 @@ class ServerConnection(GrpcConnection):
             headers = build_trailers_only(
                 status, http_status=rejected.http_status, extra_headers=rejected.extra_headers
             )
-            self._h2.send_headers(stream_id, headers, end_stream=True)
-            if not ended:
+            if self._send_last_headers(stream_id, headers) and not ended:
                 self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         if self._tracer is not None:
             self._trace("call_end", stream_id, code=status.code.name, message=status.message)
@@ -224,8 +233,20 @@ class ServerConnection(GrpcConnection):
             self._draining = False
             self._last_accepted = self._h2.highest_inbound_stream_id
             self._h2.send_goaway(0, self._last_accepted, b"graceful shutdown")
-            return
         events.append(PingAcknowledged(data=data))
+
+    def _send_last_headers(self, stream_id: int, headers: list[tuple[bytes, bytes]]) -> bool:
+        """Send a final HEADERS (END_STREAM) unless the client reset the stream.
+
+        A RST_STREAM later in the same read has closed h2's stream already
+        (h2 reads the whole batch before we see its first event); the answer
+        then has nobody to go to. Returns whether it was sent.
+        """
+        try:
+            self._h2.send_headers(stream_id, headers, end_stream=True)
+        except h2.exceptions.StreamClosedError:
+            return False
+        return True
 
     def _remote_ended(self, call: _Call, events: list[Event]) -> None:
         call.recv_state = _advance(call.recv_state, CallAction.END, call.stream_id, "receive")
@@ -259,7 +280,7 @@ class ServerConnection(GrpcConnection):
                 else build_trailers(status)
             )
             call.send_state = CallState.CLOSED
-            self._h2.send_headers(stream_id, headers, end_stream=True)
+            self._send_last_headers(stream_id, headers)
             self._sent_end(call)
         else:
             self._reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)

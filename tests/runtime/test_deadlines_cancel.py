@@ -232,7 +232,9 @@ async def test_cancel_right_after_a_request_is_not_end_of_requests(
         call = channel.stream_unary(COLLECT)
         await call.send(b"a")
         call.cancel()  # DATA and RST_STREAM leave in one write
-        with trio.fail_after(1):
+        # The server may not start the handler at all (the call was reset in
+        # the same read); if it does, the handler must see a cancellation.
+        with trio.move_on_after(1):
             await probe.finished.wait()
     assert probe.collected == [], "the handler took a cancelled upload as complete"
 
@@ -292,7 +294,11 @@ async def test_call_cancelled_before_its_handler_starts(server: Served, channel:
             pass  # leave at once: HEADERS, DATA and RST_STREAM go out in one write
         with trio.move_on_after(1):
             await probe.finished.wait()
-    assert probe.finished.is_set(), "the handler of a cancelled call is still running"
+    # The server may skip the handler of a call reset in the same read; a
+    # handler that did start must have finished (been cancelled).
+    assert probe.finished.is_set() or not probe.started.is_set(), (
+        "the handler of a cancelled call is still running"
+    )
 
 
 async def test_unhandled_errors_are_not_logged_for_cancelled_calls(

@@ -509,7 +509,9 @@ def test_graceful_shutdown_two_goaways_and_a_ping() -> None:
     # The client's PING ACK (behind the in-flight HEADERS) triggers GOAWAY #2.
     server_events = pair.to_server()
     assert [e.stream_id for e in of_type(server_events, CallStarted)] == [in_flight]
-    assert of_type(server_events, PingAcknowledged) == []  # the shutdown PING is internal
+    # The shutdown PING's ACK is reported, so a driver knows step two is done.
+    assert of_type(server_events, PingAcknowledged) == [PingAcknowledged(data=b"pgrpc-gs")]
+    assert pair.server.shutdown_confirmed
     mark = len(pair.s2c)
     client_events = pair.to_client()
     (second,) = pair.s2c.of_type(GoAwayFrame, since=mark)
