@@ -23,6 +23,7 @@ import trio
 from puregrpc.health import HealthService, ServingStatus
 from puregrpc.reflection import enable_reflection
 from puregrpc.server import Server, ServerOptions
+from puregrpc.wire import ConnectionConfig
 
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
@@ -103,6 +104,10 @@ class ServeConfig:
 #: ping every 10 s (grpc-go's 5-minute minimum would punish the keepalive
 #: settings long-lived watch and chat clients typically use).
 SERVER_OPTIONS = ServerOptions(
+    # Accept DATA frames up to 1 MiB: uploads of 64 KiB chunks then cost one
+    # frame per chunk instead of four (measured: upload +35% against grpcio's
+    # client, bench/streaming_transfer.py).
+    connection=ConnectionConfig(max_frame_size=1024 * 1024),
     keepalive_time=60.0,
     keepalive_timeout=20.0,
     min_ping_interval=10.0,
