@@ -45,10 +45,10 @@ from .progress import Progress, format_bytes
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
 
-#: Rows seeded when --rows does not say. The service's own default is
-#: 1,000,000 (seeded in about a second), but the demo streams the whole table,
-#: and a fifth of it shows the same at a newcomer-friendly length.
-DEFAULT_ROWS = 200_000
+#: Rows seeded when --rows does not say: the service's own default, so the
+#: demo runs the server on its embedded defaults (seeding takes about a
+#: second; streaming the whole table a few more).
+DEFAULT_ROWS = 1_000_000
 DEFAULT_SIZE_MIB = 64
 #: How long the server may take to seed its dataset and start listening.
 STARTUP_TIMEOUT = 60.0
