@@ -32,6 +32,7 @@ from ._connection import (
     GrpcConnection,
     _advance,
     _Call,
+    ended_locally,
 )
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import CallEnded, ConnectionClosed, Event, ResponseHeaders
@@ -197,14 +198,7 @@ class ClientConnection(GrpcConnection):
         )
         for call in [c for c in self._calls.values() if c.stream_id > last]:
             self._forget(call)
-            events.append(
-                CallEnded(
-                    stream_id=call.stream_id,
-                    status=status,
-                    trailing_metadata=Metadata(),
-                    locally_ended=True,
-                )
-            )
+            events.append(ended_locally(call.stream_id, status))
         if event.error_code:
             # An error GOAWAY ends the connection: everything still open fails.
             for closed in self.connection_lost():
@@ -257,11 +251,4 @@ class ClientConnection(GrpcConnection):
         self._forget(call)
         if self._tracer is not None:
             self._trace("call_end", call.stream_id, code=code.name, message=message)
-        events.append(
-            CallEnded(
-                stream_id=call.stream_id,
-                status=Status(code=code, message=message),
-                trailing_metadata=Metadata(),
-                locally_ended=True,
-            )
-        )
+        events.append(ended_locally(call.stream_id, Status(code=code, message=message)))

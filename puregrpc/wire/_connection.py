@@ -246,6 +246,13 @@ def _rst_stream(stream_id: int, error_code: int) -> RstStreamFrame:
     return frame
 
 
+def ended_locally(stream_id: int, status: Status) -> CallEnded:
+    """The :class:`CallEnded` of a call this state machine ended itself."""
+    return CallEnded(
+        stream_id=stream_id, status=status, trailing_metadata=Metadata(), locally_ended=True
+    )
+
+
 class _H2Connection(h2.connection.H2Connection):
     """h2's connection, with GOAWAY handled the way gRPC needs it.
 
@@ -454,14 +461,7 @@ class GrpcConnection:
         status = Status(code=StatusCode.UNAVAILABLE, message="connection closed")
         for call in list(self._calls.values()):
             self._forget(call)
-            events.append(
-                CallEnded(
-                    stream_id=call.stream_id,
-                    status=status,
-                    trailing_metadata=Metadata(),
-                    locally_ended=True,
-                )
-            )
+            events.append(ended_locally(call.stream_id, status))
         return events
 
     # ------------------------------------------------------------ call API

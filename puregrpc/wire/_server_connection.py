@@ -37,9 +37,10 @@ from ._connection import (
     GrpcConnection,
     _advance,
     _Call,
+    ended_locally,
 )
 from ._errors import LocalProtocolError
-from ._events import CallEnded, CallStarted, Event, HalfClosed, PingAcknowledged
+from ._events import CallStarted, Event, HalfClosed, PingAcknowledged
 from ._headers import (
     RequestRejected,
     build_response_headers,
@@ -216,14 +217,7 @@ class ServerConnection(GrpcConnection):
                 self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         if self._tracer is not None:
             self._trace("call_end", stream_id, code=status.code.name, message=status.message)
-        events.append(
-            CallEnded(
-                stream_id=stream_id,
-                status=status,
-                trailing_metadata=Metadata(),
-                locally_ended=True,
-            )
-        )
+        events.append(ended_locally(stream_id, status))
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived, events: list[Event]) -> None:
         data = bytes(event.ping_data or b"")
@@ -285,11 +279,4 @@ class ServerConnection(GrpcConnection):
         else:
             self._reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
             self._forget(call)
-        events.append(
-            CallEnded(
-                stream_id=stream_id,
-                status=status,
-                trailing_metadata=Metadata(),
-                locally_ended=True,
-            )
-        )
+        events.append(ended_locally(stream_id, status))
