@@ -14,6 +14,5 @@ from ._method import Cardinality as Cardinality
 from ._method import Method as Method
 from ._method import raw_method as raw_method
 from ._transport import Transport as Transport
-from ._transport import TransportClosed as TransportClosed
 
-__all__ = ["CallStream", "Cardinality", "Method", "Transport", "TransportClosed"]
+__all__ = ["CallStream", "Cardinality", "Method", "Transport", "raw_method"]

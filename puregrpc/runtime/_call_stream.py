@@ -141,11 +141,6 @@ class CallStream:
         """True once the call is over (ended, reset, or its connection lost)."""
         return self.end is not None
 
-    @property
-    def status(self) -> Status | None:
-        """The final status, once the call has ended."""
-        return None if self.end is None else self.end.status
-
     async def receive(self) -> bytes | None:
         """Take the next message, or ``None`` when the peer cleanly sent its last.
 
@@ -206,11 +201,6 @@ class CallStream:
         while self.end is None:
             await self._lot.park()
         return self.end
-
-    async def wait_sent(self) -> None:
-        """Wait until nothing of this call is queued for flow-control window."""
-        while self.connection.is_blocked(self.stream_id) and self.end is None:
-            await self._lot.park()
 
     async def raise_ended(self, action: str | None = None) -> NoReturn:
         """Raise what the end of the call means for an operation on it.

@@ -44,10 +44,6 @@ READ_SIZE = 65_536
 WRITE_HIGH_WATER = 512 * 1024
 
 
-class TransportClosed(Exception):
-    """The connection is gone; nothing more can be sent or received on it."""
-
-
 class Transport:
     """Drives one sans-IO :class:`~puregrpc.wire.GrpcConnection` over a trio stream.
 
@@ -80,8 +76,6 @@ class Transport:
         self._in_flight = 0
         self._closed = False
         self._close_reason = "connection closed"
-        #: Set when the reader has seen the end of the connection.
-        self.finished = trio.Event()
         self._reader_scope: trio.CancelScope | None = None
         self._writer_done = trio.Event()
         #: Messages queued by calls so far: real traffic, as opposed to PING
@@ -117,7 +111,6 @@ class Transport:
             self._fail_calls()
             with trio.CancelScope(shield=True):
                 await self._linger_close()
-            self.finished.set()
 
     async def _reader(self) -> None:
         receive_some = self.stream.receive_some
@@ -227,11 +220,6 @@ class Transport:
     def closed(self) -> bool:
         """True once the connection has ended."""
         return self._closed
-
-    @property
-    def close_reason(self) -> str:
-        """Why the connection ended."""
-        return self._close_reason
 
     def register(self, call: CallStream) -> None:
         """Route events of ``call.stream_id`` to ``call``."""
