@@ -1,8 +1,11 @@
 """puregrpc's benchmark: one command, every implementation, one interleaved run.
 
-    python3 bench/run.py [--quick] [--repeats N] [--only-servers a,b] [--no-clients] [--no-profile]
+    python3 bench/run.py [--quick] [--repeats N] [--only a,b] [--baseline REF]
+                         [--no-clients] [--no-servers] [--no-profile] [--no-go] [--no-streaming]
 
-(``make bench``; ``BENCH_QUICK=1 make bench`` for a short development run.)
+(``make bench``; ``BENCH_QUICK=1 make bench`` for a short development run;
+``--baseline HEAD~3`` adds the puregrpc of that commit as a row of its own and
+a before/after section, both measured in the same interleaved run.)
 
 What it does, in order:
 
@@ -19,6 +22,8 @@ What it does, in order:
 4. Repeats 2-3 (implementations in a rotated order each time) and reports
    medians: a table of absolute figures, each implementation's ratio to
    puregrpc, the targets of issue #6, and a JSON file in ``bench/results/``.
+   With ``--baseline REF``, a before/after section: the working tree's
+   puregrpc against REF's, row by row, regressions over 5% flagged.
 5. A slow-reader test (server RSS while a client reads a long 64 KiB stream
    slowly) and cProfile profiles of the puregrpc server under h2load.
 
@@ -107,23 +112,95 @@ def ensure_h2load() -> str:
 
 def ensure_venvs() -> None:
     for name, packages in VENV_PACKAGES.items():
-        venv = VENVS / name
-        stamp = venv / ".bench-installed"
-        wanted = " ".join(packages)
-        if stamp.exists() and stamp.read_text() == wanted:
-            continue
-        log(f"creating venv {venv.relative_to(REPO)}: pip install {wanted}")
-        if not (venv / "bin" / "python").exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-        if not run_quiet([*pip, "--upgrade", "pip"], f"{name}: pip upgrade"):
-            sys.exit(1)
-        if not run_quiet([*pip, *packages], f"{name}: pip install"):
-            if name == "grpclib" and run_quiet([*pip, "grpclib"], "grpclib without uvloop"):
-                log("uvloop did not install: grpclib runs on asyncio only")
-            else:
-                sys.exit(f"could not install the {name} venv")
-        stamp.write_text(wanted)
+        ensure_venv(name, packages)
+
+
+def ensure_venv(name: str, packages: list[str]) -> None:
+    """Create ``venvs/NAME`` with PACKAGES, unless its stamp says it already has them."""
+    venv = VENVS / name
+    stamp = venv / ".bench-installed"
+    wanted = " ".join(packages)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    log(f"creating venv {venv.relative_to(REPO)}: pip install {wanted}")
+    if not (venv / "bin" / "python").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    if not run_quiet([*pip, "--upgrade", "pip"], f"{name}: pip upgrade"):
+        sys.exit(1)
+    if not run_quiet([*pip, *packages], f"{name}: pip install"):
+        if name == "grpclib" and run_quiet([*pip, "grpclib"], "grpclib without uvloop"):
+            log("uvloop did not install: grpclib runs on asyncio only")
+        else:
+            sys.exit(f"could not install the {name} venv")
+    stamp.write_text(wanted)
+
+
+def git(*args: str) -> str:
+    """Run git in the repository; its stdout, trailing whitespace stripped (exits on failure)."""
+    result = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"git {' '.join(args)} failed: {result.stderr.strip() or result.returncode}")
+    return result.stdout.rstrip()
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """An older commit's puregrpc: its own source tree and venv under ``venvs/``."""
+
+    ref: str  # as given on the command line
+    sha: str
+    short: str
+    subject: str
+    tree: Path
+    venv: str  # venv name under VENVS
+
+    @property
+    def name(self) -> str:
+        return f"puregrpc@{self.short}"
+
+
+def ensure_baseline(ref: str) -> Baseline:
+    """Extract REF (``git archive``) to ``venvs/base-src-SHA`` and install it, editable,
+    in ``venvs/puregrpc-base-SHA``; both are reused while they exist for that commit."""
+    sha = git("rev-parse", "--verify", f"{ref}^{{commit}}")
+    short = git("rev-parse", "--short=9", sha)
+    tree = VENVS / f"base-src-{short}"
+    stamp = tree / ".bench-commit"
+    if not (stamp.exists() and stamp.read_text() == sha):
+        log(f"baseline {ref}: git archive {short} -> {tree.relative_to(REPO)}")
+        partial = VENVS / f".base-src-{short}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(tree, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = partial / "source.tar"
+        git("archive", "--format=tar", "-o", str(archive), sha)
+        subprocess.run(["tar", "-x", "-f", str(archive), "-C", str(partial)], check=True)
+        archive.unlink()
+        (partial / ".bench-commit").write_text(sha)
+        partial.rename(tree)
+    if not (tree / "bench" / "impls" / "puregrpc_impl.py").exists():
+        sys.exit(f"--baseline {ref}: commit {short} has no bench/impls/puregrpc_impl.py")
+    venv = f"puregrpc-base-{short}"
+    ensure_venv(venv, ["-e", str(tree)])
+    # From "/", so that neither the current directory nor this repo can supply puregrpc.
+    where = subprocess.run(
+        [str(VENVS / venv / "bin" / "python"), "-c", "import puregrpc; print(puregrpc.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    ).stdout.strip()
+    if not where.startswith(str(tree) + os.sep):
+        sys.exit(f"venv {venv} imports puregrpc from {where or 'nowhere'}, not from {tree}")
+    subject = git("log", "-1", "--format=%s", sha)
+    return Baseline(ref, sha, short, subject, tree, venv)
+
+
+def working_tree_state() -> dict[str, object]:
+    """What the ``puregrpc`` row runs: HEAD plus any uncommitted changes to the library."""
+    paths = ["puregrpc", "puregrpc_streaming", "pyproject.toml", "bench/impls"]
+    dirty = git("status", "--porcelain", "--", *paths).splitlines()
+    return {"head": git("rev-parse", "--short=9", "HEAD"), "uncommitted": [d[3:] for d in dirty]}
 
 
 def ensure_go() -> Path | None:
@@ -161,19 +238,36 @@ class Impl:
     name: str
     server: list[str] | None  # argv before the port
     client: list[str] | None  # argv before HOST PORT
+    #: An older commit's puregrpc (``--baseline``): measured with the others,
+    #: but not slow-read, profiled, or checked against the targets.
+    baseline: bool = False
 
 
-def py(venv: str, script: str, *args: str) -> list[str]:
-    return [str(VENVS / venv / "bin" / "python"), str(IMPLS / script), *args]
+def py(venv: str, script: str, *args: str, impls: Path = IMPLS) -> list[str]:
+    """argv running ``IMPLS/SCRIPT ARGS`` with venv's python (IMPLS: this tree's, by default)."""
+    return [str(VENVS / venv / "bin" / "python"), str(impls / script), *args]
 
 
-def implementations(go: Path | None, uvloop: bool) -> list[Impl]:
+def implementations(go: Path | None, uvloop: bool, baseline: Baseline | None = None) -> list[Impl]:
     impls = [
         Impl(
             "puregrpc",
             py("puregrpc", "puregrpc_impl.py", "server"),
             py("puregrpc", "puregrpc_impl.py", "client"),
         ),
+    ]
+    if baseline is not None:
+        # The old tree's own driver: the public API may have changed since.
+        old_impls = baseline.tree / "bench" / "impls"
+        impls.append(
+            Impl(
+                baseline.name,
+                py(baseline.venv, "puregrpc_impl.py", "server", impls=old_impls),
+                py(baseline.venv, "puregrpc_impl.py", "client", impls=old_impls),
+                baseline=True,
+            )
+        )
+    impls += [
         Impl(
             "h2+trio",
             py("puregrpc", "raw_h2trio.py", "server"),
@@ -878,6 +972,128 @@ def table(
     return lines
 
 
+#: A row whose change is below this (percent, positive = better) is flagged.
+REGRESSION_PCT = -5.0
+
+
+def change_pct(ours: float, base: float, higher: bool) -> float:
+    """How much better ``ours`` is than ``base``, in percent (negative: worse).
+
+    Throughput: ours / base - 1; latency: base / ours - 1 (the speed-up, so
+    that halving a latency reads +100%, like doubling a throughput)."""
+    return 100 * ((ours / base) if higher else (base / ours)) - 100
+
+
+def baseline_comparison(
+    base: str,
+    server: dict[str, dict[str, dict]],
+    client: dict[str, dict[str, dict]],
+    server_runs: dict[str, list[dict]],
+    client_runs: dict[str, list[dict]],
+) -> list[dict]:
+    """puregrpc against the baseline row BASE, one row per (side, workload) either has.
+
+    Besides the medians, each repeat's own change: both were measured in the
+    same repeat, so the spread of these shows the noise of the pair."""
+    rows = []
+    sides = (("server", server, server_runs), ("client", client, client_runs))
+    for side, results, runs in sides:
+        if "puregrpc" not in results or base not in results:
+            continue
+        for workload, (key, unit, higher) in HEADLINE.items():
+            ours_record = results["puregrpc"].get(workload)
+            base_record = results[base].get(workload)
+            if ours_record is None and base_record is None:
+                continue
+            ours = (ours_record or {}).get(key)
+            theirs = (base_record or {}).get(key)
+            change = None
+            if (
+                isinstance(ours, int | float)
+                and isinstance(theirs, int | float)
+                and ours
+                and theirs
+            ):
+                change = change_pct(ours, theirs, higher)
+            per_repeat = []
+            for mine, old in zip(runs.get("puregrpc", []), runs.get(base, []), strict=False):
+                a = mine.get(workload, {}).get(key)
+                b = old.get(workload, {}).get(key)
+                if isinstance(a, int | float) and isinstance(b, int | float) and a and b:
+                    per_repeat.append(change_pct(a, b, higher))
+            row = {
+                "side": side,
+                "workload": workload,
+                "metric": key,
+                "unit": unit,
+                "higher_is_better": higher,
+                "puregrpc": ours,
+                base: theirs,
+                "change_pct": change,
+                "per_repeat_change_pct": per_repeat,
+                "regression": None if change is None else change < REGRESSION_PCT,
+            }
+            rows.append(row)
+    return rows
+
+
+def comparison_lines(
+    baseline: Baseline, state: dict[str, object], rows: list[dict], repeats: int
+) -> list[str]:
+    base = baseline.name
+    uncommitted = state["uncommitted"]
+    assert isinstance(uncommitted, list)
+    tree = f"the working tree at {state['head']}"
+    if uncommitted:
+        shown = ", ".join(uncommitted[:6]) + (", ..." if len(uncommitted) > 6 else "")
+        tree += f" with {len(uncommitted)} uncommitted change(s): {shown}"
+    else:
+        tree += " (no uncommitted changes to the library)"
+    lines = [
+        f"## Before/after: puregrpc vs {base} (same run)",
+        "",
+        f"puregrpc = {tree}; {base} = {baseline.ref} = {baseline.sha[:12]} "
+        f'"{baseline.subject}", run by its own bench/impls/puregrpc_impl.py.',
+        f"change: positive = puregrpc better (throughput: puregrpc / {base} - 1; "
+        f"latency: {base} / puregrpc - 1); median of {repeats}, each repeat's own change "
+        f"in brackets; rows worse by more than {-REGRESSION_PCT:.0f}% are flagged.",
+        "",
+        f"| side | workload | metric | puregrpc | {base} | change | |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        change = row["change_pct"]
+        if change is None:
+            cell, flag = "-", "FAIL" if row["puregrpc"] is None or row[base] is None else ""
+        else:
+            cell = f"{change:+.1f}%"
+            if len(row["per_repeat_change_pct"]) > 1:
+                cell += " (" + ", ".join(f"{v:+.0f}" for v in row["per_repeat_change_pct"]) + ")"
+            flag = f"**WORSE > {-REGRESSION_PCT:.0f}%**" if row["regression"] else ""
+        lines.append(
+            f"| {row['side']} | {row['workload']} | {row['unit']} | {fmt(row['puregrpc'])} | "
+            f"{fmt(row[base])} | {cell} | {flag} |"
+        )
+    worse = [f"{r['side']} {r['workload']}" for r in rows if r["regression"]]
+    missing = [f"{r['side']} {r['workload']}" for r in rows if r["change_pct"] is None]
+    compared = len(rows) - len(missing)
+    lines.append("")
+    if worse:
+        lines.append(
+            f"{len(worse)} of {compared} rows compared are worse by more than "
+            f"{-REGRESSION_PCT:.0f}%: " + ", ".join(worse)
+        )
+    elif compared:
+        lines.append(f"no row worse by more than {-REGRESSION_PCT:.0f}% ({compared} compared)")
+    if missing:
+        lines.append(
+            f"{len(missing)} rows without a figure on one side (see Failures): "
+            + ", ".join(missing)
+        )
+    lines.append("")
+    return lines
+
+
 def check_targets(
     server: dict[str, dict[str, dict]], client: dict[str, dict[str, dict]], slow: dict[str, dict]
 ) -> list[tuple[str, bool | None, str]]:
@@ -989,7 +1205,17 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", default=bool(os.environ.get("BENCH_QUICK")))
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--only", default="", help="comma-separated implementations to run")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated implementations to run (puregrpc and the baseline always run)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also measure the puregrpc of git REF (a row puregrpc@SHA, from its own\n"
+        "tree and venv under bench/venvs/) and report a before/after section",
+    )
     parser.add_argument("--no-clients", action="store_true")
     parser.add_argument("--no-servers", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
@@ -1007,6 +1233,8 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     h2load = ensure_h2load()
     ensure_venvs()
+    baseline = ensure_baseline(args.baseline) if args.baseline else None
+    state = working_tree_state()
     go = None if args.no_go else ensure_go()
     uvloop = (
         subprocess.run(
@@ -1014,10 +1242,12 @@ def main() -> int:
         ).returncode
         == 0
     )
-    impls = implementations(go, uvloop)
+    impls = implementations(go, uvloop, baseline)
     if args.only:
         wanted = set(args.only.split(",")) | {"puregrpc"}
-        impls = [impl for impl in impls if impl.name in wanted or impl.name == "grpc-go"]
+        impls = [
+            impl for impl in impls if impl.name in wanted or impl.name == "grpc-go" or impl.baseline
+        ]
     if os.cpu_count() and os.cpu_count() < 2:
         log("warning: fewer than 2 cores, server and load generator share one")
     runner = Runner(args, h2load, go)
@@ -1055,7 +1285,7 @@ def main() -> int:
                     ref.stop()
         if not args.no_servers:
             for impl in impls:
-                if impl.server is None:
+                if impl.server is None or impl.baseline:
                     continue
                 log(f"slow reader against {impl.name}")
                 try:
@@ -1123,6 +1353,19 @@ def main() -> int:
                     f"{record['stream_requested_mb']:.0f} MB in {record['seconds']:.0f} s"
                 )
         lines.append("")
+    comparison: dict[str, object] | None = None
+    if baseline is not None:
+        rows = baseline_comparison(baseline.name, server, client, server_runs, client_runs)
+        lines += comparison_lines(baseline, state, rows, args.repeats)
+        comparison = {
+            "baseline": baseline.name,
+            "ref": baseline.ref,
+            "commit": baseline.sha,
+            "subject": baseline.subject,
+            "puregrpc": state,
+            "regression_pct": REGRESSION_PCT,
+            "rows": rows,
+        }
     checks = check_targets(server, client, slow)
     lines += ["## Targets (issue #6)", ""]
     for what, ok, detail in checks:
@@ -1156,6 +1399,8 @@ def main() -> int:
             "loadavg_after": os.getloadavg(),
         },
         "reference_server": reference.name,
+        "puregrpc": state,
+        "baseline_comparison": comparison,
         "server_side": server,
         "client_side": client,
         "server_side_runs": server_runs,
