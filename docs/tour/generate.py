@@ -23,10 +23,10 @@ from pathlib import Path
 import trio
 
 from puregrpc import StatusCode
-from puregrpc._testing.protos.echo_pb2 import EchoReply, EchoRequest
-from puregrpc._testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.client import Channel, ChannelOptions
 from puregrpc.server import RequestIterator, Server, ServerOptions, ServicerContext
+from puregrpc.testing.protos.echo_pb2 import EchoReply, EchoRequest
+from puregrpc.testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.trace import ListSink, Trace, TraceEvent, format_text, render_html
 from puregrpc.wire import ConnectionConfig, RpcError
 

@@ -11,20 +11,37 @@ operation, the call is cancelled too (RST_STREAM CANCEL) and the stream freed.
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Generator, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import trio
 
-from ..runtime import CallStream, Method
-from ..wire import CallEnded, Metadata, RpcError, Status, StatusCode
-
-if TYPE_CHECKING:
-    from ._channel import Channel
+from ..runtime import ClientCallStream, Method
+from ..wire import Metadata, RpcError, Status, StatusCode
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
+
+
+class StreamOpener(Protocol):
+    """Opens the stream of a call on a channel (connecting, waiting for a slot)."""
+
+    def __call__(
+        self,
+        path: str,
+        *,
+        metadata: Metadata | None,
+        grpc_timeout: float | None,
+        compression: str | None,
+        wait_for_ready: bool,
+    ) -> Awaitable[ClientCallStream]:
+        """Open a stream for a call to ``path``."""
+        ...
+
+
+#: Starts a task in the channel's nursery (request feeders of streaming calls).
+Spawner = Callable[..., None]
 
 
 class ClientCall(Generic[RequestT, ResponseT]):
@@ -43,9 +60,10 @@ class ClientCall(Generic[RequestT, ResponseT]):
 
     def __init__(
         self,
-        channel: Channel,
         method: Method[RequestT, ResponseT],
         *,
+        open_stream: StreamOpener,
+        spawn: Spawner,
         timeout: float | None,
         metadata: Metadata | None,
         compression: str | None,
@@ -53,7 +71,8 @@ class ClientCall(Generic[RequestT, ResponseT]):
         requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
         single_request: bool = False,
     ) -> None:
-        self._channel = channel
+        self._open_stream = open_stream
+        self._spawn = spawn
         self._method = method
         self._metadata = metadata
         self._compression = compression
@@ -63,7 +82,7 @@ class ClientCall(Generic[RequestT, ResponseT]):
         self._requests = requests
         #: ``requests`` is one request: send it inline, no feeder task.
         self._single_request = single_request
-        self._stream: CallStream | None = None
+        self._stream: ClientCallStream | None = None
         self._status: Status | None = None
         self._trailing = Metadata()
         self._done_writing = False
@@ -81,7 +100,7 @@ class ClientCall(Generic[RequestT, ResponseT]):
     @property
     def details(self) -> str | None:
         """The final status message, once the call has ended."""
-        return None if self._status is None else self._status.message
+        return None if self._status is None else self._status.details
 
     @property
     def last_response_compressed(self) -> bool:
@@ -128,9 +147,7 @@ class ClientCall(Generic[RequestT, ResponseT]):
             return
         stream = await self._started()
         self._done_writing = True
-        if stream.end is None:
-            stream.connection.end_stream(stream.stream_id)  # type: ignore[attr-defined]
-            stream.transport.wake_writer()
+        stream.half_close()
 
     # ---------------------------------------------------------- responses
 
@@ -170,10 +187,10 @@ class ClientCall(Generic[RequestT, ResponseT]):
         # reference to a call that has not ended: cancel it, or its stream
         # would stay open and the server's handler blocked on a full window.
         stream = self._stream
-        if stream is not None and stream.end is None:
+        if stream is not None and stream.end_event is None:
             try:
-                stream.abort(
-                    Status(code=StatusCode.CANCELLED, message="the call object was dropped")
+                stream.cancel(
+                    Status(code=StatusCode.CANCELLED, details="the call object was dropped")
                 )
             except Exception:
                 pass  # interpreter shutdown, or the run is over: nothing to tell
@@ -214,13 +231,13 @@ class ClientCall(Generic[RequestT, ResponseT]):
         """Cancel the call: RST_STREAM(CANCEL); later operations raise CANCELLED."""
         if self._feeder is not None:
             self._feeder.cancel()
-        cancelled = Status(code=StatusCode.CANCELLED, message="cancelled by the client")
+        cancelled = Status(code=StatusCode.CANCELLED, details="cancelled by the client")
         stream = self._stream
-        if stream is None or stream.end is not None:
+        if stream is None or stream.end_event is not None:
             if self._status is None:
                 self._status = cancelled
             return
-        stream.abort(cancelled)
+        stream.cancel(cancelled)
         self._collect_end()
 
     async def __aenter__(self) -> ClientCall[RequestT, ResponseT]:
@@ -233,12 +250,12 @@ class ClientCall(Generic[RequestT, ResponseT]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._stream is None or self._stream.end is None:
+        if self._stream is None or self._stream.end_event is None:
             self.cancel()
 
     # ----------------------------------------------------------- internal
 
-    async def _started(self) -> CallStream:
+    async def _started(self) -> ClientCallStream:
         stream = self._stream
         if stream is not None:
             return stream
@@ -258,14 +275,14 @@ class ClientCall(Generic[RequestT, ResponseT]):
             return await self._start()
         except RpcError as exc:
             if self._status is None:
-                self._status = Status(code=exc.code, message=exc.details)
+                self._status = exc.status
             raise
         finally:
             self._starting.set()
 
-    async def _start(self) -> CallStream:
+    async def _start(self) -> ClientCallStream:
         with self._operation():
-            stream = await self._channel._start_call(
+            stream = await self._open_stream(
                 self._method.path,
                 metadata=self._metadata,
                 grpc_timeout=(
@@ -280,11 +297,9 @@ class ClientCall(Generic[RequestT, ResponseT]):
                 assert isinstance(requests, tuple)
                 self._done_writing = True
                 await stream.send(self._method.request_serializer(requests[0]))
-                if stream.end is None:
-                    stream.connection.end_stream(stream.stream_id)  # type: ignore[attr-defined]
-                    stream.transport.wake_writer()
+                stream.half_close()
             elif requests is not None:
-                self._channel._spawn(self._feed_requests, requests)
+                self._spawn(self._feed_requests, requests)
             return stream
         raise AssertionError("unreachable")
 
@@ -307,10 +322,10 @@ class ClientCall(Generic[RequestT, ResponseT]):
                 # channel and its other calls go on.
                 stream = self._stream
                 if stream is not None:
-                    stream.abort(
+                    stream.cancel(
                         Status(
                             code=StatusCode.CANCELLED,
-                            message=f"the request iterator raised {type(exc).__name__}: {exc}",
+                            details=f"the request iterator raised {type(exc).__name__}: {exc}",
                         )
                     )
 
@@ -319,10 +334,10 @@ class ClientCall(Generic[RequestT, ResponseT]):
         return _Operation(self)
 
     def _expire(self) -> None:
-        expired = Status(code=StatusCode.DEADLINE_EXCEEDED, message="deadline exceeded")
+        expired = Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
         stream = self._stream
-        if stream is not None and stream.end is None:
-            stream.abort(expired)
+        if stream is not None and stream.end_event is None:
+            stream.cancel(expired)
         if self._status is None or self._status.ok:
             self._status = expired
         raise RpcError(StatusCode.DEADLINE_EXCEEDED, "deadline exceeded")
@@ -331,21 +346,17 @@ class ClientCall(Generic[RequestT, ResponseT]):
         if self._feeder is not None:
             self._feeder.cancel()  # the call is over: stop taking requests
         stream = self._stream
-        if stream is not None and stream.end is not None and self._status is None:
-            end = stream.end
-            self._status = end.status
-            if isinstance(end, CallEnded):
-                self._trailing = end.trailing_metadata
+        if stream is not None and stream.end_event is not None and self._status is None:
+            self._status = stream.end_event.status
+            self._trailing = stream.end_event.trailing_metadata
 
     def _raise_for_status(self) -> None:
         status = self._status
         if status is not None and not status.ok:
             stream = self._stream
-            raise RpcError(
-                status.code,
-                status.message,
+            raise RpcError.from_status(
+                status,
                 trailing_metadata=self._trailing,
-                details_bin=status.details_bin,
                 initial_metadata=stream.initial_metadata if stream is not None else None,
             )
 

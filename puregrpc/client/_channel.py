@@ -4,11 +4,14 @@
 the connection's reader and writer tasks (and request feeders of streaming
 calls) run; leaving the block closes the connection and ends them all.
 
-The connection opens on the first call. If it is lost, the next call opens a
-new one; failed attempts are spaced by exponential backoff with jitter
-(doc/connection-backoff.md). A call made while the channel is backing off
-fails at once with UNAVAILABLE, unless it asked ``wait_for_ready=True``, in
-which case it waits for the next attempt (bounded by its deadline).
+The connection opens on the first call, over TCP or a Unix socket named by
+the target, or over whatever stream a ``connect`` factory returns (one end
+of ``trio.testing.memory_stream_pair()`` in a test without sockets). If it
+is lost, the next call opens a new one; failed attempts are spaced by
+exponential backoff with jitter (doc/connection-backoff.md). A call made
+while the channel is backing off fails at once with UNAVAILABLE, unless it
+asked ``wait_for_ready=True``, in which case it waits for the next attempt
+(bounded by its deadline).
 """
 
 from __future__ import annotations
@@ -23,8 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from ..runtime import CallStream, Method, Transport
-from ..trace import tracer_or_environment
+from ..runtime import ClientCallStream, Method, Transport, tracer_or_environment
 from ..wire import (
     NULL_TRACER,
     CallEnded,
@@ -37,7 +39,6 @@ from ..wire import (
     RpcError,
     SettingsChanged,
     StatusCode,
-    StreamReset,
     Tracer,
 )
 from ._backoff import Backoff, BackoffPolicy
@@ -47,6 +48,9 @@ logger = logging.getLogger("puregrpc.client")
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
+
+#: Opens the byte stream of a new connection (TLS, if any, is added on top).
+StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -123,33 +127,47 @@ def _connect_error_text(exc: OSError) -> str:
 
 
 class _ClientTransport:
-    """One connection of a channel: the state machine and its transport."""
+    """One connection of a channel: its transport, and the calls waiting for a stream slot."""
 
-    def __init__(self, transport: Transport, connection: ClientConnection) -> None:
+    def __init__(self, transport: Transport[ClientConnection]) -> None:
         self.transport = transport
-        self.connection = connection
         self.slots = trio.lowlevel.ParkingLot()
 
     @property
     def usable(self) -> bool:
-        return not self.transport.closed and not self.connection.closed
+        return not self.transport.closed and not self.transport.connection.closed
 
 
 class Channel:
-    """A client connection to one gRPC server, shared by all calls made on it."""
+    """A client connection to one gRPC server, shared by all calls made on it.
+
+    ``target`` names the server (``host:port``, ``unix:path``... see
+    :func:`parse_target`). ``connect``, an async function returning a trio
+    stream, replaces the dialling: the channel runs over whatever it returns
+    (TLS on top when ``ssl_context`` is given), and ``target`` may then be
+    left out (it only names the ``:authority``, ``localhost`` by default).
+    """
 
     def __init__(
         self,
-        target: str,
+        target: str | None = None,
         *,
         ssl_context: ssl.SSLContext | None = None,
         options: ChannelOptions | None = None,
         server_hostname: str | None = None,
+        connect: StreamFactory | None = None,
     ) -> None:
-        self.target = target
-        self._kind, self._host, self._port = parse_target(target)
+        if target is None:
+            if connect is None:
+                raise ValueError("a Channel needs a target, or a connect= stream factory")
+            self.target = "localhost"
+            self._kind, self._host, self._port = "stream", "localhost", 0
+        else:
+            self.target = target
+            self._kind, self._host, self._port = parse_target(target)
+        self._connect_stream = connect
         self.options = options if options is not None else ChannelOptions()
-        # No tracer given: PUREGRPC_TRACE may ask for one (puregrpc.trace._env).
+        # No tracer given: PUREGRPC_TRACE may ask for one.
         self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
         self._ssl_context = ssl_context
         if ssl_context is not None:
@@ -157,7 +175,7 @@ class Channel:
         self._server_hostname = server_hostname or self._host
         default_authority = (
             "localhost"
-            if self._kind == "unix"
+            if self._kind in ("unix", "stream")
             else (f"[{self._host}]" if ":" in self._host else self._host) + f":{self._port}"
         )
         self._authority = self.options.authority or default_authority
@@ -205,8 +223,8 @@ class Channel:
         current = self._current
         self._current = None
         if current is not None:
-            current.connection.close()
-            current.transport.wake_writer()
+            with current.transport.send_context() as connection:
+                connection.close()
             # Shielded but bounded: the GOAWAY gets its chance to go out even
             # when close() runs because the caller's scope was cancelled.
             with trio.move_on_after(1.0) as drain_scope:
@@ -294,8 +312,9 @@ class Channel:
                 merged.extend(metadata)
             metadata = merged
         return ClientCall(
-            self,
             method,
+            open_stream=self._open_stream,
+            spawn=self._spawn,
             timeout=timeout,
             metadata=metadata,
             compression=compression if compression is not None else self.options.compression,
@@ -308,7 +327,7 @@ class Channel:
 
     # ------------------------------------------------------- for ClientCall
 
-    async def _start_call(
+    async def _open_stream(
         self,
         path: str,
         *,
@@ -316,18 +335,18 @@ class Channel:
         grpc_timeout: float | None,
         compression: str | None,
         wait_for_ready: bool,
-    ) -> CallStream:
+    ) -> ClientCallStream:
         """Open a stream for a call: connect if needed, wait for a stream slot."""
         while True:
             current = await self._connection(wait_for_ready)
-            connection = current.connection
-            if connection.available_streams <= 0:
+            if current.transport.connection.available_streams <= 0:
                 # The server's MAX_CONCURRENT_STREAMS is reached: wait for a
                 # call to end (or the connection to change).
                 await current.slots.park()
                 continue
             try:
-                stream_id = connection.start_call(
+                return ClientCallStream.open(
+                    current.transport,
                     path,
                     metadata=metadata,
                     timeout=grpc_timeout,
@@ -338,10 +357,6 @@ class Channel:
                 if current.usable:
                     raise
                 continue  # the connection closed under us: take a new one
-            stream = CallStream(current.transport, stream_id)
-            current.transport.register(stream)
-            current.transport.wake_writer()
-            return stream
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self._nursery is None:
@@ -387,11 +402,15 @@ class Channel:
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
         stream: trio.abc.Stream | None = None
-        peer = f"unix:{self._host}" if self._kind == "unix" else f"{self._host}:{self._port}"
+        peer = {"unix": f"unix:{self._host}", "stream": "stream"}.get(
+            self._kind, f"{self._host}:{self._port}"
+        )
         # The attempt's time limit covers TCP and TLS; running out of it is a
         # failed attempt like any other (backoff, then UNAVAILABLE).
         with trio.move_on_after(self._backoff.connect_timeout()):
-            if self._kind == "unix":
+            if self._connect_stream is not None:
+                stream = await self._connect_stream()
+            elif self._kind == "unix":
                 stream = await trio.open_unix_socket(self._host)
             else:
                 stream = await trio.open_tcp_stream(self._host, self._port)
@@ -413,7 +432,7 @@ class Channel:
 
         def on_event(event: Event) -> None:
             current = holder[0]
-            if isinstance(event, CallEnded | StreamReset | SettingsChanged):
+            if isinstance(event, CallEnded | SettingsChanged):
                 current.slots.unpark_all()
             elif isinstance(event, ConnectionClosed):
                 # GOAWAY: calls already running go on; new ones need a new
@@ -422,8 +441,7 @@ class Channel:
                 if event.error_code:
                     logger.info("%s closed the connection: code %d", self.target, event.error_code)
 
-        transport = Transport(stream, connection, on_event=on_event, peer=peer)
-        current = _ClientTransport(transport, connection)
+        current = _ClientTransport(Transport(stream, connection, on_event=on_event, peer=peer))
         holder.append(current)
         self._nursery.start_soon(self._run_transport, current)
         return current

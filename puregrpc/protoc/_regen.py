@@ -21,7 +21,7 @@ Their code must be importable inside puregrpc, and must not be importable as
 empty_pb2``) would resolve into grpcio's own ``grpc`` package. So each set of
 files is first *staged*: copied into a temporary tree under the Python
 package that will hold its code (``puregrpc/interop/protos/``,
-``puregrpc/_testing/protos/``), with ``import "..."`` lines between the files
+``puregrpc/testing/protos/``), with ``import "..."`` lines between the files
 of the set rewritten to those staged paths. Only file paths change: the
 ``package`` statements, hence message and service names and every byte on
 the wire, stay those of the originals. protoc then runs on the staged tree
@@ -76,7 +76,7 @@ PROTO_SETS = (
         ),
         package_dir="puregrpc/interop/protos",
     ),
-    ProtoSet(sources=("puregrpc/testing/echo.proto",), package_dir="puregrpc/_testing/protos"),
+    ProtoSet(sources=("puregrpc/testing/echo.proto",), package_dir="puregrpc/testing/protos"),
     ProtoSet(sources=("streaming/v1/streaming.proto",), package_dir="puregrpc_streaming/protos"),
     ProtoSet(
         sources=("grpc/health/v1/health.proto",),

@@ -1,68 +1,82 @@
 """One call's view of its connection: messages in, messages out, with backpressure.
 
-A :class:`CallStream` holds the messages that arrived for its call and not
-yet taken (bounded by the flow-control window we granted: credit returns to
-the peer only in :meth:`CallStream.receive`), and parks a sender while the
-peer's window is closed. The reader task wakes it; it never reads or writes
-the socket itself.
+A call stream holds the messages that arrived for its call and not yet taken
+(bounded by the flow-control window we granted: credit returns to the peer
+only in :meth:`CallStream.receive`), and parks a sender while the peer's
+window is closed. The transport's reader task wakes it; it never reads or
+writes the socket itself.
+
+Each role has its own stream type with its own verbs, and each verb changes
+the state machine *and* schedules the write, in one step:
+
+====================  =========================================================
+:class:`ServerCallStream`  ``send_headers``, ``send``, ``end(status)``; its
+                           handler runs in :attr:`~ServerCallStream.cancel_scope`
+                           (the call's deadline), cancelled if the call is cut
+                           short (reset, connection lost).
+:class:`ClientCallStream`  ``open`` (request headers), ``send``, ``half_close``,
+                           ``cancel(status)``; ``wait_headers``, ``wait_end``.
+====================  =========================================================
+
+Both read the same way: :meth:`CallStream.receive` (or :meth:`CallStream.take`
+when :attr:`CallStream.inbox` is not empty).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Sequence
+from typing import Generic, NoReturn, TypeVar
 
 import trio
 
 from ..wire import (
+    SUPPORTED_ENCODINGS,
     CallEnded,
+    CallStarted,
+    ClientConnection,
+    GrpcConnection,
+    LocalProtocolError,
     MessageReceived,
     Metadata,
     RpcError,
+    ServerConnection,
     Status,
     StatusCode,
-    StreamReset,
+    StreamStatistics,
 )
+from ._transport import Transport
 
-if TYPE_CHECKING:
-    from ._transport import Transport
+ConnT = TypeVar("ConnT", bound=GrpcConnection)
 
 
-class CallStream:
-    """The messages of one call and the waits on them."""
+class CallStream(Generic[ConnT]):
+    """What both roles share: the inbox, the end, and the waits on them."""
 
     __slots__ = (
+        "_connection",
         "_lot",
-        "cancel_scope",
-        "connection",
-        "end",
+        "end_event",
         "half_closed",
         "inbox",
-        "initial_metadata",
         "last_compressed",
-        "remote_done",
         "stream_id",
         "transport",
     )
 
-    def __init__(self, transport: Transport, stream_id: int) -> None:
+    def __init__(self, transport: Transport[ConnT], stream_id: int) -> None:
         self.transport = transport
-        self.connection = transport.connection
+        self._connection: ConnT = transport.connection
         self.stream_id = stream_id
         #: Messages received and not yet taken by :meth:`receive`.
         self.inbox: deque[MessageReceived] = deque()
-        #: True once no more messages will arrive (half-close, end, reset).
-        self.remote_done = False
         #: True when the peer ended its messages cleanly (END_STREAM).
         self.half_closed = False
-        #: How the call ended, once it has: trailers, a reset, or a local end.
-        self.end: CallEnded | StreamReset | None = None
+        #: How the call ended, once it has.
+        self.end_event: CallEnded | None = None
         #: Whether the last message taken by :meth:`receive` arrived compressed.
         self.last_compressed = False
-        #: Response headers (client side), once received.
-        self.initial_metadata: Metadata | None = None
-        #: Cancelled when the peer resets the call (server handlers run in it).
-        self.cancel_scope: trio.CancelScope | None = None
         # One lot for every wait on this call (a message, window, headers,
         # the end): waiters re-check their own condition when woken, and one
         # lot per call is cheaper than three when most calls never wait.
@@ -79,67 +93,33 @@ class CallStream:
     def on_remote_end(self) -> None:
         """The peer will send no more messages (a clean half-close)."""
         self.half_closed = True
-        self.remote_done = True
         self._lot.unpark_all()
 
     def on_headers(self, metadata: Metadata) -> None:
-        """Response headers arrived (client side)."""
-        self.initial_metadata = metadata
-        self._lot.unpark_all()
+        """Response headers arrived (client side; ignored by a server stream)."""
 
     def on_window_opened(self) -> None:
         """Everything queued has been sent: a parked sender may go on."""
         self._lot.unpark_all()
 
-    def on_end(self, event: CallEnded | StreamReset) -> None:
-        """The call is over: cancel a server handler on reset, wake every waiter."""
-        self.end = event
-        self.remote_done = True
-        if isinstance(event, CallEnded) and not event.locally_ended:
+    def on_end(self, event: CallEnded) -> None:
+        """The call is over: record how, and wake every waiter."""
+        self.end_event = event
+        if event.completed:
             # The peer's trailers: a clean end of its messages.
             self.half_closed = True
-        elif self.cancel_scope is not None:
-            # Cancel first, so that woken waiters see the cancellation rather
-            # than a quiet end of messages.
-            self.cancel_scope.cancel()
         self._lot.unpark_all()
 
-    def on_transport_closed(self, reason: str) -> None:
-        """The connection is gone."""
-        if self.end is None:
-            self.on_end(
-                CallEnded(
-                    stream_id=self.stream_id,
-                    status=Status(code=StatusCode.UNAVAILABLE, message=reason),
-                    trailing_metadata=Metadata(),
-                    locally_ended=True,
-                )
-            )
+    def wake(self) -> None:
+        """Wake every waiter to look again (the transport closed under the call)."""
+        self._lot.unpark_all()
 
     # ------------------------------------------------ from the call's task
-
-    def abort(self, status: Status) -> None:
-        """End the call here: RST_STREAM(CANCEL) to the peer, ``status`` for us."""
-        if self.end is not None:
-            return
-        self.connection.reset(self.stream_id)
-        self.transport.forget(self.stream_id)
-        self.transport.wake_writer()
-        ended = CallEnded(
-            stream_id=self.stream_id,
-            status=status,
-            trailing_metadata=Metadata(),
-            locally_ended=True,
-        )
-        self.on_end(ended)
-        # The driver learns of it as of any end (a client waiting for a free
-        # stream slot must be woken).
-        self.transport.report(ended)
 
     @property
     def ended(self) -> bool:
         """True once the call is over (ended, reset, or its connection lost)."""
-        return self.end is not None
+        return self.end_event is not None
 
     async def receive(self) -> bytes | None:
         """Take the next message, or ``None`` when the peer cleanly sent its last.
@@ -155,7 +135,7 @@ class CallStream:
         while not inbox:
             if self.half_closed:
                 return None
-            if self.end is not None:
+            if self.end_event is not None or self.transport.closed:
                 await self.raise_ended(None)
             await self._lot.park()
         return self.take()
@@ -164,7 +144,7 @@ class CallStream:
         """Take the next message from a non-empty inbox, returning its credit."""
         event = self.inbox.popleft()
         self.last_compressed = event.compressed
-        if self.connection.consume(self.stream_id, event.wire_length):
+        if self._connection.consume(self.stream_id, event.wire_length):
             self.transport.wake_writer()
         return event.data
 
@@ -173,34 +153,36 @@ class CallStream:
 
         Returns once the message is on its way (handed to the writer), so at
         most one message per call waits for window. Raises :class:`RpcError`
-        if the call has already ended.
+        if the call has already ended, or with the status the state machine
+        names if it refuses the message (RESOURCE_EXHAUSTED for one over the
+        send limit).
         """
-        if self.end is not None:
+        if self.end_event is not None:
             await self.raise_ended("cannot send")
-        connection = self.connection
+        connection = self._connection
         stream_id = self.stream_id
-        connection.send_message(stream_id, data, compress_message=compress)
         transport = self.transport
+        try:
+            connection.send_message(stream_id, data, compress_message=compress)
+        except LocalProtocolError as exc:
+            transport.wake_writer()  # default headers may have been queued
+            raise RpcError(exc.code, str(exc)) from None
         transport.note_queued(len(data) + 5)
         transport.wake_writer()
         while connection.is_blocked(stream_id):
-            if self.ended:
+            if self.end_event is not None or transport.closed:
                 await self.raise_ended("cannot send")
             await self._lot.park()
         if transport.congested:
             await transport.wait_writable()
 
-    async def wait_headers(self) -> Metadata:
-        """Wait for the response headers (client side); empty if the call ended first."""
-        while self.initial_metadata is None and self.end is None:
-            await self._lot.park()
-        return self.initial_metadata if self.initial_metadata is not None else Metadata()
-
-    async def wait_end(self) -> CallEnded | StreamReset:
+    async def wait_end(self) -> CallEnded:
         """Wait until the call has ended (messages keep arriving in the inbox)."""
-        while self.end is None:
+        while self.end_event is None:
+            if self.transport.closed:
+                await self.raise_ended(None)
             await self._lot.park()
-        return self.end
+        return self.end_event
 
     async def raise_ended(self, action: str | None = None) -> NoReturn:
         """Raise what the end of the call means for an operation on it.
@@ -211,9 +193,153 @@ class CallStream:
         the refused operation in the message).
         """
         await trio.lowlevel.checkpoint()
-        assert self.end is not None
-        status = self.end.status
+        status = self.end_status
         code = status.code if not status.ok else StatusCode.CANCELLED
         if action is None:
-            raise RpcError(code, status.message, details_bin=status.details_bin)
-        raise RpcError(code, f"{action}: the call has ended ({status.code.name}: {status.message})")
+            raise RpcError(code, status.details, details_bin=status.details_bin)
+        raise RpcError(code, f"{action}: the call has ended ({status.code.name}: {status.details})")
+
+    @property
+    def end_status(self) -> Status:
+        """The status the call ended with (UNAVAILABLE if its connection vanished)."""
+        if self.end_event is not None:
+            return self.end_event.status
+        return Status(code=StatusCode.UNAVAILABLE, details=self.transport.close_reason)
+
+
+class ServerCallStream(CallStream[ServerConnection]):
+    """A server's call: answer with headers, messages and a status."""
+
+    __slots__ = ("cancel_scope", "encoding")
+
+    def __init__(self, transport: Transport[ServerConnection], started: CallStarted) -> None:
+        super().__init__(transport, started.stream_id)
+        # The handler's scope exists before its task starts: a reset or a
+        # deadline arriving first must still cancel it.
+        deadline = math.inf if started.timeout is None else trio.current_time() + started.timeout
+        #: The scope the handler runs in: the call's deadline, cancelled when
+        #: the call is cut short (reset, refused mid-call, connection lost).
+        self.cancel_scope = trio.CancelScope(deadline=deadline)
+        #: The encoding responses are compressed with (set by send_headers).
+        self.encoding: str | None = None
+
+    @classmethod
+    def accept(
+        cls, transport: Transport[ServerConnection], started: CallStarted
+    ) -> ServerCallStream | None:
+        """The stream of a call that just started, routed its events; None if already over.
+
+        ``None`` means the client reset the call later in the same read: there
+        is nothing to serve.
+        """
+        if not transport.connection.is_open(started.stream_id):
+            return None
+        stream = cls(transport, started)
+        transport.register(stream)
+        return stream
+
+    def on_end(self, event: CallEnded) -> None:
+        """The call was cut short (a server never gets trailers): cancel the handler."""
+        # Cancel first, so that woken waiters see the cancellation rather
+        # than a quiet end of messages.
+        self.cancel_scope.cancel()
+        super().on_end(event)
+
+    def send_headers(
+        self, metadata: Metadata | None = None, *, encoding: str | None = None
+    ) -> None:
+        """Send the response headers (initial metadata), compressing messages with ``encoding``."""
+        with self.transport.send_context() as connection:
+            connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
+
+    def end(self, status: Status, trailing: Metadata | None = None) -> bool:
+        """End the call with ``status``; False when it had already ended.
+
+        The trailers go out after any queued messages; the stream receives no
+        more events.
+        """
+        ended = False
+        if self.end_event is None and self._connection.is_open(self.stream_id):
+            with self.transport.send_context() as connection:
+                connection.end_call(self.stream_id, status, trailing)
+            ended = True
+        self.transport.forget(self.stream_id)
+        return ended
+
+    def statistics(self) -> StreamStatistics:
+        """The call's flow-control state: windows, queued and unconsumed bytes."""
+        return self._connection.stream_statistics(self.stream_id)
+
+
+class ClientCallStream(CallStream[ClientConnection]):
+    """A client's call: requests out, then responses and the status in."""
+
+    __slots__ = ("initial_metadata",)
+
+    def __init__(self, transport: Transport[ClientConnection], stream_id: int) -> None:
+        super().__init__(transport, stream_id)
+        #: The server's response headers, once received.
+        self.initial_metadata: Metadata | None = None
+
+    @classmethod
+    def open(
+        cls,
+        transport: Transport[ClientConnection],
+        path: str,
+        *,
+        metadata: Metadata | None = None,
+        timeout: float | None = None,
+        encoding: str | None = None,
+        accept_encoding: Sequence[str] = SUPPORTED_ENCODINGS,
+        authority: str | None = None,
+    ) -> ClientCallStream:
+        """Start a call: send its request headers and route its events here.
+
+        Raises :class:`~puregrpc.wire.LocalProtocolError` when the connection
+        is closing or at the server's concurrency limit.
+        """
+        with transport.send_context() as connection:
+            stream_id = connection.start_call(
+                path,
+                metadata=metadata,
+                timeout=timeout,
+                encoding=encoding,
+                accept_encoding=accept_encoding,
+                authority=authority,
+            )
+        stream = cls(transport, stream_id)
+        transport.register(stream)
+        return stream
+
+    def on_headers(self, metadata: Metadata) -> None:
+        """The server's response headers arrived."""
+        self.initial_metadata = metadata
+        self._lot.unpark_all()
+
+    def half_close(self) -> None:
+        """No more requests: END_STREAM after what is queued (no-op once ended)."""
+        if self.end_event is None:
+            with self.transport.send_context() as connection:
+                connection.end_stream(self.stream_id)
+
+    def cancel(self, status: Status) -> None:
+        """End the call here: RST_STREAM(CANCEL) to the server, ``status`` for us.
+
+        A no-op once the call has ended. Waiters wake and see ``status``; the
+        channel learns of the end like of any other.
+        """
+        if self.end_event is not None:
+            return
+        with self.transport.send_context() as connection:
+            ended = connection.cancel(self.stream_id, status)
+        if ended is not None:
+            self.on_end(ended)
+            self.transport.ended_locally(ended)
+
+    async def wait_headers(self) -> Metadata:
+        """Wait for the response headers; empty if the call ended first."""
+        while (
+            self.initial_metadata is None and self.end_event is None and not self.transport.closed
+        ):
+            await self._lot.park()
+        return self.initial_metadata if self.initial_metadata is not None else Metadata()

@@ -9,6 +9,15 @@ that produced 30 WINDOW_UPDATEs and PING ACKs) therefore shares one socket
 write: writes are coalesced by construction, with one task switch per batch,
 not per frame.
 
+Acting on the connection. The state machine is owned here, and every change
+made to it is followed by a write, in one step, so the two can never drift
+apart (websockets' ``send_context`` is the model): calls act through their
+call streams (:mod:`._call_stream`), whose verbs change the state machine and
+schedule the write together; drivers act on the connection itself (GOAWAY,
+PING, graceful shutdown) inside ``with transport.send_context() as
+connection:``. :attr:`Transport.connection` is there to read (open calls,
+statistics), not to act on.
+
 Backpressure has two levels. HTTP/2 flow control stops a sender whose peer
 is not consuming (the call parks until ``WindowOpened``). And the writer
 bounds what may wait for the socket: a sender parks while more than
@@ -19,7 +28,9 @@ window but reads its socket slowly still cannot make us buffer without bound.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import trio
 
@@ -31,10 +42,11 @@ from ..wire import (
     HalfClosed,
     MessageReceived,
     ResponseHeaders,
-    StreamReset,
     WindowOpened,
 )
-from ._call_stream import CallStream
+
+if TYPE_CHECKING:
+    from ._call_stream import CallStream
 
 logger = logging.getLogger("puregrpc.transport")
 
@@ -43,29 +55,32 @@ READ_SIZE = 65_536
 #: Senders park while more than this many bytes wait for the socket.
 WRITE_HIGH_WATER = 512 * 1024
 
+ConnT = TypeVar("ConnT", bound=GrpcConnection)
 
-class Transport:
+
+class Transport(Generic[ConnT]):
     """Drives one sans-IO :class:`~puregrpc.wire.GrpcConnection` over a trio stream.
 
     ``on_event`` receives the events the transport does not route to a call
-    itself (CallStarted, ConnectionClosed, pings, settings): the role-specific
-    driver decides what they mean.
+    itself (CallStarted, ConnectionClosed, pings, settings) and every
+    :class:`CallEnded`, after the call has seen it: the role-specific driver
+    decides what they mean.
     """
 
     def __init__(
         self,
         stream: trio.abc.Stream,
-        connection: GrpcConnection,
+        connection: ConnT,
         *,
         on_event: Callable[[Event], None],
         peer: str,
     ) -> None:
         self.stream = stream
-        self.connection = connection
+        self._connection = connection
         #: The peer's address, for logs and handler contexts.
         self.peer = peer
         #: Calls in progress, by stream id.
-        self.calls: dict[int, CallStream] = {}
+        self._calls: dict[int, CallStream[Any]] = {}
         self._on_event = on_event
         self._dirty = False
         self._writer_lot = trio.lowlevel.ParkingLot()
@@ -83,6 +98,28 @@ class Transport:
         self.traffic = 0
         #: trio time of the last read (keepalive pings idle connections).
         self.last_read = trio.current_time()
+
+    # ----------------------------------------------------------- reading
+
+    @property
+    def connection(self) -> ConnT:
+        """The state machine, to read (open calls, statistics); act through :meth:`send_context`."""
+        return self._connection
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection has ended."""
+        return self._closed
+
+    @property
+    def close_reason(self) -> str:
+        """Why the connection ended (meaningful once :attr:`closed`)."""
+        return self._close_reason
+
+    @property
+    def calls(self) -> list[CallStream[Any]]:
+        """The calls in progress (a copy: safe to iterate while calls end)."""
+        return list(self._calls.values())
 
     # -------------------------------------------------------------- running
 
@@ -114,7 +151,7 @@ class Transport:
 
     async def _reader(self) -> None:
         receive_some = self.stream.receive_some
-        connection = self.connection
+        connection = self._connection
         while True:
             try:
                 data = await receive_some(READ_SIZE)
@@ -122,7 +159,6 @@ class Transport:
                 logger.debug("read from %s failed: %r", self.peer, exc)
                 data = b""
             if not data:
-                self._dispatch(connection.connection_lost())
                 return
             self.last_read = trio.current_time()
             try:
@@ -143,7 +179,7 @@ class Transport:
                 self.wake_writer()
 
     async def _writer(self) -> None:
-        connection = self.connection
+        connection = self._connection
         send_all = self.stream.send_all
         try:
             while True:
@@ -188,10 +224,23 @@ class Transport:
                     pass
         await trio.aclose_forcefully(stream)
 
-    # ----------------------------------------------------------- for calls
+    # ------------------------------------------------------------- acting
+
+    @contextmanager
+    def send_context(self) -> Iterator[ConnT]:
+        """Act on the connection, then write what that queued: ``with t.send_context() as c:``.
+
+        The one way for a driver to change the state machine (send a PING or
+        a GOAWAY, start a graceful shutdown): the write is scheduled on the
+        way out, even if the action raised after queuing frames.
+        """
+        try:
+            yield self._connection
+        finally:
+            self.wake_writer()
 
     def wake_writer(self) -> None:
-        """Ask the writer to send what the state machine has queued."""
+        """Ask the writer to send what the state machine has queued (runtime use)."""
         if not self._dirty:
             self._dirty = True
             self._writer_lot.unpark_all()
@@ -216,27 +265,30 @@ class Transport:
         """True when a sender should :meth:`wait_writable` before sending more."""
         return self._queued + self._in_flight > WRITE_HIGH_WATER
 
-    @property
-    def closed(self) -> bool:
-        """True once the connection has ended."""
-        return self._closed
-
-    def register(self, call: CallStream) -> None:
-        """Route events of ``call.stream_id`` to ``call``."""
-        self.calls[call.stream_id] = call
-
     def abort(self, reason: str = "connection aborted") -> None:
         """End the connection now: ``run`` fails the calls, flushes, and closes."""
-        self._close_reason = reason
         self._mark_closed(reason)
         if self._reader_scope is not None:
             self._reader_scope.cancel()
         self._writer_lot.unpark_all()
 
-    # -------------------------------------------------------------- events
+    # ------------------------------------------------------- calls' routing
+
+    def register(self, call: CallStream[Any]) -> None:
+        """Route events of ``call.stream_id`` to ``call`` (call streams do this)."""
+        self._calls[call.stream_id] = call
+
+    def forget(self, stream_id: int) -> None:
+        """Stop routing events to a call that is over."""
+        self._calls.pop(stream_id, None)
+
+    def ended_locally(self, event: CallEnded) -> None:
+        """A call ended on our side (reset by its stream): tell the role's driver."""
+        self._calls.pop(event.stream_id, None)
+        self._on_event(event)
 
     def _dispatch(self, events: list[Event]) -> None:
-        calls = self.calls
+        calls = self._calls
         for event in events:
             # Most frequent first: this runs for every event of every read.
             if isinstance(event, MessageReceived):
@@ -255,7 +307,7 @@ class Transport:
                 call = calls.get(event.stream_id)
                 if call is not None:
                     call.on_headers(event.metadata)
-            elif isinstance(event, (CallEnded, StreamReset)):
+            elif isinstance(event, CallEnded):
                 call = calls.pop(event.stream_id, None)
                 if call is not None:
                     call.on_end(event)
@@ -269,22 +321,18 @@ class Transport:
             else:
                 self._on_event(event)
 
-    def report(self, event: Event) -> None:
-        """Hand an event that did not come from the peer to the role's driver."""
-        self._on_event(event)
-
-    def forget(self, stream_id: int) -> None:
-        """Stop routing events to a call that is over."""
-        self.calls.pop(stream_id, None)
-
     def _mark_closed(self, reason: str) -> None:
         if not self._closed:
             self._closed = True
             self._close_reason = reason
 
     def _fail_calls(self) -> None:
-        if self.calls:
-            self._dispatch(self.connection.connection_lost())
-            for call in list(self.calls.values()):
-                call.on_transport_closed(self._close_reason)
-            self.calls.clear()
+        """The connection is over: every call still open ends (CONNECTION_LOST)."""
+        if self._calls:
+            self._dispatch(self._connection.connection_lost(self._close_reason))
+            # Every registered call is one the state machine knew, so each has
+            # just ended; a call waiting on a stream the state machine forgot
+            # (a bug) still wakes and sees the transport closed.
+            for call in list(self._calls.values()):
+                call.wake()
+            self._calls.clear()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator
 from typing import Any, Generic, NoReturn, TypeVar
 
 import trio
 
-from ..runtime import CallStream, Method
+from ..runtime import Method, ServerCallStream
 from ..wire import SUPPORTED_ENCODINGS, Metadata, RpcError, StatusCode, StreamStatistics
 
 RequestT = TypeVar("RequestT")
@@ -25,7 +24,7 @@ class ServicerContext:
     def __init__(
         self,
         *,
-        stream: CallStream,
+        stream: ServerCallStream,
         method: Method[Any, Any],
         metadata: Metadata,
         peer: str,
@@ -84,11 +83,11 @@ class ServicerContext:
     @property
     def cancelled(self) -> bool:
         """True once the client cancelled the call or it ended otherwise."""
-        return self._stream.end is not None
+        return self._stream.end_event is not None
 
     def statistics(self) -> StreamStatistics:
         """The call's flow-control state: windows, queued and unconsumed bytes."""
-        return self._stream.connection.stream_statistics(self._stream.stream_id)
+        return self._stream.statistics()
 
     # ------------------------------------------------------------ writing
 
@@ -100,7 +99,7 @@ class ServicerContext:
         """
         if self._headers_sent:
             raise RuntimeError("initial metadata was already sent")
-        if self._stream.end is not None:
+        if self._stream.end_event is not None:
             await self._stream.raise_ended("cannot send initial metadata")
         self._send_headers(metadata)
         await trio.lowlevel.checkpoint()
@@ -144,7 +143,7 @@ class ServicerContext:
         This is where backpressure reaches a streaming handler: if the client
         stops reading, ``send`` blocks once the flow-control windows are full.
         """
-        if self._stream.end is not None:
+        if self._stream.end_event is not None:
             await self._stream.raise_ended("cannot send")
         if not self._headers_sent:
             self._send_headers(None)
@@ -156,10 +155,7 @@ class ServicerContext:
 
     def _send_headers(self, metadata: Metadata | None) -> None:
         self._headers_sent = True
-        self._stream.connection.send_response_headers(  # type: ignore[attr-defined]
-            self._stream.stream_id, metadata, encoding=self._compression
-        )
-        self._stream.transport.wake_writer()
+        self._stream.send_headers(metadata, encoding=self._compression)
 
     @property
     def trailing_metadata(self) -> Metadata:
@@ -184,7 +180,9 @@ class RequestIterator(Generic[RequestT]):
     handler that stops iterating stops its client once the window is spent.
     """
 
-    def __init__(self, stream: CallStream, method: Method[RequestT, Any], context: ServicerContext):
+    def __init__(
+        self, stream: ServerCallStream, method: Method[RequestT, Any], context: ServicerContext
+    ):
         self._stream = stream
         self._deserialize = method.request_deserializer
         self._context = context
@@ -217,8 +215,3 @@ def deserialize_request(deserialize: Any, data: bytes) -> Any:
         raise RpcError(
             StatusCode.INTERNAL, f"failed to parse request message: {type(exc).__name__}"
         ) from exc
-
-
-def deadline_from_timeout(timeout: float | None) -> float:
-    """The trio deadline for a ``grpc-timeout`` (``inf`` when there is none)."""
-    return math.inf if timeout is None else trio.current_time() + timeout

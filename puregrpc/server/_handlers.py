@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..runtime import CallStream, Method
+from ..runtime import Method, ServerCallStream
 from ..wire import RpcError, StatusCode
 from ._context import RequestIterator, ServicerContext, deserialize_request
 
@@ -63,7 +63,9 @@ def collect_handlers(services: Iterable[ServiceLike]) -> dict[str, MethodHandler
     return table
 
 
-async def run_handler(handler: MethodHandler, stream: CallStream, context: ServicerContext) -> None:
+async def run_handler(
+    handler: MethodHandler, stream: ServerCallStream, context: ServicerContext
+) -> None:
     """Run ``handler`` for one call: read requests, call it, send responses."""
     method = handler.method
     cardinality = method.cardinality
@@ -87,7 +89,7 @@ async def run_handler(handler: MethodHandler, stream: CallStream, context: Servi
 
 
 async def _single_request(
-    stream: CallStream, method: Method[Any, Any], context: ServicerContext
+    stream: ServerCallStream, method: Method[Any, Any], context: ServicerContext
 ) -> Any:
     data = await stream.receive()
     if data is None:

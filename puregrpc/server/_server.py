@@ -9,6 +9,11 @@ Usage::
         await server.stop(grace=5)
 
 or ``async with Server([...]).listening("127.0.0.1", 0) as server:``.
+
+Any trio stream can be served, not only accepted sockets:
+:meth:`Server.handle_stream` serves one connection over whatever stream it is
+given (``trio.serve_listeners(server.handle_stream, listeners)``, or one end
+of ``trio.testing.memory_stream_pair()`` in a test without sockets).
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ..trace import tracer_or_environment
+from ..runtime import tracer_or_environment
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
 from ._options import ServerOptions
@@ -79,7 +84,8 @@ class Server:
         self._listeners: list[trio.SocketListener] = []
         self._stopping = trio.Event()
         self._stopped = trio.Event()
-        self._serve_scope: trio.CancelScope | None = None
+        #: serve() / serve_unix() calls running (stop() waits for them to return).
+        self._serving = 0
         self._grace = 0.0
         #: Woken whenever a call or a connection ends (shutdown waits on it).
         self._activity = trio.lowlevel.ParkingLot()
@@ -135,6 +141,7 @@ class Server:
         started_value: object,
     ) -> None:
         self._listeners.extend(listeners)
+        self._serving += 1
         try:
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
@@ -143,12 +150,14 @@ class Server:
                 await self._stopping.wait()
                 for listener in listeners:
                     await listener.aclose()
-                await self._drain_connections()
+                # stop() drains the connections; they run in this nursery.
+                await self._stopped.wait()
                 nursery.cancel_scope.cancel()
         finally:
             for listener in listeners:
                 await listener.aclose()
-            self._stopped.set()
+            self._serving -= 1
+            self._note_activity()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -161,26 +170,36 @@ class Server:
                 logger.error("accept failed: %s", exc)
                 await trio.sleep(0.1)
                 continue
-            nursery.start_soon(self._handle_connection, stream)
+            nursery.start_soon(self.handle_stream, stream)
 
-    async def _handle_connection(self, stream: trio.SocketStream) -> None:
-        peer = _peer_name(stream)
-        served_stream: trio.abc.Stream = stream
-        if self._ssl_context is not None:
-            tls = trio.SSLStream(stream, self._ssl_context, server_side=True)
-            try:
-                with trio.fail_after(10):
-                    await tls.do_handshake()
-            except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
-                logger.info("TLS handshake with %s failed: %r", peer, exc)
-                await trio.aclose_forcefully(stream)
+    async def handle_stream(self, stream: trio.abc.Stream, *, peer: str | None = None) -> None:
+        """Serve one client connection over ``stream`` until it ends.
+
+        ``stream`` is any trio stream: an accepted socket (this is what
+        :meth:`serve` runs for each), one end of
+        ``trio.testing.memory_stream_pair()``, a pipe. With the server's
+        ``ssl_context`` set, a stream that is not TLS yet gets the TLS
+        handshake first (ALPN h2 required). ``peer`` names the client in
+        logs and :meth:`ServicerContext.peer`; by default it comes from the
+        socket (``ipv4:host:port``), or ``unknown`` for streams without one.
+        The stream is closed when this returns; :meth:`stop` shuts it down
+        gracefully like any other connection. Never raises for what the
+        client does.
+        """
+        if peer is None:
+            peer = _peer_name(stream)
+        if self._ssl_context is not None and not isinstance(stream, trio.SSLStream):
+            tls = await self._start_tls(stream, peer)
+            if tls is None:
                 return
-            if tls.selected_alpn_protocol() != "h2":
-                logger.info("client %s did not negotiate ALPN h2", peer)
-                await trio.aclose_forcefully(tls)
-                return
-            served_stream = tls
-        connection = ServedConnection(self, served_stream, peer)
+            stream = tls
+        connection = ServedConnection(
+            stream,
+            peer,
+            handlers=self.handlers,
+            options=self.options,
+            on_call_end=self._note_activity,
+        )
         self._connections.add(connection)
         if self._stopping.is_set():
             connection.begin_shutdown()
@@ -193,6 +212,23 @@ class Server:
             self._connections.discard(connection)
             self._note_activity()
 
+    async def _start_tls(self, stream: trio.abc.Stream, peer: str) -> trio.SSLStream[Any] | None:
+        """The TLS handshake of an accepted stream (10 s, ALPN h2), or None after a failure."""
+        assert self._ssl_context is not None
+        tls = trio.SSLStream(stream, self._ssl_context, server_side=True)
+        try:
+            with trio.fail_after(10):
+                await tls.do_handshake()
+        except (trio.BrokenResourceError, trio.TooSlowError, OSError) as exc:
+            logger.info("TLS handshake with %s failed: %r", peer, exc)
+            await trio.aclose_forcefully(stream)
+            return None
+        if tls.selected_alpn_protocol() != "h2":
+            logger.info("client %s did not negotiate ALPN h2", peer)
+            await trio.aclose_forcefully(tls)
+            return None
+        return tls
+
     # ------------------------------------------------------------ shutdown
 
     async def stop(self, grace: float | None = 5.0) -> None:
@@ -200,11 +236,21 @@ class Server:
 
         Calls in flight get ``grace`` seconds to finish (``None``: as long as
         they take); then they are cancelled and their clients get
-        UNAVAILABLE. Returns when :meth:`serve` has returned.
+        UNAVAILABLE. Returns when every connection has closed and every
+        :meth:`serve` has returned; connections served by
+        :meth:`handle_stream` are shut down the same way.
         """
+        if self._stopping.is_set():
+            await self._stopped.wait()
+            return
         self._grace = math.inf if grace is None else grace
         self._stopping.set()
-        await self._stopped.wait()
+        try:
+            await self._drain_connections()
+        finally:
+            self._stopped.set()
+        while self._serving:
+            await self._activity.park()
 
     def _note_activity(self) -> None:
         """A call or a connection ended: wake a shutdown waiting for quiet."""

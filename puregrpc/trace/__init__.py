@@ -11,10 +11,13 @@ or from the environment, for any puregrpc program: ``PUREGRPC_TRACE=stderr``,
 ``puregrpc trace-proxy`` between any client and server to trace them
 passively, and draw a JSON Lines trace with ``puregrpc trace-view``.
 
-This package imports only :mod:`puregrpc.wire` (and trio for the proxy), so
-the server and client may import it.
+The server and client do not import this package: they look at
+``PUREGRPC_TRACE`` themselves and import it only when tracing is asked for
+(it loads protobuf's descriptor pool to decode messages).
 """
 
+from ..wire._trace import FRAME_TYPE_NAMES as FRAME_TYPE_NAMES
+from ..wire._trace import FrameScanner as FrameScanner
 from ._decoder import C2S as C2S
 from ._decoder import S2C as S2C
 from ._decoder import Decoded as Decoded
@@ -41,9 +44,11 @@ from ._values import describe_message as describe_message
 __all__ = [
     "C2S",
     "ENV_VAR",
+    "FRAME_TYPE_NAMES",
     "S2C",
     "SCHEMA_VERSION",
     "Decoded",
+    "FrameScanner",
     "JsonLinesSink",
     "ListSink",
     "Sink",

@@ -52,16 +52,12 @@ from hyperframe.frame import (
     WindowUpdateFrame,
 )
 
-from ..wire import (
-    FRAME_TYPE_NAMES,
-    IDENTITY,
-    FrameScanner,
-    StatusCode,
-    decode_grpc_message,
-    decode_timeout,
-    decompress,
-    http_status_to_code,
-)
+from ..wire import IDENTITY, StatusCode
+
+# The frame scanner lives in the wire core, which traces with it too; this
+# package is its public face (puregrpc.trace.FrameScanner).
+from ..wire._trace import FRAME_TYPE_NAMES, FrameScanner
+from ..wire.codecs import decode_grpc_message, decode_timeout, decompress, http_status_to_code
 from ._values import describe_message, hex_preview
 
 #: Data sent by the client to the server, and back.

@@ -11,8 +11,9 @@ unset, empty, ``0``         nowhere (tracing off)
 ``text:PATH``/``json:PATH`` a file, in the format named
 ==========================  ================================================
 
-``Server`` and ``Channel`` call :func:`tracer_from_environment` when their
-options carry no tracer of their own, so every side of a process can be
+``Server`` and ``Channel`` call :func:`tracer_from_environment` (through
+``puregrpc.runtime``, which imports this package only when the variable is
+set) when their options carry no tracer of their own, so every side of a process can be
 traced without touching its code. One destination gets one :class:`Trace`
 per process: a client and a server in the same process write to one file,
 on one clock, with their records interleaved in order.
@@ -25,12 +26,13 @@ import os
 import sys
 from collections.abc import Mapping
 
+from ..runtime import TRACE_ENV_VAR
 from ..wire import NULL_TRACER, Tracer
 from ._sinks import JsonLinesSink, TextSink
 from ._tracer import Sink, Trace
 
 #: The environment variable read.
-ENV_VAR = "PUREGRPC_TRACE"
+ENV_VAR = TRACE_ENV_VAR
 
 _traces: dict[str, Trace] = {}
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import trio
 
-from ..wire import next_connection_id
+from ..wire._trace import next_connection_id
 from ._decoder import C2S, S2C, WireDecoder
 from ._event import TraceEvent
 from ._tracer import Trace

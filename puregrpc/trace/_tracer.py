@@ -26,7 +26,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from ..wire import FRAME_TYPE_NAMES, TraceRecord, decompress
+from ..wire import TraceRecord
+from ..wire._trace import FRAME_TYPE_NAMES
+from ..wire.codecs import decompress
 from ._decoder import C2S, MAX_KEPT_MESSAGE, S2C, Decoded, WireDecoder
 from ._event import TraceEvent
 from ._values import describe_message

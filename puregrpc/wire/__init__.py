@@ -1,29 +1,34 @@
 """puregrpc.wire: the sans-IO gRPC-over-HTTP/2 core.
 
 Bytes in, events out; calls in, bytes out. No sockets, no trio, no clock:
-drivers (``puregrpc.server``, ``puregrpc.client``) own the I/O. See
-``_connection.py`` for the theory of operation and ``_flow.py`` for how flow
-control credit goes back to the peer only as messages are consumed.
+drivers (``puregrpc.runtime`` under ``puregrpc.server`` and
+``puregrpc.client``) own the I/O. See ``_connection.py`` for the theory of
+operation, ``_lifecycle.py`` for a call's states, ``_inbound_flow.py`` for how
+flow-control credit goes back to the peer only as messages are consumed, and
+``_outbound_flow.py`` for how a sender waits while the peer's window is closed.
+
+This module exports what a driver or an application needs: the connection
+state machines and their configuration, events, statuses, metadata, errors,
+statistics and the tracer hook. The codecs underneath (framing, headers,
+status, timeout, compression) are public in :mod:`puregrpc.wire.codecs`, for
+those who build another transport on them.
 """
 
 from ._client_connection import ClientConnection as ClientConnection
 from ._compression import IDENTITY as IDENTITY
 from ._compression import SUPPORTED_ENCODINGS as SUPPORTED_ENCODINGS
-from ._compression import compress as compress
-from ._compression import decompress as decompress
-from ._connection import DEFAULT_CONNECTION_WINDOW as DEFAULT_CONNECTION_WINDOW
-from ._connection import DEFAULT_STREAM_WINDOW as DEFAULT_STREAM_WINDOW
-from ._connection import CallState as CallState
-from ._connection import ConnectionConfig as ConnectionConfig
+from ._config import DEFAULT_CONNECTION_WINDOW as DEFAULT_CONNECTION_WINDOW
+from ._config import DEFAULT_STREAM_WINDOW as DEFAULT_STREAM_WINDOW
+from ._config import ConnectionConfig as ConnectionConfig
 from ._connection import GrpcConnection as GrpcConnection
 from ._errors import LocalProtocolError as LocalProtocolError
 from ._errors import ProtocolError as ProtocolError
 from ._errors import PuregrpcError as PuregrpcError
 from ._errors import RemoteProtocolError as RemoteProtocolError
-from ._errors import RpcError as RpcError
 from ._events import CallEnded as CallEnded
 from ._events import CallStarted as CallStarted
 from ._events import ConnectionClosed as ConnectionClosed
+from ._events import EndCause as EndCause
 from ._events import Event as Event
 from ._events import HalfClosed as HalfClosed
 from ._events import MessageReceived as MessageReceived
@@ -31,35 +36,70 @@ from ._events import PingAcknowledged as PingAcknowledged
 from ._events import PingReceived as PingReceived
 from ._events import ResponseHeaders as ResponseHeaders
 from ._events import SettingsChanged as SettingsChanged
-from ._events import StreamReset as StreamReset
 from ._events import WindowOpened as WindowOpened
-from ._flow import ConnectionStatistics as ConnectionStatistics
-from ._flow import StreamStatistics as StreamStatistics
 from ._framing import DEFAULT_MAX_RECEIVE_MESSAGE_SIZE as DEFAULT_MAX_RECEIVE_MESSAGE_SIZE
-from ._framing import MessageDecoder as MessageDecoder
-from ._framing import RawMessage as RawMessage
-from ._framing import encode_prefix as encode_prefix
-from ._framing import frame_message as frame_message
+from ._h2_connection import H2_INTERNALS as H2_INTERNALS
+from ._h2_connection import SUPPORTED_H2 as SUPPORTED_H2
+from ._h2_connection import check_h2_compatibility as check_h2_compatibility
 from ._headers import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
-from ._headers import RequestRejected as RequestRejected
+from ._lifecycle import CallState as CallState
 from ._metadata import DEFAULT_MAX_METADATA_SIZE as DEFAULT_MAX_METADATA_SIZE
 from ._metadata import Metadata as Metadata
 from ._metadata import MetadataValue as MetadataValue
+from ._rpc_error import RpcError as RpcError
 from ._server_connection import ServerConnection as ServerConnection
+from ._statistics import ConnectionStatistics as ConnectionStatistics
+from ._statistics import StreamStatistics as StreamStatistics
 from ._status import Status as Status
 from ._status import StatusCode as StatusCode
-from ._status import decode_grpc_message as decode_grpc_message
-from ._status import encode_grpc_message as encode_grpc_message
-from ._status import http_status_to_code as http_status_to_code
-from ._timeout import decode_timeout as decode_timeout
-from ._timeout import encode_timeout as encode_timeout
-from ._trace import FRAME_TYPE_NAMES as FRAME_TYPE_NAMES
 from ._trace import NULL_TRACER as NULL_TRACER
-from ._trace import FrameScanner as FrameScanner
 from ._trace import ListTracer as ListTracer
 from ._trace import NullTracer as NullTracer
 from ._trace import Tracer as Tracer
 from ._trace import TraceRecord as TraceRecord
-from ._trace import next_connection_id as next_connection_id
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "DEFAULT_CONNECTION_WINDOW",
+    "DEFAULT_MAX_METADATA_SIZE",
+    "DEFAULT_MAX_RECEIVE_MESSAGE_SIZE",
+    "DEFAULT_STREAM_WINDOW",
+    "DEFAULT_USER_AGENT",
+    "H2_INTERNALS",
+    "IDENTITY",
+    "NULL_TRACER",
+    "SUPPORTED_ENCODINGS",
+    "SUPPORTED_H2",
+    "CallEnded",
+    "CallStarted",
+    "CallState",
+    "ClientConnection",
+    "ConnectionClosed",
+    "ConnectionConfig",
+    "ConnectionStatistics",
+    "EndCause",
+    "Event",
+    "GrpcConnection",
+    "HalfClosed",
+    "ListTracer",
+    "LocalProtocolError",
+    "MessageReceived",
+    "Metadata",
+    "MetadataValue",
+    "NullTracer",
+    "PingAcknowledged",
+    "PingReceived",
+    "ProtocolError",
+    "PuregrpcError",
+    "RemoteProtocolError",
+    "ResponseHeaders",
+    "RpcError",
+    "ServerConnection",
+    "SettingsChanged",
+    "Status",
+    "StatusCode",
+    "StreamStatistics",
+    "TraceRecord",
+    "Tracer",
+    "WindowOpened",
+    "check_h2_compatibility",
+]

@@ -25,17 +25,10 @@ import h2.errors
 import h2.events
 
 from ._compression import IDENTITY, SUPPORTED_ENCODINGS, is_supported
-from ._connection import (
-    CallAction,
-    CallState,
-    ConnectionConfig,
-    GrpcConnection,
-    _advance,
-    _Call,
-    ended_locally,
-)
+from ._config import ConnectionConfig
+from ._connection import CANCELLED_LOCALLY, GrpcConnection
 from ._errors import LocalProtocolError, RemoteProtocolError
-from ._events import CallEnded, ConnectionClosed, Event, ResponseHeaders
+from ._events import CallEnded, ConnectionClosed, EndCause, Event, ResponseHeaders
 from ._headers import (
     DEFAULT_USER_AGENT,
     build_request_headers,
@@ -43,6 +36,7 @@ from ._headers import (
     parse_trailers,
     parse_trailers_only,
 )
+from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
 from ._status import Status, StatusCode
 from ._trace import NULL_TRACER, Tracer
@@ -118,13 +112,12 @@ class ClientConnection(GrpcConnection):
             user_agent=self._user_agent,
         )
         self._h2.send_headers(stream_id, headers)
-        call = _Call(
+        call = Call(
             stream_id,
-            send_state=CallState.OPEN,
-            recv_state=CallState.IDLE,
             max_message_size=self.config.max_receive_message_size,
-            grant_threshold=self._stream_grant_threshold,
+            grant_threshold=self._inbound.stream_threshold,
         )
+        call.advance_send(CallAction.HEADERS)
         call.send_encoding = encoding or IDENTITY
         self._calls[stream_id] = call
         if self._tracer is not None:
@@ -133,13 +126,15 @@ class ClientConnection(GrpcConnection):
 
     def end_stream(self, stream_id: int) -> None:
         """Half-close: no more request messages (END_STREAM after queued data)."""
-        call = self._call_for_send(stream_id)
-        call.send_state = _advance(call.send_state, CallAction.END, stream_id, "send")
-        self._queue_end(call, None)
+        self._outbound.queue_end(self._call_for_send(stream_id), None)
 
-    def cancel(self, stream_id: int) -> None:
-        """Cancel the call: RST_STREAM(CANCEL), as leaving a cancel scope does."""
-        self.reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+    def cancel(self, stream_id: int, status: Status = CANCELLED_LOCALLY) -> CallEnded | None:
+        """Cancel the call: RST_STREAM(CANCEL), as leaving a cancel scope does.
+
+        Returns the call's :class:`CallEnded` (LOCAL_CANCEL, with ``status``),
+        or ``None`` when it had ended already.
+        """
+        return self.reset(stream_id, h2.errors.ErrorCodes.CANCEL, status=status)
 
     # --------------------------------------------------------- inbound
 
@@ -153,15 +148,15 @@ class ClientConnection(GrpcConnection):
             try:
                 status, trailing = parse_trailers_only(headers, max_metadata_size=limit)
             except RemoteProtocolError as exc:
-                status, trailing = Status(code=exc.code, message=str(exc)), Metadata()
-            self._end_call(call, status, trailing, events, trailers_only=True)
+                status, trailing = Status(code=exc.code, details=str(exc)), Metadata()
+            self._end_call(call, status, trailing, events, cause=EndCause.TRAILERS_ONLY)
             return
         try:
             head = parse_response_headers(headers, max_metadata_size=limit)
         except RemoteProtocolError as exc:
             self._fail_call(call, exc.code, str(exc), events)
             return
-        call.recv_state = _advance(call.recv_state, CallAction.HEADERS, call.stream_id, "receive")
+        call.advance_recv(CallAction.HEADERS)
         call.recv_encoding = head.encoding
         events.append(
             ResponseHeaders(
@@ -178,14 +173,14 @@ class ClientConnection(GrpcConnection):
                 event.headers or [], max_metadata_size=self.config.max_header_list_size
             )
         except RemoteProtocolError as exc:
-            status, trailing = Status(code=exc.code, message=str(exc)), Metadata()
+            status, trailing = Status(code=exc.code, details=str(exc)), Metadata()
         try:
             call.decoder.close()
         except RemoteProtocolError as exc:
             # A truncated last message outranks an OK status, not an error.
             if status.ok:
-                status = Status(code=exc.code, message=str(exc))
-        self._end_call(call, status, trailing, events, trailers_only=False)
+                status = Status(code=exc.code, details=str(exc))
+        self._end_call(call, status, trailing, events, cause=EndCause.TRAILERS)
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated, events: list[Event]) -> None:
         super()._on_goaway(event, events)
@@ -194,61 +189,48 @@ class ClientConnection(GrpcConnection):
         # they end with UNAVAILABLE, which callers may safely retry.
         status = Status(
             code=StatusCode.UNAVAILABLE,
-            message="the server closed the connection (GOAWAY) before processing the call",
+            details="the server closed the connection (GOAWAY) before processing the call",
         )
         for call in [c for c in self._calls.values() if c.stream_id > last]:
-            self._forget(call)
-            events.append(ended_locally(call.stream_id, status))
+            events.append(self._end(call, EndCause.REFUSED, status))
         if event.error_code:
             # An error GOAWAY ends the connection: everything still open fails.
             for closed in self.connection_lost():
                 events.append(closed)
             events.sort(key=lambda e: isinstance(e, ConnectionClosed))
 
-    def _remote_ended(self, call: _Call, events: list[Event]) -> None:
+    def _remote_ended(self, call: Call, events: list[Event]) -> None:
         # END_STREAM on DATA: the server ended the call without trailers.
         self._end_call(
             call,
             Status(
                 code=StatusCode.INTERNAL,
-                message="server closed the stream without sending trailers",
+                details="server closed the stream without sending trailers",
             ),
             Metadata(),
             events,
-            trailers_only=False,
+            cause=EndCause.PROTOCOL_ERROR,
         )
 
     def _end_call(
         self,
-        call: _Call,
+        call: Call,
         status: Status,
         trailing: Metadata,
         events: list[Event],
         *,
-        trailers_only: bool,
+        cause: EndCause,
     ) -> None:
-        """The server ended the call: report it and release the stream."""
-        call.recv_state = CallState.CLOSED
-        if call.send_state is not CallState.CLOSED or call.end_pending:
+        """The server ended the stream: report the call's end and release the stream."""
+        call.advance_recv(CallAction.RECEIVED_END)
+        if call.send_state is not CallState.CLOSED:
             # We were still sending: close our half too, so h2 frees the stream.
             self._reset_stream(call.stream_id, h2.errors.ErrorCodes.NO_ERROR)
-        self._forget(call)
-        if self._tracer is not None:
-            self._trace("call_end", call.stream_id, code=status.code.name, message=status.message)
-        events.append(
-            CallEnded(
-                stream_id=call.stream_id,
-                status=status,
-                trailing_metadata=trailing,
-                trailers_only=trailers_only,
-            )
-        )
+        events.append(self._end(call, cause, status, trailing))
 
-    def _fail_call(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
+    def _fail_call(self, call: Call, code: StatusCode, message: str, events: list[Event]) -> None:
         # The server broke the protocol for this call: cancel the stream so it
         # stops sending, and end the call here with the status that explains why.
         self._reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
-        self._forget(call)
-        if self._tracer is not None:
-            self._trace("call_end", call.stream_id, code=code.name, message=message)
-        events.append(ended_locally(call.stream_id, Status(code=code, message=message)))
+        status = Status(code=code, details=message)
+        events.append(self._end(call, EndCause.PROTOCOL_ERROR, status))

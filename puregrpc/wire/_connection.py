@@ -3,49 +3,38 @@
 Theory of operation
 ===================
 
-A :class:`GrpcConnection` owns one ``h2.connection.H2Connection`` and the gRPC
-state of every call on it. It does no I/O: the driver feeds it the bytes it
-read (:meth:`receive_data`, which returns :mod:`events <._events>`), calls its
-methods to act (start a call, send a message, consume a message, end a call),
-and writes out whatever :meth:`data_to_send` returns, as **one** socket write
-per batch. It reads no clock either: timeouts arrive as relative seconds and
-the driver owns the deadline.
+A :class:`GrpcConnection` owns one h2 connection (:mod:`._h2_connection`)
+and the gRPC state of every call on it. It does no I/O: the driver feeds it
+the bytes it read (:meth:`receive_data`, which returns :mod:`events
+<._events>`), calls its methods to act (start a call, send a message,
+consume a message, end or reset a call), and writes out whatever
+:meth:`data_to_send` returns, as **one** socket write per batch. It reads no
+clock either: timeouts arrive as relative seconds and the driver owns the
+deadline.
 
 h2 keeps the HTTP/2 stream states and HPACK; this layer adds what gRPC needs
-on top: message framing, compression, status and metadata codecs, header
-validation (h2's own is switched off for speed, so ours must be complete),
-and explicit flow control (:mod:`._flow`).
+on top, each piece in its own module:
 
-Per call, two small state machines, one per direction::
+* the call lifecycle - both directions' states and the transition table
+  (:mod:`._lifecycle`, whose :class:`Call` is the one record of a call);
+* inbound flow control - credit goes back only as messages are consumed
+  (:mod:`._inbound_flow`);
+* outbound flow control - send queues, coalescing, blocked streams
+  (:mod:`._outbound_flow`);
+* message framing, compression, and the header, status and metadata codecs,
+  including the validation h2 would do (switched off there for speed).
 
-    send side                         receive side
-    ---------                         ------------
-    IDLE --headers--> OPEN            IDLE --headers--> OPEN
-    IDLE --end------> CLOSED          IDLE --end------> CLOSED  (trailers-only)
-    OPEN --message--> OPEN            OPEN --message--> OPEN
-    OPEN --end------> CLOSED          OPEN --end------> CLOSED
-
-A client call starts with send OPEN (request headers go out at once) and
-receive IDLE (waiting for response headers). A server call starts with send
-IDLE (response headers not sent yet) and receive OPEN. A reset closes both.
-Any other transition is a bug in the caller and raises
-:class:`LocalProtocolError` naming the state and the action.
-
-Outbound flow control: :meth:`send_message` frames the message and sends as
-much as ``min(stream window, connection window)`` allows, in DATA frames no
-larger than the peer's SETTINGS_MAX_FRAME_SIZE. The rest stays queued on the
-call; :meth:`queued_bytes` tells the driver to wait, and a
-:class:`WindowOpened` event tells it when the queue has drained. Trailers and
-END_STREAM queue behind the data. A driver that waits while anything is
-queued holds at most one message per call in memory: no unbounded buffer.
+Every way a call can end produces exactly one :class:`CallEnded` event with
+its :class:`EndCause`, built here (:meth:`_end`) and nowhere else; the one
+exception is the server's own ``end_call``, whose caller knows. The role
+subclasses (:mod:`._client_connection`, :mod:`._server_connection`) add the
+call verbs of their side and decide what the peer's END_STREAM, a protocol
+failure and the end of our own sending side mean for their role.
 """
 
 from __future__ import annotations
 
-import enum
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import h2.config
 import h2.connection
@@ -53,31 +42,28 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
-from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame
 
 from ._compression import IDENTITY, compress, decompress
-from ._errors import LocalProtocolError, RemoteProtocolError, RpcError
+from ._config import RFC_INITIAL_WINDOW, ConnectionConfig
+from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import (
     CallEnded,
     ConnectionClosed,
+    EndCause,
     Event,
     MessageReceived,
     PingAcknowledged,
     PingReceived,
     SettingsChanged,
-    StreamReset,
-    WindowOpened,
 )
-from ._flow import ConnectionStatistics, GrantBatcher, ReceiveCredit, StreamStatistics
-from ._framing import (
-    DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
-    PREFIX_LENGTH,
-    MessageDecoder,
-    encode_prefix,
-    frame_message,
-)
-from ._metadata import DEFAULT_MAX_METADATA_SIZE, Metadata
-from ._status import Status, StatusCode, status_from_h2_reset
+from ._h2_connection import H2Connection
+from ._inbound_flow import InboundFlow
+from ._lifecycle import Call, CallAction, CallState
+from ._metadata import Metadata
+from ._outbound_flow import OutboundFlow
+from ._statistics import ConnectionStatistics, StreamStatistics, flow_fields, stream_windows
+from ._status import Status, StatusCode
+from ._status_codec import status_from_h2_reset
 from ._trace import (
     FRAME_TYPE_NAMES,
     NULL_TRACER,
@@ -87,227 +73,11 @@ from ._trace import (
     next_connection_id,
 )
 
-#: Default receive window we advertise per stream (SETTINGS_INITIAL_WINDOW_SIZE).
-DEFAULT_STREAM_WINDOW = 1024 * 1024
-#: Default receive window for the whole connection (raised by WINDOW_UPDATE on
-#: stream 0 right after the preface, as grpc-go and grpcio do, so that one
-#: stream's unconsumed bytes cannot starve the others).
-DEFAULT_CONNECTION_WINDOW = 16 * 1024 * 1024
-#: Queued bytes at which send_message flushes a call at once instead of
-#: waiting for data_to_send() (bounds what a producer queues between writes).
-COALESCE_LIMIT = 64 * 1024
 #: Consecutive empty DATA frames (no payload, no END_STREAM) tolerated before
 #: the connection is closed with ENHANCE_YOUR_CALM (CVE-2019-9518).
 MAX_EMPTY_DATA_FRAMES = 100
-#: Messages at least this large are queued without copying them into a framed
-#: buffer (smaller ones are framed in one copy and may share DATA frames).
-LARGE_MESSAGE = 16 * 1024
-#: RFC 9113 §6.9.2: every connection starts with this window, whatever SETTINGS say.
-_RFC_INITIAL_WINDOW = 65_535
-#: RFC 9113 §6.9.1: the largest window a peer may hold.
-MAX_WINDOW = 2**31 - 1
-
-
-class CallState(enum.IntEnum):
-    """The state of one direction of a call.
-
-    An IntEnum so that transition lookups hash as ints (Enum's hash is a
-    Python-level call, paid on every message).
-    """
-
-    IDLE = 0
-    OPEN = 1
-    CLOSED = 2
-
-
-class CallAction(enum.IntEnum):
-    """What happens to one direction of a call."""
-
-    HEADERS = 0
-    MESSAGE = 1
-    END = 2
-
-
-#: The legal transitions of either direction of a call.
-_TRANSITIONS: dict[tuple[CallState, CallAction], CallState] = {
-    (CallState.IDLE, CallAction.HEADERS): CallState.OPEN,
-    (CallState.IDLE, CallAction.END): CallState.CLOSED,
-    (CallState.OPEN, CallAction.MESSAGE): CallState.OPEN,
-    (CallState.OPEN, CallAction.END): CallState.CLOSED,
-}
-
-
-def _advance(state: CallState, action: CallAction, stream_id: int, side: str) -> CallState:
-    """Return the state after ``action``, or raise naming the impossible move."""
-    new_state = _TRANSITIONS.get((state, action))
-    if new_state is None:
-        raise LocalProtocolError(
-            f"cannot {action.name.lower()} on the {side} side of stream {stream_id} "
-            f"in state {state.name}"
-        )
-    return new_state
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConnectionConfig:
-    """Limits and window sizes of one connection; the defaults suit most users."""
-
-    #: Receive window per stream we advertise (SETTINGS_INITIAL_WINDOW_SIZE).
-    stream_window: int = DEFAULT_STREAM_WINDOW
-    #: Receive window of the whole connection.
-    connection_window: int = DEFAULT_CONNECTION_WINDOW
-    #: Largest DATA frame payload we accept (SETTINGS_MAX_FRAME_SIZE).
-    max_frame_size: int = 16_384
-    #: Calls the peer may open at once (SETTINGS_MAX_CONCURRENT_STREAMS);
-    #: meaningful for servers.
-    max_concurrent_streams: int = 1024
-    #: Largest metadata block we accept per call (SETTINGS_MAX_HEADER_LIST_SIZE);
-    #: a call over it ends with RESOURCE_EXHAUSTED.
-    max_header_list_size: int = DEFAULT_MAX_METADATA_SIZE
-    #: Largest message we accept, after decompression; larger ones end the call
-    #: with RESOURCE_EXHAUSTED.
-    max_receive_message_size: int = DEFAULT_MAX_RECEIVE_MESSAGE_SIZE
-    #: Largest message we agree to send; ``None`` for no limit.
-    max_send_message_size: int | None = None
-    #: Fraction of a window that must be consumed before we grant it back:
-    #: 0.5 means one WINDOW_UPDATE per half window.
-    grant_ratio: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.stream_window <= MAX_WINDOW:
-            raise ValueError(f"stream_window must be 1..{MAX_WINDOW}, got {self.stream_window}")
-        if not _RFC_INITIAL_WINDOW <= self.connection_window <= MAX_WINDOW:
-            raise ValueError(
-                f"connection_window must be {_RFC_INITIAL_WINDOW}..{MAX_WINDOW}, "
-                f"got {self.connection_window}"
-            )
-        if not 16_384 <= self.max_frame_size <= 16_777_215:
-            raise ValueError(f"max_frame_size must be 16384..16777215, got {self.max_frame_size}")
-        if not 0 < self.grant_ratio <= 1:
-            raise ValueError(f"grant_ratio must be in (0, 1], got {self.grant_ratio}")
-
-
-class _Call:
-    """Everything the state machine knows about one call (one HTTP/2 stream)."""
-
-    __slots__ = (
-        "credit",
-        "decoder",
-        "end_headers",
-        "end_pending",
-        "grant",
-        "messages_received",
-        "messages_sent",
-        "queue",
-        "queued",
-        "recv_encoding",
-        "recv_state",
-        "reset_after_end",
-        "send_encoding",
-        "send_state",
-        "stream_id",
-    )
-
-    def __init__(
-        self,
-        stream_id: int,
-        *,
-        send_state: CallState,
-        recv_state: CallState,
-        max_message_size: int,
-        grant_threshold: int,
-    ) -> None:
-        self.stream_id = stream_id
-        self.send_state = send_state
-        self.recv_state = recv_state
-        self.decoder = MessageDecoder(max_message_size)
-        self.credit = ReceiveCredit()
-        self.grant = GrantBatcher(grant_threshold)
-        #: Encoding of messages we receive / send on this call.
-        self.recv_encoding = IDENTITY
-        self.send_encoding = IDENTITY
-        #: Framed bytes waiting for window, oldest first.
-        self.queue: deque[memoryview] = deque()
-        self.queued = 0
-        #: True once END_STREAM must follow the queued data.
-        self.end_pending = False
-        #: Trailers to send with END_STREAM (None: END_STREAM on the last DATA).
-        self.end_headers: list[tuple[bytes, bytes]] | None = None
-        #: Server: reset with NO_ERROR after the trailers, to stop a client
-        #: that is still sending (RFC 9113 §8.1).
-        self.reset_after_end = False
-        self.messages_sent = 0
-        self.messages_received = 0
-
-
-def _rst_stream(stream_id: int, error_code: int) -> RstStreamFrame:
-    frame = RstStreamFrame(stream_id)
-    frame.error_code = error_code
-    return frame
-
-
-def ended_locally(stream_id: int, status: Status) -> CallEnded:
-    """The :class:`CallEnded` of a call this state machine ended itself."""
-    return CallEnded(
-        stream_id=stream_id, status=status, trailing_metadata=Metadata(), locally_ended=True
-    )
-
-
-class _H2Connection(h2.connection.H2Connection):
-    """h2's connection, with GOAWAY handled the way gRPC needs it.
-
-    h2 treats a GOAWAY, sent or received, as the end of the connection: it
-    moves to CLOSED, drops what it had queued to send, and refuses every frame
-    after it. But a GOAWAY only says "no *new* streams above this id"
-    (RFC 9113 §6.8): calls already running must be able to finish, and the
-    two-step graceful shutdown of gRPC servers (GOAWAY, PING, GOAWAY) needs
-    frames to keep flowing. So GOAWAY frames bypass h2's connection state
-    machine here, in both directions; the gRPC layer refuses new calls itself.
-    """
-
-    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[object], list[object]]:  # type: ignore[override]
-        event = h2.events.ConnectionTerminated()
-        event.error_code = h2.errors._error_code_from_int(frame.error_code)
-        event.last_stream_id = frame.last_stream_id
-        event.additional_data = frame.additional_data or None
-        return [], [event]
-
-    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
-        """Dispatch one received frame, as h2 does, minus its trace formatting.
-
-        h2's own version starts with ``logger.trace("...", repr(frame))``: the
-        repr is built for every frame received even though the default logger
-        discards it, a measurable cost per frame. The error handling is h2's:
-        a frame for a stream we reset earns a RST_STREAM, and a frame for a
-        stream closed by END_STREAM, or closed implicitly, is a connection error.
-        """
-        events: list[h2.events.Event]
-        try:
-            frames, events = self._frame_dispatch_table[frame.__class__](frame)
-        except h2.exceptions.StreamClosedError as exc:
-            if not self._stream_is_closed_by_reset(exc.stream_id):
-                raise
-            self._prepare_for_sending([_rst_stream(exc.stream_id, exc.error_code)])
-            late_events: list[h2.events.Event] = exc._events
-            return late_events
-        except h2.exceptions.StreamIDTooLowError as exc:
-            if self._stream_is_closed_by_reset(exc.stream_id):
-                closed = h2.errors.ErrorCodes.STREAM_CLOSED
-                self._prepare_for_sending([_rst_stream(exc.stream_id, closed)])
-                return []
-            if self._stream_is_closed_by_end(exc.stream_id):
-                raise h2.exceptions.StreamClosedError(exc.stream_id) from exc
-            raise
-        self._prepare_for_sending(frames)
-        return events
-
-    def send_goaway(self, error_code: int, last_stream_id: int, debug_data: bytes) -> None:
-        """Queue a GOAWAY frame without closing h2's state machine."""
-        frame = GoAwayFrame(0)
-        frame.error_code = error_code
-        frame.last_stream_id = last_stream_id
-        frame.additional_data = debug_data
-        self._prepare_for_sending([frame])
+#: The status of a call reset by the driver without saying why.
+CANCELLED_LOCALLY = Status(code=StatusCode.CANCELLED, details="the call was cancelled")
 
 
 class GrpcConnection:
@@ -326,7 +96,7 @@ class GrpcConnection:
         # h2's header validation and normalisation are off: they were the top
         # cost per call in profiles (PERF-NOTES), and _headers validates what
         # gRPC needs itself, including what h2 would have rejected.
-        self._h2 = _H2Connection(
+        self._h2 = H2Connection(
             h2.config.H2Configuration(
                 client_side=self._client_side,
                 header_encoding=None,
@@ -352,19 +122,12 @@ class GrpcConnection:
         # checked by _headers so that an oversized call fails alone.
         self._h2.decoder.max_header_list_size = max(65_536, 4 * cfg.max_header_list_size)
         self._h2.initiate_connection()
-        if cfg.connection_window > _RFC_INITIAL_WINDOW:
-            self._h2.increment_flow_control_window(cfg.connection_window - _RFC_INITIAL_WINDOW)
+        if cfg.connection_window > RFC_INITIAL_WINDOW:
+            self._h2.increment_flow_control_window(cfg.connection_window - RFC_INITIAL_WINDOW)
         #: Empty DATA frames received in a row (see MAX_EMPTY_DATA_FRAMES).
         self._empty_data_frames = 0
-        self._calls: dict[int, _Call] = {}
-        #: Calls with small messages queued since the last data_to_send().
-        self._unflushed: dict[int, _Call] = {}
-        #: Calls with queued data and a closed window, in the order they stalled.
-        self._blocked: dict[int, _Call] = {}
-        #: Calls left waiting for a partial message during one receive_data batch.
-        self._awaiting: dict[int, _Call] = {}
-        self._conn_grant = GrantBatcher(int(cfg.connection_window * cfg.grant_ratio))
-        self._stream_grant_threshold = int(cfg.stream_window * cfg.grant_ratio)
+        #: Every call that has not ended, by stream id.
+        self._calls: dict[int, Call] = {}
         self._closed = False
         #: True after a connection error: receive_data ignores further bytes.
         self._failed = False
@@ -372,6 +135,9 @@ class GrpcConnection:
         self._trace_id = next_connection_id() if self._tracer is not None else 0
         self._scan_in = FrameScanner(expect_preface=not self._client_side)
         self._scan_out = FrameScanner(expect_preface=self._client_side)
+        trace = self._trace if self._tracer is not None else None
+        self._inbound = InboundFlow(self._h2, cfg, trace)
+        self._outbound = OutboundFlow(self._h2, on_end_sent=self._sent_end, trace=trace)
         self._dispatch: dict[type, Callable[[h2.events.Event, list[Event]], None]] = {
             h2.events.DataReceived: self._on_data,  # type: ignore[dict-item]
             h2.events.StreamEnded: self._on_stream_ended,  # type: ignore[dict-item]
@@ -391,7 +157,7 @@ class GrpcConnection:
         After this call, :meth:`data_to_send` may hold frames to write (PING
         and SETTINGS acknowledgements, WINDOW_UPDATEs, responses the state
         machine sent on its own): the driver writes them out before it blocks
-        on the next read.
+        on the next read (:attr:`wants_write` says whether there are any).
         """
         if self._failed:
             # A connection error ended everything: later bytes mean nothing,
@@ -416,14 +182,7 @@ class GrpcConnection:
             handler = dispatch.get(type(h2_event))
             if handler is not None:
                 handler(h2_event, events)
-        if self._awaiting:
-            # Partial messages are judged against the windows only now: h2
-            # counted every DATA frame of the batch against them before we saw
-            # the first, so mid-batch the windows read too low (see _flow).
-            for call in self._awaiting.values():
-                if self._calls.get(call.stream_id) is call:
-                    self._credit(call)
-            self._awaiting.clear()
+        self._inbound.settle(self._calls)
         if self._empty_data_frames > MAX_EMPTY_DATA_FRAMES:
             self._h2.send_goaway(
                 h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
@@ -437,32 +196,29 @@ class GrpcConnection:
 
     def data_to_send(self) -> bytes:
         """Return every byte queued for the peer, as one chunk to write at once."""
-        if self._unflushed:
-            unflushed = self._unflushed
-            self._unflushed = {}
-            for call in unflushed.values():
-                if call.queue and call.stream_id in self._calls:
-                    self._flush(call, None)
+        self._outbound.flush_pending(self._calls)
         data = self._h2.data_to_send()
         if self._tracer is not None and data:
             self._trace_frames(self._scan_out.feed(data), "frame_out")
         return data
 
-    def connection_lost(self) -> list[Event]:
+    @property
+    def wants_write(self) -> bool:
+        """True when :meth:`data_to_send` has something to return.
+
+        Lets a driver skip waking its writer after a read that produced
+        nothing to answer (most reads of a busy stream).
+        """
+        return self._outbound.has_pending or self._h2.has_data_to_send()
+
+    def connection_lost(self, reason: str = "connection closed") -> list[Event]:
         """The transport closed: end every open call with UNAVAILABLE.
 
-        Returns one :class:`CallEnded` per call that was still open, so the
-        driver can fail them all through the same path as any other end.
+        Returns one :class:`CallEnded` (CONNECTION_LOST) per call that was
+        still open, its status details saying ``reason``, so the driver fails
+        them all through the same path as any other end.
         """
-        self._closed = True
-        if self._tracer is not None:
-            self._trace("connection_end", 0, open_calls=len(self._calls))
-        events: list[Event] = []
-        status = Status(code=StatusCode.UNAVAILABLE, message="connection closed")
-        for call in list(self._calls.values()):
-            self._forget(call)
-            events.append(ended_locally(call.stream_id, status))
-        return events
+        return self._end_all(Status(code=StatusCode.UNAVAILABLE, details=reason))
 
     # ------------------------------------------------------------ call API
 
@@ -473,25 +229,25 @@ class GrpcConnection:
 
         The message is compressed when the call's send encoding is not
         ``identity`` and ``compress_message`` is true. What does not fit the
-        flow-control windows stays queued: while :meth:`queued_bytes` is
-        non-zero the driver should wait for :class:`WindowOpened` before
-        sending more. Raises :class:`RpcError` (RESOURCE_EXHAUSTED) for a
-        message over ``max_send_message_size``, and :class:`LocalProtocolError`
-        if the call cannot send (ended, reset, or never started).
+        flow-control windows stays queued: while :meth:`is_blocked` is true the
+        driver should wait for :class:`WindowOpened` before sending more.
+        Raises :class:`LocalProtocolError` if the call cannot send (ended,
+        reset, or never started), or with code RESOURCE_EXHAUSTED for a
+        message over ``max_send_message_size`` (nothing is sent then).
         """
         call = self._call_for_send(stream_id)
         if call.send_state is CallState.IDLE:
             self._send_default_headers(call)
         if call.send_state is not CallState.OPEN:
-            call.send_state = _advance(call.send_state, CallAction.MESSAGE, stream_id, "send")
+            call.advance_send(CallAction.MESSAGE)  # raises: not a state to send in
         compressed = compress_message and call.send_encoding != IDENTITY
         if compressed:
             payload = compress(call.send_encoding, payload)
         limit = self.config.max_send_message_size
         if limit is not None and len(payload) > limit:
-            raise RpcError(
-                StatusCode.RESOURCE_EXHAUSTED,
+            raise LocalProtocolError(
                 f"trying to send message larger than max ({len(payload)} vs. {limit})",
+                StatusCode.RESOURCE_EXHAUSTED,
             )
         call.messages_sent += 1
         if self._tracer is not None:
@@ -502,28 +258,9 @@ class GrpcConnection:
                 length=len(payload),
                 compressed=compressed,
                 payload=payload,
-                **self._flow(call),
+                **flow_fields(self._h2, call),
             )
-        if len(payload) < LARGE_MESSAGE:
-            framed = frame_message(payload, compressed)
-            call.queue.append(memoryview(framed))
-            call.queued += len(framed)
-        else:
-            # A large message is not copied into a framed buffer: its prefix
-            # and the payload itself are queued, and DATA frames are cut from
-            # them (only the first frame, prefix + head, is joined).
-            if type(payload) is not bytes:
-                payload = bytes(payload)  # it must not change while queued
-            call.queue.append(memoryview(encode_prefix(len(payload), compressed)))
-            call.queue.append(memoryview(payload))
-            call.queued += PREFIX_LENGTH + len(payload)
-        if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
-            self._flush(call, None)
-        else:
-            # Small messages wait for data_to_send(), so that a burst of them
-            # shares DATA frames instead of costing one frame (and one trip
-            # through h2) each.
-            self._unflushed[call.stream_id] = call
+        self._outbound.queue_message(call, payload, compressed)
 
     def consume(self, stream_id: int, wire_length: int) -> bool:
         """The application took a message of ``wire_length`` bytes: return its credit.
@@ -547,31 +284,27 @@ class GrpcConnection:
             )
         call.credit.consumed += wire_length
         if self._tracer is not None:
-            self._trace("consume", stream_id, length=wire_length, **self._flow(call))
-        return self._credit(call)
+            self._trace("consume", stream_id, length=wire_length, **flow_fields(self._h2, call))
+        return self._inbound.credit(call)
 
-    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
-        """Abort a call with RST_STREAM (CANCEL by default); forget it.
+    def reset(
+        self,
+        stream_id: int,
+        error_code: int = h2.errors.ErrorCodes.CANCEL,
+        *,
+        status: Status = CANCELLED_LOCALLY,
+    ) -> CallEnded | None:
+        """Abort a call with RST_STREAM (CANCEL by default) and return its end.
 
-        A no-op for a call that already ended. No event follows: the caller
-        knows the call is over.
+        ``status`` is what the call ends with on our side (a cancellation, a
+        deadline). Returns the :class:`CallEnded` (LOCAL_CANCEL) to deliver to
+        whoever waits on the call, or ``None`` when the call had already ended.
         """
         call = self._calls.get(stream_id)
         if call is None:
-            return
+            return None
         self._reset_stream(stream_id, error_code)
-        self._forget(call)
-        if self._tracer is not None:
-            self._trace("call_end", stream_id, reset=error_code)
-
-    @property
-    def wants_write(self) -> bool:
-        """True when :meth:`data_to_send` has something to return.
-
-        Lets a driver skip waking its writer after a read that produced
-        nothing to answer (most reads of a busy stream).
-        """
-        return bool(self._unflushed) or bool(self._h2._data_to_send)
+        return self._end(call, EndCause.LOCAL_CANCEL, status, reset=error_code)
 
     def queued_bytes(self, stream_id: int) -> int:
         """Bytes of this call not yet in DATA frames (0 when unknown).
@@ -588,7 +321,7 @@ class GrpcConnection:
         A driver parks a sender while this is true and wakes it on
         :class:`WindowOpened`.
         """
-        return stream_id in self._blocked
+        return self._outbound.is_blocked(stream_id)
 
     def is_open(self, stream_id: int) -> bool:
         """True while the call on ``stream_id`` has not ended."""
@@ -632,9 +365,9 @@ class GrpcConnection:
             send_window=self._h2.outbound_flow_control_window,
             receive_window=self._h2.inbound_flow_control_window,
             queued_bytes=sum(call.queued for call in self._calls.values()),
-            ungranted_bytes=self._conn_grant.pending,
+            ungranted_bytes=self._inbound.connection_grant.pending,
             open_streams=len(self._calls),
-            blocked_streams=len(self._blocked),
+            blocked_streams=self._outbound.blocked_count,
             max_frame_size=self._h2.max_outbound_frame_size,
         )
 
@@ -646,7 +379,7 @@ class GrpcConnection:
         call = self._calls.get(stream_id)
         if call is None:
             raise LocalProtocolError(f"no open call on stream {stream_id}")
-        send_window, receive_window = self._stream_windows(stream_id)
+        send_window, receive_window = stream_windows(self._h2, stream_id)
         return StreamStatistics(
             stream_id=stream_id,
             send_window=send_window,
@@ -654,7 +387,7 @@ class GrpcConnection:
             queued_bytes=call.queued,
             unconsumed_bytes=call.credit.unconsumed,
             ungranted_bytes=call.grant.pending,
-            blocked=stream_id in self._blocked,
+            blocked=self._outbound.is_blocked(stream_id),
             messages_sent=call.messages_sent,
             messages_received=call.messages_received,
         )
@@ -678,13 +411,11 @@ class GrpcConnection:
             # The call already ended on our side (we reset it, or sent the
             # response and forgot it): nobody will consume these bytes, so
             # their connection credit goes back at once.
-            self._credit_connection(flow_length)
+            self._inbound.credit_connection(flow_length)
             return
         padding = flow_length - len(data)
         if padding:
-            # Padding holds no message: credit it now, on both levels.
-            self._credit_connection(padding)
-            self._grant_stream(call, call.grant.add(padding))
+            self._inbound.padding(call, padding)
         call.credit.received += len(data)
         failure: RemoteProtocolError | None = None
         try:
@@ -721,7 +452,7 @@ class GrpcConnection:
                     length=len(raw.data),
                     compressed=raw.compressed,
                     payload=payload,
-                    **self._flow(call),
+                    **flow_fields(self._h2, call),
                 )
             events.append(
                 MessageReceived(
@@ -734,9 +465,7 @@ class GrpcConnection:
         if failure is not None:
             self._fail_call(call, failure.code, str(failure), events)
             return
-        self._credit(call, check_window=False)
-        if call.credit.awaiting_partial:
-            self._awaiting[stream_id] = call
+        self._inbound.received(call)
 
     def _on_stream_ended(self, event: h2.events.StreamEnded, events: list[Event]) -> None:
         call = self._calls.get(event.stream_id or 0)
@@ -750,29 +479,18 @@ class GrpcConnection:
         self._remote_ended(call, events)
 
     def _on_stream_reset(self, event: h2.events.StreamReset, events: list[Event]) -> None:
-        stream_id = event.stream_id or 0
-        call = self._calls.get(stream_id)
+        call = self._calls.get(event.stream_id or 0)
         if call is None:
             return
-        self._forget(call)
         error_code = int(event.error_code or 0)
         status = status_from_h2_reset(error_code)
-        if self._tracer is not None:
-            self._trace("call_end", stream_id, reset=error_code, code=status.code.name)
-        events.append(StreamReset(stream_id=stream_id, error_code=error_code, status=status))
+        events.append(self._end(call, EndCause.PEER_RESET, status, reset=error_code))
 
     def _on_window_updated(self, event: h2.events.WindowUpdated, events: list[Event]) -> None:
         stream_id = event.stream_id or 0
         if self._tracer is not None:
             self._trace("window_update", stream_id, increment=event.delta)
-        if not self._blocked:
-            return
-        if stream_id == 0:
-            self._flush_blocked(events)
-        else:
-            call = self._blocked.get(stream_id)
-            if call is not None:
-                self._flush(call, events)
+        self._outbound.window_updated(stream_id, events)
 
     def _on_settings(self, event: h2.events.RemoteSettingsChanged, events: list[Event]) -> None:
         changed = event.changed_settings
@@ -790,8 +508,8 @@ class GrpcConnection:
             )
         )
         # A larger initial window (RFC 9113 §6.9.2) opens every stream's window.
-        if self._blocked and codes.INITIAL_WINDOW_SIZE in changed:
-            self._flush_blocked(events)
+        if codes.INITIAL_WINDOW_SIZE in changed:
+            self._outbound.flush_blocked(events)
 
     def _on_ping(self, event: h2.events.PingReceived, events: list[Event]) -> None:
         events.append(PingReceived(data=bytes(event.ping_data or b"")))
@@ -812,172 +530,83 @@ class GrpcConnection:
 
     # ----------------------------------------------------- role hooks
 
-    def _remote_ended(self, call: _Call, events: list[Event]) -> None:
+    def _remote_ended(self, call: Call, events: list[Event]) -> None:
         """The peer sent END_STREAM on a call we still know (role-specific)."""
         raise NotImplementedError
 
-    def _send_default_headers(self, call: _Call) -> None:
+    def _send_default_headers(self, call: Call) -> None:
         """Send headers before a first message when none were sent (role-specific)."""
         raise LocalProtocolError(f"stream {call.stream_id} has not sent its headers")
 
-    def _fail_call(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
+    def _fail_call(self, call: Call, code: StatusCode, message: str, events: list[Event]) -> None:
         """The peer broke the protocol for this call: end it locally (role-specific)."""
         raise NotImplementedError
 
-    # ------------------------------------------------ outbound flow control
+    def _sent_end(self, call: Call) -> None:
+        """END_STREAM went out on ``call`` (role hook; default: nothing more)."""
 
-    def _call_for_send(self, stream_id: int) -> _Call:
+    # ------------------------------------------------------- call endings
+
+    def _call_for_send(self, stream_id: int) -> Call:
         call = self._calls.get(stream_id)
         if call is None:
             raise LocalProtocolError(f"no open call on stream {stream_id}: it ended or never began")
-        if call.end_pending:
+        if not call.can_send:
             raise LocalProtocolError(f"stream {stream_id} has already ended its sending side")
         return call
 
-    def _flush(self, call: _Call, events: list[Event] | None) -> None:
-        """Send as much of ``call``'s queue as the windows allow.
+    def _end(
+        self,
+        call: Call,
+        cause: EndCause,
+        status: Status,
+        trailing: Metadata | None = None,
+        *,
+        reset: int | None = None,
+    ) -> CallEnded:
+        """Forget ``call`` and build its one :class:`CallEnded` event.
 
-        ``events`` is the list to report :class:`WindowOpened` into when a
-        blocked call drains; ``None`` when called from ``send_message`` (the
-        caller learns the outcome from :meth:`queued_bytes`).
+        ``reset`` is the RST_STREAM error code involved, if any (the peer's,
+        for PEER_RESET; ours, for LOCAL_CANCEL).
         """
-        h2conn = self._h2
-        stream_id = call.stream_id
-        stream = h2conn.streams.get(stream_id)
-        if stream is None or stream.closed:
-            # The peer closed the stream in a later frame of the batch being
-            # dispatched (h2 reads a whole batch before we see its first
-            # event): nothing may be sent, and that frame's event ends the
-            # call and drops the queue.
-            return
-        queue = call.queue
-        max_frame = h2conn.max_outbound_frame_size
-        while queue:
-            window = h2conn.local_flow_control_window(stream_id)
-            if window <= 0:
-                break
-            limit = min(window, max_frame)
-            chunk = queue[0]
-            if len(chunk) >= limit:
-                data: bytes | memoryview = chunk[:limit]
-                if len(chunk) == limit:
-                    queue.popleft()
-                else:
-                    queue[0] = chunk[limit:]
-            else:
-                # Several small messages (and the head of the next) share
-                # one DATA frame: one trip through h2 for the lot.
-                queue.popleft()
-                parts = [chunk]
-                size = len(chunk)
-                while queue and size < limit:
-                    chunk = queue[0]
-                    room = limit - size
-                    if len(chunk) <= room:
-                        parts.append(queue.popleft())
-                        size += len(chunk)
-                    else:
-                        parts.append(chunk[:room])
-                        queue[0] = chunk[room:]
-                        size = limit
-                data = parts[0] if len(parts) == 1 else b"".join(parts)
-            call.queued -= len(data)
-            # END_STREAM rides on the last DATA frame when no trailers follow.
-            end_now = not queue and call.end_pending and call.end_headers is None
-            h2conn.send_data(stream_id, data, end_stream=end_now)
-            if end_now:
-                call.end_pending = False
-                self._sent_end(call)
-        if queue:
-            if stream_id not in self._blocked:
-                self._blocked[stream_id] = call
-                if self._tracer is not None:
-                    self._trace("stall", stream_id, **self._flow(call))
-            return
-        was_blocked = self._blocked.pop(stream_id, None) is not None
-        if call.end_pending:
-            call.end_pending = False
-            if call.end_headers is not None:
-                h2conn.send_headers(stream_id, call.end_headers, end_stream=True)
-            else:
-                h2conn.end_stream(stream_id)
-            self._sent_end(call)
-        if was_blocked:
-            if self._tracer is not None:
-                self._trace("resume", stream_id)
-            if events is not None:
-                events.append(WindowOpened(stream_id=stream_id))
-
-    def _flush_blocked(self, events: list[Event]) -> None:
-        """Share newly opened connection window among stalled calls, in stall order."""
-        for call in list(self._blocked.values()):
-            if self._h2.outbound_flow_control_window <= 0:
-                break
-            self._flush(call, events)
-
-    def _queue_end(self, call: _Call, headers: list[tuple[bytes, bytes]] | None) -> None:
-        """End our side of ``call`` after its queued data: trailers, or bare END_STREAM."""
-        call.end_pending = True
-        call.end_headers = headers
-        self._flush(call, None)
-
-    def _sent_end(self, call: _Call) -> None:
-        """END_STREAM went out on ``call`` (role hook; default: nothing more)."""
-
-    # ------------------------------------------------- inbound flow control
-
-    def _credit(self, call: _Call, *, check_window: bool = True) -> bool:
-        """Grant back whatever the call's consumption made grantable.
-
-        ``check_window`` false leaves a partial message uncredited whatever
-        the windows say (the caller checks again once the windows are exact).
-        Returns True when a WINDOW_UPDATE was queued.
-        """
-        # A caught-up reader's partial message is credited only once a window
-        # runs low (see _flow): checked only in that case, off the fast path.
-        window_low = check_window and call.credit.awaiting_partial and self._window_low(call)
-        credit = call.credit.take(window_low=window_low)
-        if not credit:
-            return False
-        granted = self._grant_stream(call, call.grant.add(credit))
-        return self._credit_connection(credit) or granted
-
-    def _window_low(self, call: _Call) -> bool:
-        """True when the peer's window to us, on the stream or the connection, runs low."""
-        if self._h2.inbound_flow_control_window < self._conn_grant.threshold:
-            return True
-        _, receive_window = self._stream_windows(call.stream_id)
-        return receive_window < call.grant.threshold
-
-    def _grant_stream(self, call: _Call, increment: int) -> bool:
-        # A stream whose peer has ended its side needs no more window.
-        if not increment or call.recv_state is CallState.CLOSED:
-            return False
-        self._h2.increment_flow_control_window(increment, call.stream_id)
+        self._forget(call)
         if self._tracer is not None:
-            self._trace("window_grant", call.stream_id, increment=increment)
-        return True
+            fields: dict[str, object] = {"code": status.code.name, "message": status.details}
+            if reset is not None:
+                fields["reset"] = reset
+            self._trace("call_end", call.stream_id, **fields)
+        return CallEnded(
+            stream_id=call.stream_id,
+            status=status,
+            trailing_metadata=trailing if trailing is not None else Metadata(),
+            cause=cause,
+            reset_code=reset if cause is EndCause.PEER_RESET else None,
+        )
 
-    def _credit_connection(self, credit: int) -> bool:
-        increment = self._conn_grant.add(credit)
-        if not increment:
-            return False
-        self._h2.increment_flow_control_window(increment)
+    def _end_all(self, status: Status) -> list[Event]:
+        """The connection is gone: end every open call (CONNECTION_LOST) with ``status``."""
+        self._closed = True
         if self._tracer is not None:
-            self._trace("window_grant", 0, increment=increment)
-        return True
+            self._trace("connection_end", 0, open_calls=len(self._calls))
+        events: list[Event] = []
+        for call in list(self._calls.values()):
+            self._forget(call)
+            events.append(
+                CallEnded(
+                    stream_id=call.stream_id,
+                    status=status,
+                    trailing_metadata=Metadata(),
+                    cause=EndCause.CONNECTION_LOST,
+                )
+            )
+        return events
 
-    def _forget(self, call: _Call) -> None:
+    def _forget(self, call: Call) -> None:
         """Drop ``call``: its queue is discarded and its unconsumed credit returned."""
         self._calls.pop(call.stream_id, None)
-        self._blocked.pop(call.stream_id, None)
-        self._unflushed.pop(call.stream_id, None)
-        call.queue.clear()
-        call.queued = 0
-        call.send_state = call.recv_state = CallState.CLOSED
-        leftover = call.credit.release_all()
-        if leftover:
-            self._credit_connection(leftover)
+        self._outbound.drop(call)
+        call.close()
+        self._inbound.release(call)
 
     def _reset_stream(self, stream_id: int, error_code: int) -> None:
         try:
@@ -986,16 +615,8 @@ class GrpcConnection:
             pass  # the peer closed it first; nothing left to reset
 
     def _connection_failed(self, error_code: int, message: str) -> list[Event]:
-        self._closed = self._failed = True
-        events = self.connection_lost()
-        for index, event in enumerate(events):
-            if isinstance(event, CallEnded):
-                events[index] = CallEnded(
-                    stream_id=event.stream_id,
-                    status=Status(code=StatusCode.INTERNAL, message=message),
-                    trailing_metadata=event.trailing_metadata,
-                    locally_ended=True,
-                )
+        self._failed = True
+        events = self._end_all(Status(code=StatusCode.INTERNAL, details=message))
         events.append(
             ConnectionClosed(
                 error_code=error_code,
@@ -1007,25 +628,6 @@ class GrpcConnection:
         return events
 
     # ------------------------------------------------------------- tracing
-
-    def _stream_windows(self, stream_id: int) -> tuple[int, int]:
-        stream = self._h2.streams.get(stream_id)
-        if stream is None:
-            return 0, 0
-        return stream.outbound_flow_control_window, stream.inbound_flow_control_window
-
-    def _flow(self, call: _Call) -> dict[str, object]:
-        """The flow-control fields attached to trace records about ``call``."""
-        send_window, receive_window = self._stream_windows(call.stream_id)
-        return {
-            "send_window": send_window,
-            "receive_window": receive_window,
-            "conn_send_window": self._h2.outbound_flow_control_window,
-            "conn_receive_window": self._h2.inbound_flow_control_window,
-            "queued": call.queued,
-            "unconsumed": call.credit.unconsumed,
-            "ungranted": call.grant.pending,
-        }
 
     def _trace(self, kind: str, stream_id: int, **fields: object) -> None:
         assert self._tracer is not None

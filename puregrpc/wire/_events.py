@@ -13,8 +13,7 @@ Which side sees which event::
     ResponseHeaders               x       the server's initial metadata
     MessageReceived       x       x       one whole gRPC message (decompressed)
     HalfClosed            x               the client will send no more messages
-    CallEnded             x       x       the call is over, with its final status
-    StreamReset           x       x       the peer sent RST_STREAM
+    CallEnded             x       x       the call is over: its final status and why
     WindowOpened          x       x       a stream blocked on flow control drained
     PingAcknowledged      x       x       the peer answered one of our PINGs
     PingReceived          x       x       the peer pinged us (already answered)
@@ -24,10 +23,14 @@ Which side sees which event::
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from ._metadata import Metadata
 from ._status import Status
+
+#: RFC 9113 §7: the peer refused the stream before processing it.
+_REFUSED_STREAM = 0x7
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,7 +45,7 @@ class CallStarted(Event):
     Requests the state machine refused itself (wrong content-type, bad path,
     unsupported encoding, malformed headers) never produce this event: they
     were answered already and show up as :class:`CallEnded` with
-    ``locally_ended=True`` so the driver can log them.
+    ``cause=EndCause.REFUSED`` so the driver can log (and rate-limit) them.
     """
 
     #: The HTTP/2 stream carrying the call.
@@ -112,37 +115,73 @@ class HalfClosed(Event):
     stream_id: int
 
 
+class EndCause(enum.Enum):
+    """Why a call ended: the one place a driver learns how a call's stream finished."""
+
+    #: Client: the server's trailers, after its response headers.
+    TRAILERS = "trailers"
+    #: Client: a trailers-only response (one HEADERS frame with END_STREAM).
+    TRAILERS_ONLY = "trailers-only"
+    #: Either side: the peer sent RST_STREAM (its code is ``reset_code``).
+    PEER_RESET = "peer reset"
+    #: Server: a request refused before it became a call (malformed or
+    #: non-gRPC headers, opened after our final GOAWAY). Client: the server
+    #: never processed the call (opened above a GOAWAY's last stream id); it
+    #: may be retried.
+    REFUSED = "refused"
+    #: Either side: the peer broke the protocol for this call (an oversized,
+    #: truncated or badly compressed message, malformed response headers);
+    #: the state machine ended it and told the peer.
+    PROTOCOL_ERROR = "protocol error"
+    #: Either side: the connection ended under the call (transport closed, a
+    #: connection error, a GOAWAY with an error code).
+    CONNECTION_LOST = "connection lost"
+    #: Either side: the driver reset the call itself (cancel, deadline).
+    LOCAL_CANCEL = "local cancel"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CallEnded(Event):
     """The call is over: no more events will arrive for this stream.
 
-    Client side, normally from the server's trailers (or a trailers-only
-    response). Either side, with ``locally_ended=True``, when the state machine
-    itself ended the call because the peer broke the protocol for it (an
-    oversized or truncated message, bad compression, malformed headers); it
-    already told the peer (trailers with the status, or RST_STREAM).
+    Built by the state machine only, for every way a call can end (see
+    :class:`EndCause`): from the peer's trailers, a reset either way, a
+    refusal, a protocol failure, or the connection going away. The one end
+    that produces no event is the server's own ``end_call``: the driver that
+    called it knows.
     """
 
     stream_id: int
-    #: The final status of the call.
+    #: The final status of the call (received, or synthesized locally).
     status: Status
-    #: Trailing metadata (empty when the call ended locally).
+    #: Trailing metadata (empty unless the peer sent trailers).
     trailing_metadata: Metadata
-    #: True when the response had no separate headers (trailers-only).
-    trailers_only: bool = False
-    #: True when this state machine ended the call, not the peer.
-    locally_ended: bool = False
+    #: Why the call ended.
+    cause: EndCause
+    #: The HTTP/2 error code of the peer's RST_STREAM (PEER_RESET only).
+    reset_code: int | None = None
 
+    @property
+    def trailers_only(self) -> bool:
+        """True when the response had no separate headers (trailers-only)."""
+        return self.cause is EndCause.TRAILERS_ONLY
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StreamReset(Event):
-    """The peer reset the stream (RST_STREAM): the call is over."""
+    @property
+    def completed(self) -> bool:
+        """True when the peer finished the call cleanly with its trailers.
 
-    stream_id: int
-    #: The HTTP/2 error code the peer sent (CANCEL = 8 for a cancelled call).
-    error_code: int
-    #: The status the call ends with (doc/PROTOCOL-HTTP2.md "Errors").
-    status: Status
+        Any other end cut the call short: a server handler is cancelled, and
+        a stream of messages must not look complete to whoever reads it.
+        """
+        return self.cause is EndCause.TRAILERS or self.cause is EndCause.TRAILERS_ONLY
+
+    @property
+    def never_processed(self) -> bool:
+        """True when the peer provably never processed the call (safe to retry).
+
+        A REFUSED end, or RST_STREAM(REFUSED_STREAM) (RFC 9113 §8.7).
+        """
+        return self.cause is EndCause.REFUSED or self.reset_code == _REFUSED_STREAM
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -61,9 +61,8 @@ from ._compression import (
 )
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._metadata import DEFAULT_MAX_METADATA_SIZE, Metadata, _decode_bin, _quote
-from ._status import (
-    Status,
-    StatusCode,
+from ._status import Status, StatusCode
+from ._status_codec import (
     decode_grpc_message,
     encode_grpc_message,
     http_status_to_code,
@@ -285,7 +284,7 @@ class RequestRejected(RemoteProtocolError):
       §8.1.1); reset the stream with this HTTP/2 error code and send nothing
       else. ``http_status`` and ``code`` are then only descriptive.
     * otherwise: answer with a trailers-only response,
-      ``build_trailers_only(Status(code=e.code, message=str(e)),
+      ``build_trailers_only(Status(code=e.code, details=str(e)),
       http_status=e.http_status, extra_headers=e.extra_headers)``.
       ``http_status`` is 200 for a gRPC-level refusal (bad path, timeout,
       encoding, metadata) and 405/415 when the request is not gRPC at all.
@@ -588,9 +587,9 @@ def _append_status(
     """Append the Trailers fields (PROTOCOL-HTTP2.md, "Responses") and return ``headers``."""
     # "Status must be sent in Trailers even if the status code is OK."
     headers.append(_GRPC_STATUS_FIELDS[status.code])
-    if status.message:
+    if status.details:
         # Percent-encoding keeps any text (UTF-8, newlines) a legal field value.
-        message = encode_grpc_message(status.message).encode("ascii")
+        message = encode_grpc_message(status.details).encode("ascii")
         # ...except edge spaces, which it leaves alone but RFC 9113 §8.2.1
         # makes malformed (tabs already became %09): escape those as %20.
         if message[0] == 0x20 or message[-1] == 0x20:
@@ -707,7 +706,7 @@ def _status_from_fields(raw_status: bytes, fields: dict[bytes, bytes]) -> Status
     raw_details = fields.get(b"grpc-status-details-bin")
     return Status(
         code=code,
-        message=decode_grpc_message(raw_message) if raw_message else "",
+        details=decode_grpc_message(raw_message) if raw_message else "",
         # Padded or not: PROTOCOL-HTTP2.md requires accepting both.
         details_bin=None
         if raw_details is None
@@ -774,7 +773,7 @@ def parse_trailers(
     fields, metadata = _scan_response(headers, _NO_PSEUDO, "trailers", max_metadata_size)
     raw_status = fields.get(b"grpc-status")
     if raw_status is None:
-        return Status(code=StatusCode.INTERNAL, message="missing grpc-status in trailers"), metadata
+        return Status(code=StatusCode.INTERNAL, details="missing grpc-status in trailers"), metadata
     return _status_from_fields(raw_status, fields), metadata
 
 
@@ -806,4 +805,4 @@ def parse_trailers_only(
     message = f"{_http_status_text(http_status)} without grpc-status"
     if content_type is None or not _is_grpc_content_type(content_type):
         message += f" ({_describe_content_type(content_type)}: not a gRPC server)"
-    return Status(code=http_status_to_code(http_status), message=message), metadata
+    return Status(code=http_status_to_code(http_status), details=message), metadata

@@ -14,7 +14,7 @@ content-type gets HTTP 415, a non-POST method 405, a malformed path
 UNIMPLEMENTED, an unsupported ``grpc-encoding`` UNIMPLEMENTED with our
 ``grpc-accept-encoding``, malformed HTTP/2 headers RST_STREAM(PROTOCOL_ERROR)
 (doc/PROTOCOL-HTTP2.md, RFC 9113 §8.1.1). The driver sees a
-:class:`CallEnded` with ``locally_ended=True`` for each, to log it.
+:class:`CallEnded` with cause REFUSED for each, to log (and rate-limit) it.
 
 Graceful shutdown is the two-step GOAWAY of grpc-go: a first GOAWAY with the
 largest stream id tells the client to stop opening calls while any already
@@ -30,17 +30,10 @@ import h2.events
 import h2.exceptions
 
 from ._compression import IDENTITY, is_supported
-from ._connection import (
-    CallAction,
-    CallState,
-    ConnectionConfig,
-    GrpcConnection,
-    _advance,
-    _Call,
-    ended_locally,
-)
+from ._config import ConnectionConfig
+from ._connection import GrpcConnection
 from ._errors import LocalProtocolError
-from ._events import CallStarted, Event, HalfClosed, PingAcknowledged
+from ._events import CallEnded, CallStarted, EndCause, Event, HalfClosed, PingAcknowledged
 from ._headers import (
     RequestRejected,
     build_response_headers,
@@ -48,6 +41,7 @@ from ._headers import (
     build_trailers_only,
     parse_request_headers,
 )
+from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
 from ._status import Status, StatusCode
 from ._trace import NULL_TRACER, Tracer
@@ -92,7 +86,7 @@ class ServerConnection(GrpcConnection):
         # Validate before any state changes, so a refused call can try again.
         if encoding is not None and encoding != IDENTITY and not is_supported(encoding):
             raise LocalProtocolError(f"unsupported response encoding {encoding!r}")
-        call.send_state = _advance(call.send_state, CallAction.HEADERS, stream_id, "send")
+        call.advance_send(CallAction.HEADERS)
         if encoding is not None and encoding != IDENTITY:
             call.send_encoding = encoding
         self._h2.send_headers(
@@ -110,14 +104,12 @@ class ServerConnection(GrpcConnection):
         """
         call = self._call_for_send(stream_id)
         if self._tracer is not None:
-            self._trace("call_end", stream_id, code=status.code.name, message=status.message)
+            self._trace("call_end", stream_id, code=status.code.name, message=status.details)
         if call.send_state is CallState.IDLE:
-            call.send_state = CallState.CLOSED
-            self._h2.send_headers(stream_id, build_trailers_only(status, metadata), end_stream=True)
-            self._sent_end(call)
-            return
-        call.send_state = _advance(call.send_state, CallAction.END, stream_id, "send")
-        self._queue_end(call, build_trailers(status, metadata))
+            # No response headers yet: one HEADERS frame says it all.
+            self._outbound.queue_end(call, build_trailers_only(status, metadata))
+        else:
+            self._outbound.queue_end(call, build_trailers(status, metadata))
 
     @property
     def shutdown_confirmed(self) -> bool:
@@ -167,6 +159,8 @@ class ServerConnection(GrpcConnection):
         if self._last_accepted is not None and stream_id > self._last_accepted:
             # Opened after our final GOAWAY: never processed, safe to retry.
             self._reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            refused = Status(code=StatusCode.UNAVAILABLE, details="opened after the final GOAWAY")
+            events.append(self._refusal(stream_id, refused))
             return
         cfg = self.config
         try:
@@ -176,13 +170,12 @@ class ServerConnection(GrpcConnection):
         except RequestRejected as rejected:
             self._refuse(stream_id, rejected, bool(event.stream_ended), events)
             return
-        call = _Call(
+        call = Call(
             stream_id,
-            send_state=CallState.IDLE,
-            recv_state=CallState.OPEN,
             max_message_size=cfg.max_receive_message_size,
-            grant_threshold=self._stream_grant_threshold,
+            grant_threshold=self._inbound.stream_threshold,
         )
+        call.advance_recv(CallAction.HEADERS)
         call.recv_encoding = head.encoding
         self._calls[stream_id] = call
         if self._tracer is not None:
@@ -206,7 +199,7 @@ class ServerConnection(GrpcConnection):
         self, stream_id: int, rejected: RequestRejected, ended: bool, events: list[Event]
     ) -> None:
         """Answer a request that never becomes a call."""
-        status = Status(code=rejected.code, message=str(rejected))
+        status = Status(code=rejected.code, details=str(rejected))
         if rejected.reset_code is not None:
             self._reset_stream(stream_id, rejected.reset_code)
         else:
@@ -215,9 +208,18 @@ class ServerConnection(GrpcConnection):
             )
             if self._send_last_headers(stream_id, headers) and not ended:
                 self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+        events.append(self._refusal(stream_id, status))
+
+    def _refusal(self, stream_id: int, status: Status) -> CallEnded:
+        """The end of a request refused before it became a call (no :class:`Call` exists)."""
         if self._tracer is not None:
-            self._trace("call_end", stream_id, code=status.code.name, message=status.message)
-        events.append(ended_locally(stream_id, status))
+            self._trace("call_end", stream_id, code=status.code.name, message=status.details)
+        return CallEnded(
+            stream_id=stream_id,
+            status=status,
+            trailing_metadata=Metadata(),
+            cause=EndCause.REFUSED,
+        )
 
     def _on_ping_ack(self, event: h2.events.PingAckReceived, events: list[Event]) -> None:
         data = bytes(event.ping_data or b"")
@@ -242,41 +244,39 @@ class ServerConnection(GrpcConnection):
             return False
         return True
 
-    def _remote_ended(self, call: _Call, events: list[Event]) -> None:
-        call.recv_state = _advance(call.recv_state, CallAction.END, call.stream_id, "receive")
+    def _remote_ended(self, call: Call, events: list[Event]) -> None:
+        call.advance_recv(CallAction.RECEIVED_END)
         events.append(HalfClosed(stream_id=call.stream_id))
 
-    def _send_default_headers(self, call: _Call) -> None:
+    def _send_default_headers(self, call: Call) -> None:
         self.send_response_headers(call.stream_id)
 
-    def _sent_end(self, call: _Call) -> None:
+    def _sent_end(self, call: Call) -> None:
         # Our trailers are out: the call is over. A client still sending is
         # told to stop (RFC 9113 §8.1), and its leftover credit returned.
         if call.recv_state is not CallState.CLOSED:
             self._reset_stream(call.stream_id, h2.errors.ErrorCodes.NO_ERROR)
         self._forget(call)
 
-    def _fail_call(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
+    def _fail_call(self, call: Call, code: StatusCode, message: str, events: list[Event]) -> None:
         # The client broke the protocol on this call (oversized, truncated or
         # badly compressed message): answer with the status, drop what we had
         # queued, and stop the stream.
-        status = Status(code=code, message=message)
-        if self._tracer is not None:
-            self._trace("call_end", call.stream_id, code=code.name, message=message)
+        status = Status(code=code, details=message)
         stream_id = call.stream_id
-        if call.send_state is not CallState.CLOSED and not call.end_pending:
-            self._blocked.pop(stream_id, None)
-            call.queue.clear()
-            call.queued = 0
+        if call.can_send:
+            self._outbound.drop(call)
             headers = (
                 build_trailers_only(status)
                 if call.send_state is CallState.IDLE
                 else build_trailers(status)
             )
-            call.send_state = CallState.CLOSED
-            self._send_last_headers(stream_id, headers)
-            self._sent_end(call)
+            if (
+                self._send_last_headers(stream_id, headers)
+                and call.recv_state is not CallState.CLOSED
+            ):
+                self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         else:
+            # Our trailers are queued already: the stream is beyond saving.
             self._reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
-            self._forget(call)
-        events.append(ended_locally(stream_id, status))
+        events.append(self._end(call, EndCause.PROTOCOL_ERROR, status))

@@ -9,11 +9,11 @@ import pytest
 import puregrpc.client
 import puregrpc.server
 from puregrpc import RpcError, StatusCode
-from puregrpc._testing.protos.echo_pb2 import EchoReply, EchoRequest
-from puregrpc._testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.interop.protos import empty_pb2, messages_pb2, test_puregrpc
 from puregrpc.runtime import Cardinality
 from puregrpc.server import RequestIterator, ServicerContext
+from puregrpc.testing.protos.echo_pb2 import EchoReply, EchoRequest
+from puregrpc.testing.protos.echo_puregrpc import EchoServicer, EchoStub
 
 
 class MyEcho(EchoServicer):

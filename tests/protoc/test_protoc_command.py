@@ -21,8 +21,8 @@ import pytest
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
-from puregrpc._testing.protos import echo_pb2
 from puregrpc.protoc import generate
+from puregrpc.testing.protos import echo_pb2
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -310,7 +310,7 @@ def test_generic_docstrings_without_comments() -> None:
     assert response.supported_features & features.FEATURE_SUPPORTS_EDITIONS
     assert response.minimum_edition == descriptor_pb2.EDITION_PROTO2
     [file] = response.file
-    assert file.name == "puregrpc/_testing/protos/echo_puregrpc.py"
+    assert file.name == "puregrpc/testing/protos/echo_puregrpc.py"
     assert '"""Call ``/puregrpc.testing.Echo/Unary``: one request, one response' in file.content
     assert "Serve ``/puregrpc.testing.Echo/Bidi``; the default answers UNIMPLEMENTED." in (
         file.content
@@ -341,7 +341,7 @@ def test_console_script_speaks_the_plugin_protocol() -> None:
     )
     assert result.returncode == 0, result.stderr
     response = plugin_pb2.CodeGeneratorResponse.FromString(result.stdout)
-    assert [f.name for f in response.file] == ["puregrpc/_testing/protos/echo_puregrpc.py"]
+    assert [f.name for f in response.file] == ["puregrpc/testing/protos/echo_puregrpc.py"]
 
 
 def test_plugin_refuses_garbage_on_stdin() -> None:

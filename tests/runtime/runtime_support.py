@@ -27,14 +27,12 @@ import trio
 
 from puregrpc import Metadata, RpcError, StatusCode
 from puregrpc.client import Channel, ChannelOptions
-from puregrpc.runtime import Cardinality
-from puregrpc.runtime._method import raw_method
+from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import MethodHandler, Server, ServerOptions, ServicerContext
 from puregrpc.wire import (
     CallEnded,
     ClientConnection,
     MessageReceived,
-    StreamReset,
 )
 
 T = TypeVar("T")
@@ -495,7 +493,7 @@ class RawClient:
         await self.flush()
         return stream_id
 
-    async def wait_end(self, stream_id: int) -> CallEnded | StreamReset:
+    async def wait_end(self, stream_id: int) -> CallEnded:
         """Read until ``stream_id`` ends; messages are kept in :attr:`messages`."""
         while True:
             data = await self.stream.receive_some(65_536)
@@ -506,7 +504,7 @@ class RawClient:
                 if isinstance(event, MessageReceived):
                     self.messages.setdefault(event.stream_id, []).append(event.data)
                     self.connection.consume(event.stream_id, event.wire_length)
-                elif isinstance(event, CallEnded | StreamReset) and event.stream_id == stream_id:
+                elif isinstance(event, CallEnded) and event.stream_id == stream_id:
                     return event
             await self.flush()
             if not data:

@@ -78,7 +78,7 @@ def test_headers_messages_and_status_are_decoded() -> None:
     tap.pump()
     tap.server.send_message(sid, b"a" * 20_000)
     tap.server.send_message(sid, b"")
-    tap.server.end_call(sid, Status(code=StatusCode.NOT_FOUND, message="gone 100%"))
+    tap.server.end_call(sid, Status(code=StatusCode.NOT_FOUND, details="gone 100%"))
     tap.pump()
 
     (request,) = tap.of("frame_out", type="HEADERS")

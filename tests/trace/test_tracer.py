@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import trio
 
-from puregrpc._testing.protos.echo_pb2 import EchoReply, EchoRequest
-from puregrpc._testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.client import Channel, ChannelOptions
 from puregrpc.server import Server, ServerOptions, ServicerContext
+from puregrpc.testing.protos.echo_pb2 import EchoReply, EchoRequest
+from puregrpc.testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.trace import (
     SCHEMA_VERSION,
     JsonLinesSink,

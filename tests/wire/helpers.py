@@ -14,14 +14,20 @@ from collections.abc import Iterable
 from typing import Any
 
 import h2.config
+import h2.connection
+import h2.events
 import hpack
-from hyperframe.frame import DataFrame, Frame, HeadersFrame, WindowUpdateFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, WindowUpdateFrame
 
-from puregrpc.wire._client_connection import ClientConnection
-from puregrpc.wire._connection import ConnectionConfig, _H2Connection
-from puregrpc.wire._events import Event, MessageReceived
-from puregrpc.wire._server_connection import ServerConnection
-from puregrpc.wire._trace import NULL_TRACER, Tracer
+from puregrpc.wire import (
+    NULL_TRACER,
+    ClientConnection,
+    ConnectionConfig,
+    Event,
+    MessageReceived,
+    ServerConnection,
+    Tracer,
+)
 
 #: RFC 9113 §3.4: the client connection preface, which is not a frame.
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -194,13 +200,24 @@ def of_type(events: Iterable[Event], kind: type[Any]) -> list[Any]:
     return [e for e in events if isinstance(e, kind)]
 
 
-def raw_h2(*, client_side: bool) -> _H2Connection:
-    """An h2 connection with every validation off, to forge what peers may send.
+class ForgingH2Connection(h2.connection.H2Connection):
+    """Plain h2, except that a received GOAWAY leaves the connection usable.
 
-    It is puregrpc's own h2 subclass only for its GOAWAY handling: plain h2
-    refuses every frame after a GOAWAY, which graceful shutdown needs.
+    h2 refuses every frame after a GOAWAY; a forged peer must go on talking
+    through puregrpc's graceful shutdown (GOAWAY, PING, GOAWAY).
     """
-    conn = _H2Connection(
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[Any], list[Any]]:  # type: ignore[override]
+        event = h2.events.ConnectionTerminated()
+        event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
+def raw_h2(*, client_side: bool) -> ForgingH2Connection:
+    """An h2 connection with every validation off, to forge what peers may send."""
+    conn = ForgingH2Connection(
         h2.config.H2Configuration(
             client_side=client_side,
             header_encoding=None,

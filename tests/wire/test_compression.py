@@ -9,17 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puregrpc.wire._compression import (
+from puregrpc.wire import (
     IDENTITY,
     SUPPORTED_ENCODINGS,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StatusCode,
+)
+from puregrpc.wire.codecs import (
     accept_encoding_value,
     compress,
     decompress,
     is_supported,
     parse_accept_encoding,
 )
-from puregrpc.wire._errors import LocalProtocolError, RemoteProtocolError
-from puregrpc.wire._status import StatusCode
 
 MiB = 1024 * 1024
 CODECS = ("deflate", "gzip")

@@ -9,16 +9,18 @@ import pytest
 from helpers import Pair, consume_all, of_type
 from hyperframe.frame import DataFrame, HeadersFrame
 
-from puregrpc.wire._events import (
+from puregrpc.wire import (
     CallEnded,
     CallStarted,
+    EndCause,
     HalfClosed,
     MessageReceived,
+    Metadata,
     ResponseHeaders,
     SettingsChanged,
+    Status,
+    StatusCode,
 )
-from puregrpc.wire._metadata import Metadata
-from puregrpc.wire._status import Status, StatusCode
 
 PATH = "/pkg.Echo/Call"
 OK = Status(code=StatusCode.OK)
@@ -67,7 +69,7 @@ def test_unary_call_with_metadata() -> None:
     assert isinstance(ended, CallEnded)
     assert ended.status == OK
     assert list(ended.trailing_metadata) == [("trailing", "t"), ("sum-bin", b"\xfe\xff")]
-    assert not ended.trailers_only and not ended.locally_ended
+    assert ended.cause is EndCause.TRAILERS and not ended.trailers_only and ended.completed
     assert pair.client.open_calls == pair.server.open_calls == 0
     assert not pair.client.is_open(sid) and not pair.server.is_open(sid)
 
@@ -140,7 +142,7 @@ def test_non_ok_status_with_message_details_and_trailing_metadata() -> None:
     pair.server.send_message(sid, b"partial")
     status = Status(
         code=StatusCode.FAILED_PRECONDITION,
-        message="bad state: 100% ünïcode\nnewline",
+        details="bad state: 100% ünïcode\nnewline",
         details_bin=b"\x08\x09\x00binary",
     )
     pair.server.end_call(sid, status, Metadata([("retry-after", "5")]))
@@ -159,7 +161,7 @@ def test_trailers_only_response_with_non_ok_status() -> None:
     pair.client.end_stream(sid)
     pair.pump()
     mark = len(pair.s2c)
-    status = Status(code=StatusCode.PERMISSION_DENIED, message="go away", details_bin=b"\x01")
+    status = Status(code=StatusCode.PERMISSION_DENIED, details="go away", details_bin=b"\x01")
     pair.server.end_call(sid, status, Metadata([("why", "policy")]))
     client_events, _ = pair.pump()
     # One HEADERS frame with END_STREAM carries :status, content-type and status.
@@ -174,7 +176,7 @@ def test_trailers_only_response_with_non_ok_status() -> None:
             stream_id=sid,
             status=status,
             trailing_metadata=Metadata([("why", "policy")]),
-            trailers_only=True,
+            cause=EndCause.TRAILERS_ONLY,
         )
     ]
 
@@ -183,7 +185,7 @@ def test_trailers_only_while_client_still_sending_stops_the_client() -> None:
     pair = Pair()
     sid = pair.client.start_call(PATH)
     pair.pump()
-    pair.server.end_call(sid, Status(code=StatusCode.UNAUTHENTICATED, message="no"))
+    pair.server.end_call(sid, Status(code=StatusCode.UNAUTHENTICATED, details="no"))
     client_events, _ = pair.pump()
     (ended,) = of_type(client_events, CallEnded)
     assert ended.status.code is StatusCode.UNAUTHENTICATED
@@ -276,13 +278,13 @@ def test_two_hundred_concurrent_calls_interleaved() -> None:
     # Answer in a shuffled order, every call with its own status.
     for index, sid in sorted(enumerate(ids), key=lambda item: (item[0] * 7) % count):
         pair.server.send_message(sid, b"r%d" % index)
-        pair.server.end_call(sid, Status(code=StatusCode(index % 17), message=str(index)))
+        pair.server.end_call(sid, Status(code=StatusCode(index % 17), details=str(index)))
     client_events, _ = pair.pump()
     ended = {e.stream_id: e for e in of_type(client_events, CallEnded)}
     assert len(ended) == count
     for index, sid in enumerate(ids):
         assert ended[sid].status.code == StatusCode(index % 17)
-        assert ended[sid].status.message == str(index)
+        assert ended[sid].status.details == str(index)
     replies = {e.stream_id: e.data for e in of_type(client_events, MessageReceived)}
     assert replies == {sid: b"r%d" % i for i, sid in enumerate(ids)}
     assert pair.client.open_calls == pair.server.open_calls == 0

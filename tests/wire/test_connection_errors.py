@@ -10,23 +10,28 @@ import pytest
 from helpers import Pair, WireLog, grpc_request_headers, of_type, raw_h2
 from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
 
-from puregrpc.wire._client_connection import ClientConnection
-from puregrpc.wire._connection import ConnectionConfig
-from puregrpc.wire._errors import LocalProtocolError, RpcError
-from puregrpc.wire._events import (
+from puregrpc.wire import (
+    NULL_TRACER,
     CallEnded,
     CallStarted,
+    ClientConnection,
     ConnectionClosed,
+    ConnectionConfig,
+    EndCause,
     Event,
     HalfClosed,
+    ListTracer,
+    LocalProtocolError,
     MessageReceived,
+    Metadata,
+    NullTracer,
     PingAcknowledged,
     ResponseHeaders,
-    StreamReset,
+    ServerConnection,
+    Status,
+    StatusCode,
+    TraceRecord,
 )
-from puregrpc.wire._server_connection import ServerConnection
-from puregrpc.wire._status import Status, StatusCode
-from puregrpc.wire._trace import NULL_TRACER, ListTracer, NullTracer, TraceRecord
 
 PATH = "/pkg.Err/Call"
 OK = Status(code=StatusCode.OK)
@@ -121,7 +126,7 @@ def test_non_post_gets_405() -> None:
     assert response[b":status"] == b"405"
     assert of_type(server_events, CallStarted) == []
     ended = _ended(server_events)
-    assert ended.locally_ended
+    assert ended.cause is EndCause.REFUSED
     assert raw.server.open_calls == 0
 
 
@@ -134,7 +139,7 @@ def test_non_grpc_content_type_gets_415() -> None:
     assert _response(client_events)[b":status"] == b"415"
     assert of_type(server_events, CallStarted) == []
     assert of_type(server_events, MessageReceived) == []
-    assert _ended(server_events).locally_ended
+    assert _ended(server_events).cause is EndCause.REFUSED
 
 
 @pytest.mark.parametrize("path", [b"no-slash", b"/only-service", b"/svc/", b"//method"])
@@ -189,7 +194,7 @@ def test_malformed_http2_headers_get_rst_stream_protocol_error(
     assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
     assert raw.wire.of_type(HeadersFrame, since=mark) == []
     assert of_type(server_events, CallStarted) == []
-    assert _ended(server_events).locally_ended
+    assert _ended(server_events).cause is EndCause.REFUSED
     assert any(isinstance(e, h2.events.StreamReset) for e in client_events)
     # The connection survives: a good request on the next stream still works.
     server_events, _, _ = raw.request(grpc_request_headers())
@@ -207,12 +212,12 @@ def test_oversized_message_is_resource_exhausted() -> None:
     client_events, server_events = pair.pump()
     assert [len(e.data) for e in of_type(server_events, MessageReceived)] == [1000]
     server_end = _ended(server_events)
-    assert server_end.locally_ended
+    assert server_end.cause is EndCause.PROTOCOL_ERROR
     assert server_end.status.code is StatusCode.RESOURCE_EXHAUSTED
     client_end = _ended(client_events)
     assert client_end.status.code is StatusCode.RESOURCE_EXHAUSTED
-    assert "1001" in client_end.status.message
-    assert not client_end.locally_ended
+    assert "1001" in client_end.status.details
+    assert client_end.cause is EndCause.TRAILERS_ONLY
     assert pair.client.open_calls == pair.server.open_calls == 0
 
 
@@ -223,10 +228,12 @@ def test_oversized_response_is_resource_exhausted_on_the_client() -> None:
     pair.server.send_message(sid, b"x" * 11)
     client_events, server_events = pair.pump()
     ended = _ended(client_events)
-    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED and ended.locally_ended
+    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
+    assert ended.cause is EndCause.PROTOCOL_ERROR
     # The client cancelled the stream so the server stops.
-    (reset,) = of_type(server_events, StreamReset)
-    assert reset.error_code == h2.errors.ErrorCodes.CANCEL
+    (reset,) = of_type(server_events, CallEnded)
+    assert reset.cause is EndCause.PEER_RESET
+    assert reset.reset_code == h2.errors.ErrorCodes.CANCEL
 
 
 def test_stream_ending_mid_message_is_internal() -> None:
@@ -237,7 +244,8 @@ def test_stream_ending_mid_message_is_internal() -> None:
     )
     assert len(of_type(server_events, CallStarted)) == 1
     ended = _ended(server_events)
-    assert ended.status.code is StatusCode.INTERNAL and ended.locally_ended
+    assert ended.status.code is StatusCode.INTERNAL
+    assert ended.cause is EndCause.PROTOCOL_ERROR
     assert of_type(server_events, HalfClosed) == []
     assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
 
@@ -249,7 +257,7 @@ def test_compressed_flag_without_encoding_is_internal() -> None:
     )
     ended = _ended(server_events)
     assert ended.status.code is StatusCode.INTERNAL
-    assert "grpc-encoding" in ended.status.message
+    assert "grpc-encoding" in ended.status.details
     assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
 
 
@@ -275,7 +283,7 @@ def test_server_ending_without_trailers_is_internal() -> None:
     assert [e.data for e in of_type(client_events, MessageReceived)] == [b"ok"]
     ended = _ended(client_events)
     assert ended.status.code is StatusCode.INTERNAL
-    assert "trailers" in ended.status.message
+    assert "trailers" in ended.status.details
     assert raw.client.open_calls == 0
 
 
@@ -310,7 +318,7 @@ def test_non_200_response_maps_to_a_status(http_status: bytes, code: StatusCode)
     client_events = raw.exchange()
     ended = _ended(client_events)
     assert ended.status.code is code
-    assert http_status.decode() in ended.status.message
+    assert http_status.decode() in ended.status.details
     assert raw.client.open_calls == 0
 
 
@@ -346,9 +354,16 @@ def test_rst_stream_from_the_peer_maps_to_a_status(error_code: int, code: Status
     assert not pair.server.is_open(sid)
     client_events, _ = pair.pump()
     assert client_events == [
-        StreamReset(stream_id=sid, error_code=error_code, status=client_events[0].status)
+        CallEnded(
+            stream_id=sid,
+            status=client_events[0].status,
+            trailing_metadata=Metadata(),
+            cause=EndCause.PEER_RESET,
+            reset_code=error_code,
+        )
     ]
     assert client_events[0].status.code is code
+    assert client_events[0].never_processed is (error_code == h2.errors.ErrorCodes.REFUSED_STREAM)
     assert not pair.client.is_open(sid)
     with pytest.raises(LocalProtocolError, match="no open call"):
         pair.client.send_message(sid, b"late")
@@ -360,12 +375,15 @@ def test_client_cancel_sends_rst_stream_cancel() -> None:
     pair.client.send_message(sid, b"hello")
     pair.pump()
     mark = len(pair.c2s)
-    pair.client.cancel(sid)
-    pair.client.cancel(sid)  # a second cancel is a no-op
+    ended = pair.client.cancel(sid)
+    assert ended is not None and ended.cause is EndCause.LOCAL_CANCEL
+    assert ended.status.code is StatusCode.CANCELLED
+    assert pair.client.cancel(sid) is None  # a second cancel is a no-op
     _, server_events = pair.pump()
     (frame,) = pair.c2s.of_type(RstStreamFrame, since=mark)
     assert (frame.stream_id, frame.error_code) == (sid, h2.errors.ErrorCodes.CANCEL)
-    (reset,) = of_type(server_events, StreamReset)
+    (reset,) = of_type(server_events, CallEnded)
+    assert reset.cause is EndCause.PEER_RESET
     assert reset.status.code is StatusCode.CANCELLED
     assert pair.server.open_calls == pair.client.open_calls == 0
 
@@ -397,7 +415,9 @@ def test_garbage_to_a_client_closes_the_connection() -> None:
     events = pair.client.receive_data(b"\x00\x00\x04\x03\x00\x00\x00\x00\x00garbage!")
     ended = of_type(events, CallEnded)
     assert sorted(e.stream_id for e in ended) == [first, second]
-    assert all(e.locally_ended and e.status.code is StatusCode.INTERNAL for e in ended)
+    assert all(
+        e.cause is EndCause.CONNECTION_LOST and e.status.code is StatusCode.INTERNAL for e in ended
+    )
     (closed,) = of_type(events, ConnectionClosed)
     assert not closed.remote
     assert closed.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
@@ -628,9 +648,10 @@ def test_max_send_message_size_is_enforced() -> None:
     pair = Pair(ConnectionConfig(max_send_message_size=4))
     sid = pair.client.start_call(PATH)
     pair.client.send_message(sid, b"1234")
-    with pytest.raises(RpcError) as info:
+    with pytest.raises(LocalProtocolError) as info:
         pair.client.send_message(sid, b"12345")
     assert info.value.code is StatusCode.RESOURCE_EXHAUSTED
+    assert pair.client.queued_bytes(sid) == 9  # only the first message (5 + 4) is queued
 
 
 def test_concurrency_limit_is_enforced_on_the_client() -> None:
@@ -759,7 +780,7 @@ def test_window_update_and_reset_in_one_batch() -> None:
     pair.client.send_message(sid, b"x" * 200_000)
     assert pair.client.queued_bytes(sid) > 0
     pair.to_server()
-    pair.server.end_call(sid, Status(code=StatusCode.RESOURCE_EXHAUSTED, message="too big"))
+    pair.server.end_call(sid, Status(code=StatusCode.RESOURCE_EXHAUSTED, details="too big"))
     client_events = pair.to_client()
     ended = _ended(client_events)
     assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
@@ -781,7 +802,8 @@ def test_settings_change_and_reset_in_one_batch() -> None:
     pair.server._h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
     pair.server.reset(sid)
     client_events = pair.to_client()
-    (reset,) = of_type(client_events, StreamReset)
+    (reset,) = of_type(client_events, CallEnded)
+    assert reset.cause is EndCause.PEER_RESET
     assert reset.status.code is StatusCode.CANCELLED
     assert pair.client.open_calls == 0 and pair.client.statistics().queued_bytes == 0
 

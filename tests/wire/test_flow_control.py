@@ -12,11 +12,17 @@ from hyperframe.frame import DataFrame, HeadersFrame, WindowUpdateFrame
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from puregrpc.wire._connection import ConnectionConfig
-from puregrpc.wire._events import CallEnded, HalfClosed, MessageReceived, WindowOpened
-from puregrpc.wire._metadata import Metadata
-from puregrpc.wire._status import Status, StatusCode
-from puregrpc.wire._trace import ListTracer
+from puregrpc.wire import (
+    CallEnded,
+    ConnectionConfig,
+    HalfClosed,
+    ListTracer,
+    MessageReceived,
+    Metadata,
+    Status,
+    StatusCode,
+    WindowOpened,
+)
 
 PATH = "/pkg.Flow/Call"
 OK = Status(code=StatusCode.OK)

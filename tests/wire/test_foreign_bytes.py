@@ -16,10 +16,10 @@ import pytest
 from helpers import WireLog, of_type
 from hyperframe.frame import PingFrame, SettingsFrame
 
-from puregrpc.wire._client_connection import ClientConnection
-from puregrpc.wire._events import (
+from puregrpc.wire import (
     CallEnded,
     CallStarted,
+    ClientConnection,
     ConnectionClosed,
     Event,
     HalfClosed,
@@ -27,9 +27,10 @@ from puregrpc.wire._events import (
     PingAcknowledged,
     PingReceived,
     ResponseHeaders,
+    ServerConnection,
+    Status,
+    StatusCode,
 )
-from puregrpc.wire._server_connection import ServerConnection
-from puregrpc.wire._status import Status, StatusCode
 
 DATA = pathlib.Path(__file__).parent / "data"
 C2S = (DATA / "grpcio_c2s.bin").read_bytes()
@@ -140,14 +141,14 @@ def test_client_reads_a_grpcio_server(chunk: int) -> None:
     ]
     (end,) = of_type(stream, CallEnded)
     assert end.status.code is StatusCode.FAILED_PRECONDITION
-    assert end.status.message == "stream stopped on purpose"
+    assert end.status.details == "stream stopped on purpose"
     assert end.trailing_metadata["stream-end"] == "yes"
 
     (end,) = _for(events, 5)
     assert isinstance(end, CallEnded)
     assert end.trailers_only
     assert end.status.code is StatusCode.NOT_FOUND
-    assert end.status.message == "no such thing"
+    assert end.status.details == "no such thing"
 
     gzip = _for(events, 7)
     assert gzip[0].encoding == "gzip"  # type: ignore[attr-defined]

@@ -11,16 +11,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puregrpc.wire._errors import LocalProtocolError, RemoteProtocolError
-from puregrpc.wire._framing import (
+from puregrpc.wire import (
     DEFAULT_MAX_RECEIVE_MESSAGE_SIZE,
+    LocalProtocolError,
+    RemoteProtocolError,
+    StatusCode,
+)
+from puregrpc.wire.codecs import (
     PREFIX_LENGTH,
     MessageDecoder,
     RawMessage,
     encode_prefix,
     frame_message,
 )
-from puregrpc.wire._status import StatusCode
 
 
 def feed_all(decoder: MessageDecoder, chunks: list[bytes]) -> list[RawMessage]:

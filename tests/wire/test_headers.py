@@ -6,9 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puregrpc.wire._errors import LocalProtocolError, RemoteProtocolError
-from puregrpc.wire._headers import (
+from puregrpc.wire import (
     DEFAULT_USER_AGENT,
+    LocalProtocolError,
+    Metadata,
+    RemoteProtocolError,
+    Status,
+    StatusCode,
+)
+from puregrpc.wire.codecs import (
     RequestHead,
     RequestRejected,
     build_request_headers,
@@ -20,8 +26,6 @@ from puregrpc.wire._headers import (
     parse_trailers,
     parse_trailers_only,
 )
-from puregrpc.wire._metadata import Metadata
-from puregrpc.wire._status import Status, StatusCode
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -515,7 +519,7 @@ def test_build_trailers_ok() -> None:
 
 def test_build_trailers_full() -> None:
     status = Status(
-        code=StatusCode.NOT_FOUND, message="no such thing: 100%", details_bin=b"\x08\x05"
+        code=StatusCode.NOT_FOUND, details="no such thing: 100%", details_bin=b"\x08\x05"
     )
     trailers = build_trailers(status, Metadata([("x-a", "1")]))
     assert trailers == [
@@ -538,7 +542,7 @@ messages = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 def test_trailers_round_trip(
     code: StatusCode, message: str, details: bytes | None, pairs: list[tuple[str, str | bytes]]
 ) -> None:
-    status = Status(code=code, message=message, details_bin=details)
+    status = Status(code=code, details=message, details_bin=details)
     metadata = Metadata(pairs)
     assert parse_trailers(build_trailers(status, metadata)) == (status, metadata)
 
@@ -547,7 +551,7 @@ def test_trailers_round_trip(
 def test_trailers_only_round_trip(
     code: StatusCode, message: str, pairs: list[tuple[str, str | bytes]]
 ) -> None:
-    status = Status(code=code, message=message)
+    status = Status(code=code, details=message)
     metadata = Metadata(pairs)
     headers = build_trailers_only(status, metadata)
     assert headers[:2] == [(b":status", b"200"), (b"content-type", b"application/grpc")]
@@ -555,10 +559,10 @@ def test_trailers_only_round_trip(
 
 
 def test_grpc_message_is_percent_encoded() -> None:
-    status = Status(code=StatusCode.INTERNAL, message="caf\u00e9\nline2")
+    status = Status(code=StatusCode.INTERNAL, details="caf\u00e9\nline2")
     trailers = build_trailers(status)
     assert trailers[1] == (b"grpc-message", b"caf%C3%A9%0Aline2")
-    assert parse_trailers(trailers)[0].message == "caf\u00e9\nline2"
+    assert parse_trailers(trailers)[0].details == "caf\u00e9\nline2"
 
 
 def test_details_bin_accepts_padded_base64() -> None:
@@ -574,7 +578,7 @@ def test_bad_details_bin_is_internal() -> None:
 
 def test_missing_grpc_status_in_trailers() -> None:
     status, metadata = parse_trailers([(b"x-a", b"1")])
-    assert status == Status(code=StatusCode.INTERNAL, message="missing grpc-status in trailers")
+    assert status == Status(code=StatusCode.INTERNAL, details="missing grpc-status in trailers")
     assert list(metadata) == [("x-a", "1")]
 
 
@@ -609,7 +613,7 @@ def test_malformed_trailers_are_internal(headers: Headers) -> None:
 def test_build_trailers_only_with_rejection() -> None:
     error = rejected([*REQUEST, (b"grpc-encoding", b"snappy")])
     headers = build_trailers_only(
-        Status(code=error.code, message=str(error)),
+        Status(code=error.code, details=str(error)),
         http_status=error.http_status,
         extra_headers=error.extra_headers,
     )
@@ -621,11 +625,11 @@ def test_build_trailers_only_with_rejection() -> None:
     ]
     status, _ = parse_trailers_only(headers)
     assert status.code == StatusCode.UNIMPLEMENTED
-    assert "snappy" in status.message
+    assert "snappy" in status.details
 
 
 def test_build_trailers_only_http_error() -> None:
-    headers = build_trailers_only(Status(code=StatusCode.INTERNAL, message="x"), http_status=415)
+    headers = build_trailers_only(Status(code=StatusCode.INTERNAL, details="x"), http_status=415)
     assert headers[0] == (b":status", b"415")
     with pytest.raises(LocalProtocolError, match="200-599"):
         build_trailers_only(Status(code=StatusCode.INTERNAL), http_status=100)
@@ -651,14 +655,14 @@ def test_trailers_only_without_grpc_status_maps_http_status(
 ) -> None:
     status, _ = parse_trailers_only([(b":status", http_status), (b"content-type", b"text/plain")])
     assert status.code == code
-    assert status.message.startswith(f"HTTP status {http_status.decode()}")
-    assert "without grpc-status" in status.message
+    assert status.details.startswith(f"HTTP status {http_status.decode()}")
+    assert "without grpc-status" in status.details
 
 
 def test_trailers_only_grpc_status_wins_over_http_status() -> None:
     headers = [(b":status", b"503"), (b"grpc-status", b"5"), (b"grpc-message", b"gone")]
     status, _ = parse_trailers_only(headers)
-    assert status == Status(code=StatusCode.NOT_FOUND, message="gone")
+    assert status == Status(code=StatusCode.NOT_FOUND, details="gone")
 
 
 @pytest.mark.parametrize(
@@ -679,8 +683,8 @@ def test_malformed_trailers_only_is_internal(headers: Headers) -> None:
 def test_trailers_only_with_unregistered_http_status() -> None:
     status, _ = parse_trailers_only([(b":status", b"599")])
     assert status.code == StatusCode.UNKNOWN
-    assert status.message.startswith("HTTP status 599 without grpc-status")
-    assert "not a gRPC server" in status.message
+    assert status.details.startswith("HTTP status 599 without grpc-status")
+    assert "not a gRPC server" in status.details
 
 
 @pytest.mark.parametrize(
@@ -689,6 +693,6 @@ def test_trailers_only_with_unregistered_http_status() -> None:
 )
 def test_grpc_message_edge_spaces_are_escaped(message: str, wire: bytes) -> None:
     # A field value must not start or end with whitespace (RFC 9113 §8.2.1).
-    trailers = build_trailers(Status(code=StatusCode.INTERNAL, message=message))
+    trailers = build_trailers(Status(code=StatusCode.INTERNAL, details=message))
     assert trailers[1] == (b"grpc-message", wire)
-    assert parse_trailers(trailers)[0].message == message
+    assert parse_trailers(trailers)[0].details == message

@@ -8,14 +8,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puregrpc.wire._errors import LocalProtocolError, RemoteProtocolError
-from puregrpc.wire._metadata import (
+from puregrpc.wire import (
     DEFAULT_MAX_METADATA_SIZE,
+    LocalProtocolError,
     Metadata,
     MetadataValue,
-    validate_key,
+    RemoteProtocolError,
+    StatusCode,
 )
-from puregrpc.wire._status import StatusCode
+from puregrpc.wire.codecs import validate_key
 
 # --- container behaviour -------------------------------------------------------------
 

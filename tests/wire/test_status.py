@@ -8,10 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from puregrpc.wire._errors import RemoteProtocolError
-from puregrpc.wire._status import (
-    Status,
-    StatusCode,
+from puregrpc.wire import RemoteProtocolError, Status, StatusCode
+from puregrpc.wire.codecs import (
     decode_grpc_message,
     encode_grpc_message,
     h2_error_to_code,
@@ -53,9 +51,9 @@ def test_all_seventeen_codes_have_their_wire_values() -> None:
 def test_status_defaults_and_ok() -> None:
     status = Status(code=StatusCode.OK)
     assert status.ok
-    assert status.message == ""
+    assert status.details == ""
     assert status.details_bin is None
-    assert not Status(code=StatusCode.CANCELLED, message="bye").ok
+    assert not Status(code=StatusCode.CANCELLED, details="bye").ok
 
 
 def test_status_is_frozen_slotted_and_keyword_only() -> None:
@@ -258,9 +256,9 @@ def test_h2_error_mapping_accepts_h2_enum() -> None:
 def test_status_from_h2_reset_messages() -> None:
     cancel = status_from_h2_reset(8)
     assert cancel == Status(
-        code=StatusCode.CANCELLED, message="stream reset by peer with error code CANCEL (8)"
+        code=StatusCode.CANCELLED, details="stream reset by peer with error code CANCEL (8)"
     )
-    assert "REFUSED_STREAM (7)" in status_from_h2_reset(7).message
-    assert "bandwidth" in status_from_h2_reset(11).message
-    assert "UNKNOWN (99)" in status_from_h2_reset(99).message
+    assert "REFUSED_STREAM (7)" in status_from_h2_reset(7).details
+    assert "bandwidth" in status_from_h2_reset(11).details
+    assert "UNKNOWN (99)" in status_from_h2_reset(99).details
     assert not status_from_h2_reset(0).ok

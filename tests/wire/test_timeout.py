@@ -8,9 +8,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from puregrpc.wire._errors import LocalProtocolError, RemoteProtocolError
-from puregrpc.wire._status import StatusCode
-from puregrpc.wire._timeout import MAX_TIMEOUT_VALUE, decode_timeout, encode_timeout
+from puregrpc.wire import LocalProtocolError, RemoteProtocolError, StatusCode
+from puregrpc.wire.codecs import MAX_TIMEOUT_VALUE, decode_timeout, encode_timeout
 
 UNIT_SECONDS = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "S": 1.0, "M": 60.0, "H": 3600.0}
 UNITS_FINEST_FIRST = "numSMH"

@@ -1,1 +1,0 @@
-"""Helpers for puregrpc's own tests."""

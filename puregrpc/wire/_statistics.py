@@ -1,0 +1,76 @@
+"""Frozen snapshots of flow-control state, for drivers, tests and tracing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._h2_connection import H2Connection
+from ._lifecycle import Call
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStatistics:
+    """A snapshot of one call's flow-control state."""
+
+    #: The HTTP/2 stream id.
+    stream_id: int
+    #: Bytes we may still send on this stream (its own window, ignoring the
+    #: connection window).
+    send_window: int
+    #: Bytes the peer may still send us on this stream.
+    receive_window: int
+    #: Bytes of messages accepted by ``send_message`` but not yet on the wire
+    #: because a window is closed.
+    queued_bytes: int
+    #: Bytes received that the application has not consumed yet.
+    unconsumed_bytes: int
+    #: Bytes consumed (or credited) but not yet granted back by WINDOW_UPDATE.
+    ungranted_bytes: int
+    #: True while the stream has queued bytes and a closed window.
+    blocked: bool
+    #: Messages handed to ``send_message`` so far.
+    messages_sent: int
+    #: Complete messages received so far.
+    messages_received: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionStatistics:
+    """A snapshot of the whole connection's flow-control state."""
+
+    #: Bytes we may still send on the connection (all streams together).
+    send_window: int
+    #: Bytes the peer may still send us on the connection.
+    receive_window: int
+    #: Sum of queued bytes over all streams.
+    queued_bytes: int
+    #: Bytes credited on the connection but not yet granted.
+    ungranted_bytes: int
+    #: Calls currently open.
+    open_streams: int
+    #: Streams that have queued data and a closed window.
+    blocked_streams: int
+    #: The peer's SETTINGS_MAX_FRAME_SIZE.
+    max_frame_size: int
+
+
+def stream_windows(h2conn: H2Connection, stream_id: int) -> tuple[int, int]:
+    """(send window, receive window) of one stream; (0, 0) once h2 forgot it."""
+    stream = h2conn.streams.get(stream_id)
+    if stream is None:
+        return 0, 0
+    return stream.outbound_flow_control_window, stream.inbound_flow_control_window
+
+
+def flow_fields(h2conn: H2Connection, call: Call) -> dict[str, object]:
+    """The flow-control fields attached to trace records about ``call``."""
+    send_window, receive_window = stream_windows(h2conn, call.stream_id)
+    return {
+        "send_window": send_window,
+        "receive_window": receive_window,
+        "conn_send_window": h2conn.outbound_flow_control_window,
+        "conn_receive_window": h2conn.inbound_flow_control_window,
+        "queued": call.queued,
+        "unconsumed": call.credit.unconsumed,
+        "ungranted": call.grant.pending,
+    }
