@@ -1234,7 +1234,7 @@ def main() -> int:
     h2load = ensure_h2load()
     ensure_venvs()
     baseline = ensure_baseline(args.baseline) if args.baseline else None
-    state = working_tree_state()
+    state = working_tree_state() if baseline else None
     go = None if args.no_go else ensure_go()
     uvloop = (
         subprocess.run(
@@ -1354,7 +1354,7 @@ def main() -> int:
                 )
         lines.append("")
     comparison: dict[str, object] | None = None
-    if baseline is not None:
+    if baseline is not None and state is not None:
         rows = baseline_comparison(baseline.name, server, client, server_runs, client_runs)
         lines += comparison_lines(baseline, state, rows, args.repeats)
         comparison = {
