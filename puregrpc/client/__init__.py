@@ -5,10 +5,11 @@ generated stub, or directly with ``channel.unary_unary(method, request)`` and
 friends. Every call returns a :class:`ClientCall`.
 """
 
+from ._backoff import Backoff as Backoff
 from ._backoff import BackoffPolicy as BackoffPolicy
 from ._call import ClientCall as ClientCall
 from ._channel import Channel as Channel
 from ._channel import ChannelOptions as ChannelOptions
 from ._channel import parse_target as parse_target
 
-__all__ = ["BackoffPolicy", "Channel", "ChannelOptions", "ClientCall", "parse_target"]
+__all__ = ["Backoff", "BackoffPolicy", "Channel", "ChannelOptions", "ClientCall", "parse_target"]

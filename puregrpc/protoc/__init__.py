@@ -9,5 +9,7 @@ for use with any protoc.
 """
 
 from ._generator import generate as generate
+from ._plugin import main as plugin_main
+from ._runner import run_protoc as run_protoc
 
-__all__ = ["generate"]
+__all__ = ["generate", "plugin_main", "run_protoc"]

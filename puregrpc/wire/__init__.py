@@ -41,11 +41,11 @@ from ._framing import DEFAULT_MAX_RECEIVE_MESSAGE_SIZE as DEFAULT_MAX_RECEIVE_ME
 from ._h2_connection import H2_INTERNALS as H2_INTERNALS
 from ._h2_connection import SUPPORTED_H2 as SUPPORTED_H2
 from ._h2_connection import check_h2_compatibility as check_h2_compatibility
-from ._headers import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
 from ._lifecycle import CallState as CallState
 from ._metadata import DEFAULT_MAX_METADATA_SIZE as DEFAULT_MAX_METADATA_SIZE
 from ._metadata import Metadata as Metadata
 from ._metadata import MetadataValue as MetadataValue
+from ._request_headers import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
 from ._rpc_error import RpcError as RpcError
 from ._server_connection import ServerConnection as ServerConnection
 from ._statistics import ConnectionStatistics as ConnectionStatistics

@@ -29,15 +29,10 @@ from ._config import ConnectionConfig
 from ._connection import CANCELLED_LOCALLY, GrpcConnection
 from ._errors import LocalProtocolError, RemoteProtocolError
 from ._events import CallEnded, ConnectionClosed, EndCause, Event, ResponseHeaders
-from ._headers import (
-    DEFAULT_USER_AGENT,
-    build_request_headers,
-    parse_response_headers,
-    parse_trailers,
-    parse_trailers_only,
-)
 from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
+from ._request_headers import DEFAULT_USER_AGENT, build_request_headers
+from ._response_headers import parse_response_headers, parse_trailers, parse_trailers_only
 from ._status import Status, StatusCode
 from ._trace import NULL_TRACER, Tracer
 

@@ -94,7 +94,7 @@ class GrpcConnection:
         self.config = config if config is not None else ConnectionConfig()
         cfg = self.config
         # h2's header validation and normalisation are off: they were the top
-        # cost per call in profiles (PERF-NOTES), and _headers validates what
+        # cost per call in profiles (PERF-NOTES), and the header codecs validate what
         # gRPC needs itself, including what h2 would have rejected.
         self._h2 = H2Connection(
             h2.config.H2Configuration(
@@ -119,7 +119,7 @@ class GrpcConnection:
         )
         self._h2.max_inbound_frame_size = cfg.max_frame_size
         # HPACK's own limit guards memory only; the per-call metadata limit is
-        # checked by _headers so that an oversized call fails alone.
+        # checked by the header codecs so that an oversized call fails alone.
         self._h2.decoder.max_header_list_size = max(65_536, 4 * cfg.max_header_list_size)
         self._h2.initiate_connection()
         if cfg.connection_window > RFC_INITIAL_WINDOW:

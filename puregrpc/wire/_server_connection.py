@@ -34,15 +34,10 @@ from ._config import ConnectionConfig
 from ._connection import GrpcConnection
 from ._errors import LocalProtocolError
 from ._events import CallEnded, CallStarted, EndCause, Event, HalfClosed, PingAcknowledged
-from ._headers import (
-    RequestRejected,
-    build_response_headers,
-    build_trailers,
-    build_trailers_only,
-    parse_request_headers,
-)
 from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
+from ._request_headers import RequestRejected, parse_request_headers
+from ._response_headers import build_response_headers, build_trailers, build_trailers_only
 from ._status import Status, StatusCode
 from ._trace import NULL_TRACER, Tracer
 

@@ -1,1 +1,1 @@
-"""Generated protobuf and puregrpc code for streaming.v1 (see puregrpc/protoc/_regen.py)."""
+"""Generated protobuf and puregrpc code for streaming.v1 (see puregrpc/protoc/regen.py)."""

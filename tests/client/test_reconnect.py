@@ -9,8 +9,7 @@ import pytest
 import trio
 
 from puregrpc import RpcError, StatusCode
-from puregrpc.client import BackoffPolicy, Channel, ChannelOptions
-from puregrpc.client._backoff import Backoff
+from puregrpc.client import Backoff, BackoffPolicy, Channel, ChannelOptions
 from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import MethodHandler, Server, ServicerContext
 

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import grpc
 
-from puregrpc.interop._cases import SPECIAL_STATUS_MESSAGE
+from puregrpc.interop import SPECIAL_STATUS_MESSAGE
 from puregrpc.interop.protos import empty_pb2, messages_pb2
 
 SERVICE = "grpc.testing.TestService"

@@ -16,7 +16,7 @@ import pytest
 import trio
 from interop_support import GRPCIO_CASES, GrpcioServer, run_grpcio_case
 
-from puregrpc.interop._cases import CASES, MessageFlags
+from puregrpc.interop import CASES, MessageFlags
 from puregrpc.interop.client import run_case
 from puregrpc.interop.server import make_server
 from puregrpc.server import Server, ServerOptions

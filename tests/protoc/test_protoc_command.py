@@ -345,7 +345,7 @@ def test_console_script_speaks_the_plugin_protocol() -> None:
 
 
 def test_plugin_refuses_garbage_on_stdin() -> None:
-    code = "import sys; from puregrpc.protoc._plugin import main; sys.exit(main())"
+    code = "import sys; from puregrpc.protoc import plugin_main; sys.exit(plugin_main())"
     result = subprocess.run(
         [sys.executable, "-c", code], input=b"\xff\xff", capture_output=True, timeout=60
     )
@@ -358,8 +358,8 @@ def test_clear_error_without_grpcio_tools() -> None:
         """
         import sys
         sys.modules["grpc_tools"] = None  # as if grpcio-tools were not installed
-        from puregrpc.protoc.__main__ import run
-        sys.exit(run(["x.proto"]))
+        from puregrpc.protoc import run_protoc
+        sys.exit(run_protoc(["x.proto"]))
         """
     )
     result = _run(sys.executable, "-c", code)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from puregrpc.protoc import _regen
+from puregrpc.protoc import regen
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,9 +14,9 @@ def _descriptor_line(text: str) -> str:
 
 
 def test_checked_in_code_is_current(tmp_path: Path) -> None:
-    written = _regen.regenerate(tmp_path, ROOT)
+    written = regen.regenerate(tmp_path, ROOT)
     # Every proto gives _pb2.py and _pb2.pyi; those with services a _puregrpc.py too.
-    sources = [source for proto_set in _regen.PROTO_SETS for source in proto_set.sources]
+    sources = [source for proto_set in regen.PROTO_SETS for source in proto_set.sources]
     with_services = [source for source in sources if _has_services(source)]
     assert len(written) == 2 * len(sources) + len(with_services)
     stale = []
@@ -34,7 +34,7 @@ def test_checked_in_code_is_current(tmp_path: Path) -> None:
             continue
         if fresh != current:
             stale.append(str(path))
-    assert stale == [], f"stale generated code: run python -m puregrpc.protoc._regen ({stale})"
+    assert stale == [], f"stale generated code: run python -m puregrpc.protoc.regen ({stale})"
 
 
 def _has_services(source: str) -> bool:
@@ -43,7 +43,7 @@ def _has_services(source: str) -> bool:
 
 def test_no_stray_generated_files() -> None:
     expected = set()
-    for proto_set in _regen.PROTO_SETS:
+    for proto_set in regen.PROTO_SETS:
         for source in proto_set.sources:
             stem = Path(source).stem
             expected |= {f"{proto_set.package_dir}/{stem}_pb2.py"}
@@ -52,16 +52,16 @@ def test_no_stray_generated_files() -> None:
                 expected |= {f"{proto_set.package_dir}/{stem}_puregrpc.py"}
     found = {
         str(path.relative_to(ROOT))
-        for proto_set in _regen.PROTO_SETS
+        for proto_set in regen.PROTO_SETS
         for path in (ROOT / proto_set.package_dir).iterdir()
-        if path.name.endswith(_regen.GENERATED_SUFFIXES)
+        if path.name.endswith(regen.GENERATED_SUFFIXES)
     }
     assert found == expected
 
 
 def test_staging_rewrites_only_imports_within_the_set(tmp_path: Path) -> None:
-    interop = _regen.PROTO_SETS[0]
-    staged = _regen.stage(interop, ROOT / "proto", tmp_path)
+    interop = regen.PROTO_SETS[0]
+    staged = regen.stage(interop, ROOT / "proto", tmp_path)
     assert staged == [
         "puregrpc/interop/protos/empty.proto",
         "puregrpc/interop/protos/messages.proto",

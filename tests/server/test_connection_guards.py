@@ -10,6 +10,7 @@ from __future__ import annotations
 import h2.errors
 import pytest
 import trio
+from hyperframe.frame import DataFrame, SettingsFrame
 
 from puregrpc.client import Channel
 from puregrpc.runtime import Cardinality, raw_method
@@ -214,9 +215,10 @@ async def test_settings_flood_gets_goaway(count: int) -> None:
     async with trio.open_nursery() as nursery:
         server, port = await start_server(nursery, ServerOptions(max_control_frames_per_second=50))
         peer = await RawPeer.connect(port)
-        for _ in range(200):
-            peer.connection._h2.update_settings({0x4: 65_535 + count})
+        # Forged frames: SETTINGS the peer's own state machine never sent.
+        settings = SettingsFrame(0, settings={0x4: 65_535 + count}).serialize()
         await peer.flush()
+        await peer.stream.send_all(settings * 200)
         with trio.fail_after(5):
             goaway = await peer.read_until_closed()
         assert goaway is not None
@@ -272,9 +274,9 @@ async def test_empty_data_frame_flood_gets_goaway() -> None:
         server, port = await start_server(nursery)
         peer = await RawPeer.connect(port)
         stream_id = peer.connection.start_call("/guard.Test/Echo")
-        for _ in range(300):
-            peer.connection._h2.send_data(stream_id, b"")
         await peer.flush()
+        # Forged frames: empty DATA without END_STREAM, which carry nothing.
+        await peer.stream.send_all(DataFrame(stream_id, data=b"").serialize() * 300)
         with trio.fail_after(5):
             goaway = await peer.read_until_closed()
         assert goaway is not None

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from puregrpc.trace import C2S, S2C, WireDecoder
-from puregrpc.trace._decoder import Decoded
+from puregrpc.trace import C2S, S2C, Decoded, WireDecoder
 from puregrpc.wire import (
     ClientConnection,
     ConnectionConfig,

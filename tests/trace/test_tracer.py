@@ -23,9 +23,9 @@ from puregrpc.trace import (
     TraceEvent,
     format_text,
     read_jsonl,
+    sink_for_destination,
     tracer_from_environment,
 )
-from puregrpc.trace._env import sink_for_destination
 from puregrpc.wire import NULL_TRACER, ConnectionConfig
 
 SMALL = ConnectionConfig(stream_window=65_535, connection_window=65_535)

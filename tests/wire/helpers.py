@@ -21,6 +21,7 @@ from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, Window
 
 from puregrpc.wire import (
     NULL_TRACER,
+    CallEnded,
     ClientConnection,
     ConnectionConfig,
     Event,
@@ -178,11 +179,11 @@ class Pair:
 
     def client_pending(self) -> bool:
         """True while the client has bytes queued in h2 for the server."""
-        return bool(self.client._h2._data_to_send)
+        return self.client.wants_write
 
     def server_pending(self) -> bool:
         """True while the server has bytes queued in h2 for the client."""
-        return bool(self.server._h2._data_to_send)
+        return self.server.wants_write
 
 
 def consume_all(conn: ClientConnection | ServerConnection, events: Iterable[Event]) -> int:
@@ -245,3 +246,80 @@ def grpc_request_headers(
     ]
     headers += [(name.replace("_", "-").encode(), value) for name, value in extra.items()]
     return headers
+
+
+class RawClient:
+    """A validation-free h2 client talking to a ServerConnection."""
+
+    def __init__(self, config: ConnectionConfig | None = None) -> None:
+        self.h2 = raw_h2(client_side=True)
+        self.server = ServerConnection(config)
+        self.wire = WireLog(preface=False)  # what the server sent
+        self.exchange()
+
+    def exchange(self) -> tuple[list[Event], list[h2.events.Event]]:
+        """Move bytes both ways until quiet; return (server events, client h2 events)."""
+        server_events: list[Event] = []
+        client_events: list[h2.events.Event] = []
+        while True:
+            out = self.h2.data_to_send()
+            if out:
+                server_events += self.server.receive_data(out)
+            back = self.server.data_to_send()
+            if back:
+                self.wire.feed(back)
+                client_events += self.h2.receive_data(back)
+            if not out and not back:
+                return server_events, client_events
+
+    def request(
+        self, headers: list[tuple[bytes, bytes]], *, data: bytes | None = None, end: bool = True
+    ) -> tuple[list[Event], list[h2.events.Event], int]:
+        stream_id = self.h2.get_next_available_stream_id()
+        self.h2.send_headers(stream_id, headers, end_stream=end and data is None)
+        if data is not None:
+            self.h2.send_data(stream_id, data, end_stream=end)
+        mark = len(self.wire)
+        server_events, client_events = self.exchange()
+        return server_events, client_events, mark
+
+
+class RawServer:
+    """A validation-free h2 server talking to a ClientConnection."""
+
+    def __init__(self) -> None:
+        self.h2 = raw_h2(client_side=False)
+        self.client = ClientConnection()
+        self.wire = WireLog(preface=True)  # what the client sent
+        self.exchange()
+
+    def exchange(self) -> list[Event]:
+        """Move bytes both ways until quiet; return the client's events."""
+        client_events: list[Event] = []
+        while True:
+            out = self.client.data_to_send()
+            if out:
+                self.wire.feed(out)
+                self.h2.receive_data(out)
+            back = self.h2.data_to_send()
+            if back:
+                client_events += self.client.receive_data(back)
+            if not out and not back:
+                return client_events
+
+
+#: A minimal response header block.
+RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
+
+
+def ended_of(events: list[Event]) -> CallEnded:
+    """The one CallEnded among ``events``."""
+    (ended,) = of_type(events, CallEnded)
+    assert isinstance(ended, CallEnded)
+    return ended
+
+
+def response_of(client_events: list[h2.events.Event]) -> dict[bytes, bytes]:
+    """The header fields of the one response h2 received."""
+    (response,) = [e for e in client_events if isinstance(e, h2.events.ResponseReceived)]
+    return dict(response.headers)

@@ -1,4 +1,4 @@
-"""Refusals, protocol faults, resets, GOAWAY, misuse and tracing of the connections."""
+"""Connection faults, misuse of the API, and tracing of the connections."""
 
 from __future__ import annotations
 
@@ -7,23 +7,26 @@ import h2.errors
 import h2.events
 import h2.settings
 import pytest
-from helpers import Pair, WireLog, grpc_request_headers, of_type, raw_h2
-from hyperframe.frame import GoAwayFrame, HeadersFrame, PingFrame, RstStreamFrame
+from helpers import (
+    Pair,
+    RawClient,
+    WireLog,
+    ended_of,
+    grpc_request_headers,
+    of_type,
+)
+from hyperframe.frame import GoAwayFrame, PingFrame, RstStreamFrame, SettingsFrame
 
 from puregrpc.wire import (
     NULL_TRACER,
     CallEnded,
     CallStarted,
-    ClientConnection,
     ConnectionClosed,
     ConnectionConfig,
     EndCause,
-    Event,
-    HalfClosed,
     ListTracer,
     LocalProtocolError,
     MessageReceived,
-    Metadata,
     NullTracer,
     PingAcknowledged,
     ResponseHeaders,
@@ -36,372 +39,6 @@ from puregrpc.wire import (
 PATH = "/pkg.Err/Call"
 OK = Status(code=StatusCode.OK)
 ALL_STREAMS = 2**31 - 1
-
-
-# --------------------------------------------------------------- raw peers
-
-
-class RawClient:
-    """A validation-free h2 client talking to a ServerConnection."""
-
-    def __init__(self, config: ConnectionConfig | None = None) -> None:
-        self.h2 = raw_h2(client_side=True)
-        self.server = ServerConnection(config)
-        self.wire = WireLog(preface=False)  # what the server sent
-        self.exchange()
-
-    def exchange(self) -> tuple[list[Event], list[h2.events.Event]]:
-        """Move bytes both ways until quiet; return (server events, client h2 events)."""
-        server_events: list[Event] = []
-        client_events: list[h2.events.Event] = []
-        while True:
-            out = self.h2.data_to_send()
-            if out:
-                server_events += self.server.receive_data(out)
-            back = self.server.data_to_send()
-            if back:
-                self.wire.feed(back)
-                client_events += self.h2.receive_data(back)
-            if not out and not back:
-                return server_events, client_events
-
-    def request(
-        self, headers: list[tuple[bytes, bytes]], *, data: bytes | None = None, end: bool = True
-    ) -> tuple[list[Event], list[h2.events.Event], int]:
-        stream_id = self.h2.get_next_available_stream_id()
-        self.h2.send_headers(stream_id, headers, end_stream=end and data is None)
-        if data is not None:
-            self.h2.send_data(stream_id, data, end_stream=end)
-        mark = len(self.wire)
-        server_events, client_events = self.exchange()
-        return server_events, client_events, mark
-
-
-class RawServer:
-    """A validation-free h2 server talking to a ClientConnection."""
-
-    def __init__(self) -> None:
-        self.h2 = raw_h2(client_side=False)
-        self.client = ClientConnection()
-        self.wire = WireLog(preface=True)  # what the client sent
-        self.exchange()
-
-    def exchange(self) -> list[Event]:
-        """Move bytes both ways until quiet; return the client's events."""
-        client_events: list[Event] = []
-        while True:
-            out = self.client.data_to_send()
-            if out:
-                self.wire.feed(out)
-                self.h2.receive_data(out)
-            back = self.h2.data_to_send()
-            if back:
-                client_events += self.client.receive_data(back)
-            if not out and not back:
-                return client_events
-
-
-RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
-
-
-def _ended(events: list[Event]) -> CallEnded:
-    (ended,) = of_type(events, CallEnded)
-    assert isinstance(ended, CallEnded)
-    return ended
-
-
-def _response(client_events: list[h2.events.Event]) -> dict[bytes, bytes]:
-    (response,) = [e for e in client_events if isinstance(e, h2.events.ResponseReceived)]
-    return dict(response.headers)
-
-
-# ------------------------------------------------------ request refusals
-
-
-def test_non_post_gets_405() -> None:
-    raw = RawClient()
-    headers = [(n, b"GET" if n == b":method" else v) for n, v in grpc_request_headers()]
-    server_events, client_events, _ = raw.request(headers)
-    response = _response(client_events)
-    assert response[b":status"] == b"405"
-    assert of_type(server_events, CallStarted) == []
-    ended = _ended(server_events)
-    assert ended.cause is EndCause.REFUSED
-    assert raw.server.open_calls == 0
-
-
-def test_non_grpc_content_type_gets_415() -> None:
-    raw = RawClient()
-    headers = [
-        (n, b"application/json" if n == b"content-type" else v) for n, v in grpc_request_headers()
-    ]
-    server_events, client_events, _ = raw.request(headers, data=b"{}")
-    assert _response(client_events)[b":status"] == b"415"
-    assert of_type(server_events, CallStarted) == []
-    assert of_type(server_events, MessageReceived) == []
-    assert _ended(server_events).cause is EndCause.REFUSED
-
-
-@pytest.mark.parametrize("path", [b"no-slash", b"/only-service", b"/svc/", b"//method"])
-def test_malformed_path_is_unimplemented_trailers_only(path: bytes) -> None:
-    raw = RawClient()
-    server_events, client_events, mark = raw.request(grpc_request_headers(path))
-    response = _response(client_events)
-    assert response[b":status"] == b"200"
-    assert response[b"grpc-status"] == b"%d" % StatusCode.UNIMPLEMENTED
-    (frame,) = raw.wire.of_type(HeadersFrame, since=mark)
-    assert "END_STREAM" in frame.flags
-    assert _ended(server_events).status.code is StatusCode.UNIMPLEMENTED
-
-
-def test_unknown_grpc_encoding_is_unimplemented_with_accept_encoding() -> None:
-    raw = RawClient()
-    headers = grpc_request_headers(grpc_encoding=b"snappy")
-    server_events, client_events, _ = raw.request(headers, data=b"\x01\x00\x00\x00\x00")
-    response = _response(client_events)
-    assert response[b"grpc-status"] == b"%d" % StatusCode.UNIMPLEMENTED
-    accepted = [v.strip() for v in response[b"grpc-accept-encoding"].split(b",")]
-    assert b"gzip" in accepted and b"snappy" not in accepted
-    assert b"snappy" in response[b"grpc-message"]
-    assert _ended(server_events).status.code is StatusCode.UNIMPLEMENTED
-
-
-@pytest.mark.parametrize("value", [b"", b"10", b"S", b"1x", b"123456789S", b"-1S", b"1.5S"])
-def test_malformed_grpc_timeout_is_internal(value: bytes) -> None:
-    raw = RawClient()
-    server_events, client_events, _ = raw.request(grpc_request_headers(grpc_timeout=value))
-    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
-    assert of_type(server_events, CallStarted) == []
-
-
-@pytest.mark.parametrize(
-    "headers",
-    [
-        [*grpc_request_headers(), (b"X-Upper", b"1")],
-        [*grpc_request_headers(), (b"connection", b"keep-alive")],
-        [*grpc_request_headers(), (b":path", b"/pkg.Svc/Other")],
-        [*grpc_request_headers(), (b":method", b"POST")],
-        [(b"x-first", b"1"), *grpc_request_headers()],  # pseudo-header after a regular one
-    ],
-    ids=["uppercase", "connection", "duplicate-path", "duplicate-method", "pseudo-after"],
-)
-def test_malformed_http2_headers_get_rst_stream_protocol_error(
-    headers: list[tuple[bytes, bytes]],
-) -> None:
-    raw = RawClient()
-    server_events, client_events, mark = raw.request(headers, end=False)
-    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
-    assert reset.error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
-    assert raw.wire.of_type(HeadersFrame, since=mark) == []
-    assert of_type(server_events, CallStarted) == []
-    assert _ended(server_events).cause is EndCause.REFUSED
-    assert any(isinstance(e, h2.events.StreamReset) for e in client_events)
-    # The connection survives: a good request on the next stream still works.
-    server_events, _, _ = raw.request(grpc_request_headers())
-    assert len(of_type(server_events, CallStarted)) == 1
-
-
-# ------------------------------------------------------ message faults
-
-
-def test_oversized_message_is_resource_exhausted() -> None:
-    pair = Pair(server_config=ConnectionConfig(max_receive_message_size=1000))
-    sid = pair.client.start_call(PATH)
-    pair.client.send_message(sid, b"a" * 1000)  # exactly the limit: fine
-    pair.client.send_message(sid, b"b" * 1001)
-    client_events, server_events = pair.pump()
-    assert [len(e.data) for e in of_type(server_events, MessageReceived)] == [1000]
-    server_end = _ended(server_events)
-    assert server_end.cause is EndCause.PROTOCOL_ERROR
-    assert server_end.status.code is StatusCode.RESOURCE_EXHAUSTED
-    client_end = _ended(client_events)
-    assert client_end.status.code is StatusCode.RESOURCE_EXHAUSTED
-    assert "1001" in client_end.status.details
-    assert client_end.cause is EndCause.TRAILERS_ONLY
-    assert pair.client.open_calls == pair.server.open_calls == 0
-
-
-def test_oversized_response_is_resource_exhausted_on_the_client() -> None:
-    pair = Pair(ConnectionConfig(max_receive_message_size=10))
-    sid = pair.client.start_call(PATH)
-    pair.pump()
-    pair.server.send_message(sid, b"x" * 11)
-    client_events, server_events = pair.pump()
-    ended = _ended(client_events)
-    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
-    assert ended.cause is EndCause.PROTOCOL_ERROR
-    # The client cancelled the stream so the server stops.
-    (reset,) = of_type(server_events, CallEnded)
-    assert reset.cause is EndCause.PEER_RESET
-    assert reset.reset_code == h2.errors.ErrorCodes.CANCEL
-
-
-def test_stream_ending_mid_message_is_internal() -> None:
-    raw = RawClient()
-    # Prefix announces 10 bytes; only 3 arrive before END_STREAM.
-    server_events, client_events, _ = raw.request(
-        grpc_request_headers(), data=b"\x00\x00\x00\x00\x0aabc"
-    )
-    assert len(of_type(server_events, CallStarted)) == 1
-    ended = _ended(server_events)
-    assert ended.status.code is StatusCode.INTERNAL
-    assert ended.cause is EndCause.PROTOCOL_ERROR
-    assert of_type(server_events, HalfClosed) == []
-    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
-
-
-def test_compressed_flag_without_encoding_is_internal() -> None:
-    raw = RawClient()
-    server_events, client_events, _ = raw.request(
-        grpc_request_headers(), data=b"\x01\x00\x00\x00\x02hi"
-    )
-    ended = _ended(server_events)
-    assert ended.status.code is StatusCode.INTERNAL
-    assert "grpc-encoding" in ended.status.details
-    assert _response(client_events)[b"grpc-status"] == b"%d" % StatusCode.INTERNAL
-
-
-def test_compressed_flag_without_encoding_on_the_client() -> None:
-    raw = RawServer()
-    sid = raw.client.start_call(PATH)
-    raw.exchange()
-    raw.h2.send_headers(sid, RESPONSE)
-    raw.h2.send_data(sid, b"\x01\x00\x00\x00\x02hi")
-    client_events = raw.exchange()
-    assert _ended(client_events).status.code is StatusCode.INTERNAL
-    assert raw.wire.of_type(RstStreamFrame)[-1].error_code == h2.errors.ErrorCodes.CANCEL
-
-
-def test_server_ending_without_trailers_is_internal() -> None:
-    raw = RawServer()
-    sid = raw.client.start_call(PATH)
-    raw.client.end_stream(sid)
-    raw.exchange()
-    raw.h2.send_headers(sid, RESPONSE)
-    raw.h2.send_data(sid, b"\x00\x00\x00\x00\x02ok", end_stream=True)
-    client_events = raw.exchange()
-    assert [e.data for e in of_type(client_events, MessageReceived)] == [b"ok"]
-    ended = _ended(client_events)
-    assert ended.status.code is StatusCode.INTERNAL
-    assert "trailers" in ended.status.details
-    assert raw.client.open_calls == 0
-
-
-def test_truncated_message_before_ok_trailers_is_internal() -> None:
-    raw = RawServer()
-    sid = raw.client.start_call(PATH)
-    raw.client.end_stream(sid)
-    raw.exchange()
-    raw.h2.send_headers(sid, RESPONSE)
-    raw.h2.send_data(sid, b"\x00\x00\x00\x00\x09part")
-    raw.h2.send_headers(sid, [(b"grpc-status", b"0")], end_stream=True)
-    ended = _ended(raw.exchange())
-    assert ended.status.code is StatusCode.INTERNAL
-
-
-@pytest.mark.parametrize(
-    ("http_status", "code"),
-    [
-        (b"503", StatusCode.UNAVAILABLE),
-        (b"404", StatusCode.UNIMPLEMENTED),
-        (b"401", StatusCode.UNAUTHENTICATED),
-        (b"429", StatusCode.UNAVAILABLE),
-        (b"500", StatusCode.UNKNOWN),
-    ],
-)
-def test_non_200_response_maps_to_a_status(http_status: bytes, code: StatusCode) -> None:
-    raw = RawServer()
-    sid = raw.client.start_call(PATH)
-    raw.exchange()
-    raw.h2.send_headers(sid, [(b":status", http_status), (b"content-type", b"text/plain")])
-    raw.h2.send_data(sid, b"service unavailable", end_stream=True)
-    client_events = raw.exchange()
-    ended = _ended(client_events)
-    assert ended.status.code is code
-    assert http_status.decode() in ended.status.details
-    assert raw.client.open_calls == 0
-
-
-def test_non_200_trailers_only_maps_to_a_status() -> None:
-    raw = RawServer()
-    sid = raw.client.start_call(PATH)
-    raw.exchange()
-    raw.h2.send_headers(sid, [(b":status", b"503")], end_stream=True)
-    ended = _ended(raw.exchange())
-    assert ended.status.code is StatusCode.UNAVAILABLE
-    assert ended.trailers_only
-
-
-# ------------------------------------------------------------ resets
-
-
-@pytest.mark.parametrize(
-    ("error_code", "code"),
-    [
-        (h2.errors.ErrorCodes.CANCEL, StatusCode.CANCELLED),
-        (h2.errors.ErrorCodes.REFUSED_STREAM, StatusCode.UNAVAILABLE),
-        (h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, StatusCode.RESOURCE_EXHAUSTED),
-        (h2.errors.ErrorCodes.INTERNAL_ERROR, StatusCode.INTERNAL),
-        (h2.errors.ErrorCodes.NO_ERROR, StatusCode.INTERNAL),
-    ],
-)
-def test_rst_stream_from_the_peer_maps_to_a_status(error_code: int, code: StatusCode) -> None:
-    pair = Pair()
-    sid = pair.client.start_call(PATH)
-    pair.client.send_message(sid, b"unconsumed")
-    pair.pump()
-    pair.server.reset(sid, error_code)
-    assert not pair.server.is_open(sid)
-    client_events, _ = pair.pump()
-    assert client_events == [
-        CallEnded(
-            stream_id=sid,
-            status=client_events[0].status,
-            trailing_metadata=Metadata(),
-            cause=EndCause.PEER_RESET,
-            reset_code=error_code,
-        )
-    ]
-    assert client_events[0].status.code is code
-    assert client_events[0].never_processed is (error_code == h2.errors.ErrorCodes.REFUSED_STREAM)
-    assert not pair.client.is_open(sid)
-    with pytest.raises(LocalProtocolError, match="no open call"):
-        pair.client.send_message(sid, b"late")
-
-
-def test_client_cancel_sends_rst_stream_cancel() -> None:
-    pair = Pair()
-    sid = pair.client.start_call(PATH)
-    pair.client.send_message(sid, b"hello")
-    pair.pump()
-    mark = len(pair.c2s)
-    ended = pair.client.cancel(sid)
-    assert ended is not None and ended.cause is EndCause.LOCAL_CANCEL
-    assert ended.status.code is StatusCode.CANCELLED
-    assert pair.client.cancel(sid) is None  # a second cancel is a no-op
-    _, server_events = pair.pump()
-    (frame,) = pair.c2s.of_type(RstStreamFrame, since=mark)
-    assert (frame.stream_id, frame.error_code) == (sid, h2.errors.ErrorCodes.CANCEL)
-    (reset,) = of_type(server_events, CallEnded)
-    assert reset.cause is EndCause.PEER_RESET
-    assert reset.status.code is StatusCode.CANCELLED
-    assert pair.server.open_calls == pair.client.open_calls == 0
-
-
-def test_server_end_call_while_client_sends_resets_no_error() -> None:
-    pair = Pair()
-    sid = pair.client.start_call(PATH)
-    pair.client.send_message(sid, b"more to come")
-    pair.pump()
-    mark = len(pair.s2c)
-    pair.server.end_call(sid, OK)
-    client_events, _ = pair.pump()
-    frames = [f for f in pair.s2c.frames[mark:] if f.stream_id == sid]
-    assert [type(f) for f in frames] == [HeadersFrame, RstStreamFrame]
-    assert frames[1].error_code == h2.errors.ErrorCodes.NO_ERROR
-    # The client sees the status, not a reset.
-    assert [type(e) for e in client_events] == [CallEnded]
-    assert _ended(client_events).status.ok
 
 
 # ---------------------------------------------------- connection faults
@@ -492,7 +129,7 @@ def test_goaway_from_the_server_ends_calls_above_last_stream_id() -> None:
     client_events, server_events = pair.pump()
     assert of_type(server_events, CallStarted) == []  # the late calls never start
     assert [e.data for e in of_type(client_events, MessageReceived)] == [b"still here"]
-    assert _ended(client_events).status.ok
+    assert ended_of(client_events).status.ok
 
 
 def test_error_goaway_fails_every_call() -> None:
@@ -757,7 +394,6 @@ def test_disabled_tracers_record_nothing() -> None:
     pair.pump()
     assert tracer.count == 0
     assert NULL_TRACER.enabled is False
-    assert pair.client._tracer is None and pair.server._tracer is None
     assert len(server_events) == 3
 
 
@@ -782,7 +418,7 @@ def test_window_update_and_reset_in_one_batch() -> None:
     pair.to_server()
     pair.server.end_call(sid, Status(code=StatusCode.RESOURCE_EXHAUSTED, details="too big"))
     client_events = pair.to_client()
-    ended = _ended(client_events)
+    ended = ended_of(client_events)
     assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
     assert pair.client.open_calls == 0 and pair.client.statistics().blocked_streams == 0
     assert pair.client.statistics().queued_bytes == 0
@@ -798,10 +434,13 @@ def test_settings_change_and_reset_in_one_batch() -> None:
     sid = pair.client.start_call(PATH)
     pair.client.send_message(sid, b"y" * 100_000)
     pair.to_server()
-    # A larger initial window (flushes blocked streams) followed by a reset.
-    pair.server._h2.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20})
+    # A larger initial window (flushes blocked streams) followed by a reset,
+    # in one read: the SETTINGS frame is forged in front of the server's reset.
     pair.server.reset(sid)
-    client_events = pair.to_client()
+    larger_window = SettingsFrame(
+        0, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 1 << 20}
+    ).serialize()
+    client_events = pair.client.receive_data(larger_window + pair.server.data_to_send())
     (reset,) = of_type(client_events, CallEnded)
     assert reset.cause is EndCause.PEER_RESET
     assert reset.status.code is StatusCode.CANCELLED

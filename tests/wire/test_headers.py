@@ -1,4 +1,4 @@
-"""Tests for gRPC header blocks (puregrpc/wire/_headers.py)."""
+"""Header blocks (wire/_header_fields.py, _request_headers.py, _response_headers.py)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # protoc's --pyi_out types message-valued constructor arguments as a bare
-# ``Mapping``, which mypy --strict rejects; added by puregrpc.protoc._regen.
+# ``Mapping``, which mypy --strict rejects; added by puregrpc.protoc.regen.
 # mypy: disable-error-code="type-arg"
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper

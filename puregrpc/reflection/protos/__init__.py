@@ -1,1 +1,1 @@
-"""Generated code of the standard gRPC protos: see puregrpc.protoc._regen."""
+"""Generated code of the standard gRPC protos: see puregrpc.protoc.regen."""

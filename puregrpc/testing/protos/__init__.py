@@ -1,1 +1,1 @@
-"""Generated code of proto/puregrpc/testing/echo.proto; see puregrpc.protoc._regen."""
+"""Generated code of proto/puregrpc/testing/echo.proto; see puregrpc.protoc.regen."""

@@ -2,7 +2,7 @@
 
 Usage, from the repository root::
 
-    .venv/bin/python -m puregrpc.protoc._regen
+    .venv/bin/python -m puregrpc.protoc.regen
 
 The sources live in ``proto/``, exactly as their upstreams publish them:
 
@@ -49,7 +49,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .__main__ import run
+from ._runner import run_protoc
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -168,7 +168,7 @@ def regenerate(out: Path, root: Path | None = None) -> list[Path]:
 
 def _protoc(staging: Path, staged: list[str], out: Path, kinds: tuple[str, ...]) -> None:
     """Run protoc on staged files, with one ``--<kind>_out=out`` per kind."""
-    status = run(
+    status = run_protoc(
         [
             f"-I{staging}",
             *(f"--{kind}_out={out}" for kind in kinds),
@@ -207,7 +207,7 @@ def _generate_pool_named(proto_set: ProtoSet, root: Path, out: Path) -> None:
 #: Prepended to protoc's ``_pb2.pyi`` stubs, which the project type-checks.
 STUB_PREAMBLE = (
     "# protoc's --pyi_out types message-valued constructor arguments as a bare\n"
-    "# ``Mapping``, which mypy --strict rejects; added by puregrpc.protoc._regen.\n"
+    "# ``Mapping``, which mypy --strict rejects; added by puregrpc.protoc.regen.\n"
     '# mypy: disable-error-code="type-arg"\n'
 )
 
