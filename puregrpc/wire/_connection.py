@@ -223,14 +223,16 @@ class GrpcConnection:
     # ------------------------------------------------------------ call API
 
     def send_message(
-        self, stream_id: int, payload: bytes, *, compress_message: bool = True
+        self, stream_id: int, payload: bytes | memoryview, *, compress_message: bool = True
     ) -> None:
         """Frame ``payload`` as one gRPC message and send as much as windows allow.
 
         The message is compressed when the call's send encoding is not
         ``identity`` and ``compress_message`` is true. What does not fit the
         flow-control windows stays queued: while :meth:`is_blocked` is true the
-        driver should wait for :class:`WindowOpened` before sending more.
+        driver should wait for :class:`WindowOpened` before sending more. A
+        ``memoryview`` payload is copied when it is queued: the caller may
+        reuse its buffer at once.
         Raises :class:`LocalProtocolError` if the call cannot send (ended,
         reset, or never started), or with code RESOURCE_EXHAUSTED for a
         message over ``max_send_message_size`` (nothing is sent then).
@@ -483,6 +485,16 @@ class GrpcConnection:
         if call is None:
             return
         error_code = int(event.error_code or 0)
+        if not event.remote_reset:
+            # h2 reset the stream itself: the peer sent a frame the stream's
+            # state forbids (RFC 9113 §5.1, a stream error), and h2 has
+            # already answered with RST_STREAM.
+            status = Status(
+                code=StatusCode.INTERNAL,
+                details=f"the peer broke HTTP/2 on this stream: {status_from_h2_reset(error_code)}",
+            )
+            events.append(self._end(call, EndCause.PROTOCOL_ERROR, status, reset=error_code))
+            return
         status = status_from_h2_reset(error_code)
         events.append(self._end(call, EndCause.PEER_RESET, status, reset=error_code))
 

@@ -89,7 +89,7 @@ class OutboundFlow:
 
     # ------------------------------------------------------------ queueing
 
-    def queue_message(self, call: Call, payload: bytes, compressed: bool) -> None:
+    def queue_message(self, call: Call, payload: bytes | memoryview, compressed: bool) -> None:
         """Frame ``payload`` onto ``call``'s queue; send now or at the next flush."""
         if len(payload) < LARGE_MESSAGE:
             framed = frame_message(payload, compressed)
