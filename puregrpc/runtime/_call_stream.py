@@ -163,13 +163,13 @@ class CallStream(Generic[ConnT]):
         stream_id = self.stream_id
         transport = self.transport
         try:
-            connection.send_message(stream_id, data, compress_message=compress)
+            blocked = connection.send_message(stream_id, data, compress_message=compress)
         except LocalProtocolError as exc:
             transport.wake_writer()  # default headers may have been queued
             raise RpcError(exc.code, str(exc)) from None
         transport.note_queued(len(data) + 5)
         transport.wake_writer()
-        while connection.is_blocked(stream_id):
+        while blocked and connection.is_blocked(stream_id):
             if self.end_event is not None or transport.closed:
                 await self.raise_ended("cannot send")
             await self._lot.park()
@@ -258,13 +258,16 @@ class ServerCallStream(CallStream[ServerConnection]):
         The trailers go out after any queued messages; the stream receives no
         more events.
         """
-        ended = False
-        if self.end_event is None and self._connection.is_open(self.stream_id):
-            with self.transport.send_context() as connection:
+        transport = self.transport
+        transport.forget(self.stream_id)
+        if self.end_event is not None:
+            return False
+        try:
+            with transport.send_context() as connection:
                 connection.end_call(self.stream_id, status, trailing)
-            ended = True
-        self.transport.forget(self.stream_id)
-        return ended
+        except LocalProtocolError:
+            return False  # the state machine ended it already (trailers queued)
+        return True
 
     def statistics(self) -> StreamStatistics:
         """The call's flow-control state: windows, queued and unconsumed bytes."""

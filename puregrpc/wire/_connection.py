@@ -224,13 +224,14 @@ class GrpcConnection:
 
     def send_message(
         self, stream_id: int, payload: bytes | memoryview, *, compress_message: bool = True
-    ) -> None:
+    ) -> bool:
         """Frame ``payload`` as one gRPC message and send as much as windows allow.
 
         The message is compressed when the call's send encoding is not
         ``identity`` and ``compress_message`` is true. What does not fit the
-        flow-control windows stays queued: while :meth:`is_blocked` is true the
-        driver should wait for :class:`WindowOpened` before sending more. A
+        flow-control windows stays queued: the call is *blocked*, and this
+        returns True. While :meth:`is_blocked` is true the driver should wait
+        for :class:`WindowOpened` before sending more. A
         ``memoryview`` payload is copied when it is queued: the caller may
         reuse its buffer at once.
         Raises :class:`LocalProtocolError` if the call cannot send (ended,
@@ -262,7 +263,7 @@ class GrpcConnection:
                 payload=payload,
                 **flow_fields(self._h2, call),
             )
-        self._outbound.queue_message(call, payload, compressed)
+        return self._outbound.queue_message(call, payload, compressed)
 
     def consume(self, stream_id: int, wire_length: int) -> bool:
         """The application took a message of ``wire_length`` bytes: return its credit.

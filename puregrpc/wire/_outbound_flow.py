@@ -89,8 +89,11 @@ class OutboundFlow:
 
     # ------------------------------------------------------------ queueing
 
-    def queue_message(self, call: Call, payload: bytes | memoryview, compressed: bool) -> None:
-        """Frame ``payload`` onto ``call``'s queue; send now or at the next flush."""
+    def queue_message(self, call: Call, payload: bytes | memoryview, compressed: bool) -> bool:
+        """Frame ``payload`` onto ``call``'s queue; send now or at the next flush.
+
+        Returns True when the call is blocked: data waits for the peer's window.
+        """
         if len(payload) < LARGE_MESSAGE:
             framed = frame_message(payload, compressed)
             call.queue.append(memoryview(framed))
@@ -106,11 +109,12 @@ class OutboundFlow:
             call.queued += PREFIX_LENGTH + len(payload)
         if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
             self.flush(call, None)
-        else:
-            # Small messages wait for flush_pending(), so that a burst of them
-            # shares DATA frames instead of costing one frame (and one trip
-            # through h2) each.
-            self._unflushed[call.stream_id] = call
+            return call.stream_id in self._blocked
+        # Small messages wait for flush_pending(), so that a burst of them
+        # shares DATA frames instead of costing one frame (and one trip
+        # through h2) each.
+        self._unflushed[call.stream_id] = call
+        return False
 
     def queue_end(self, call: Call, headers: list[tuple[bytes, bytes]] | None) -> None:
         """End our side of ``call`` after its queued data: trailers, or bare END_STREAM."""
