@@ -10,23 +10,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _readme_example() -> str:
+def _readme_examples() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"```python\n(.*?)```", text, re.DOTALL)
-    assert match, "README.md has no python example"
-    return match.group(1)
+    examples = re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+    assert len(examples) == 2, "README.md should have its two python examples"
+    return examples
+
+
+def _run(code: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def test_readme_example_runs_and_prints_the_stream() -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", _readme_example()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["b'HELLO'", "b'GRPC'", "b'ON'", "b'TRIO'"]
+    out = _run(_readme_examples()[0])
+    assert out.split() == ["b'HELLO'", "b'GRPC'", "b'ON'", "b'TRIO'"]
+
+
+def test_readme_example_without_sockets_runs() -> None:
+    assert _run(_readme_examples()[1]).strip() == "b'NO SOCKETS'"
 
 
 def test_demo_tours_every_call_type_and_stops_cleanly() -> None:

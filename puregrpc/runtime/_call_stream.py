@@ -7,7 +7,9 @@ window is closed. The transport's reader task wakes it; it never reads or
 writes the socket itself.
 
 Each role has its own stream type with its own verbs, and each verb changes
-the state machine *and* schedules the write, in one step:
+the state machine *and* schedules the write, in one step (they are the
+runtime's side of the transport: drivers use them, or
+``Transport.send_context`` for the connection itself):
 
 ====================  =========================================================
 :class:`ServerCallStream`  ``send_headers``, ``send``, ``end(status)``; its
@@ -210,7 +212,7 @@ class CallStream(Generic[ConnT]):
 class ServerCallStream(CallStream[ServerConnection]):
     """A server's call: answer with headers, messages and a status."""
 
-    __slots__ = ("cancel_scope", "encoding")
+    __slots__ = ("cancel_scope",)
 
     def __init__(self, transport: Transport[ServerConnection], started: CallStarted) -> None:
         super().__init__(transport, started.stream_id)
@@ -220,8 +222,6 @@ class ServerCallStream(CallStream[ServerConnection]):
         #: The scope the handler runs in: the call's deadline, cancelled when
         #: the call is cut short (reset, refused mid-call, connection lost).
         self.cancel_scope = trio.CancelScope(deadline=deadline)
-        #: The encoding responses are compressed with (set by send_headers).
-        self.encoding: str | None = None
 
     @classmethod
     def accept(
@@ -249,8 +249,8 @@ class ServerCallStream(CallStream[ServerConnection]):
         self, metadata: Metadata | None = None, *, encoding: str | None = None
     ) -> None:
         """Send the response headers (initial metadata), compressing messages with ``encoding``."""
-        with self.transport.send_context() as connection:
-            connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
+        self._connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
+        self.transport.wake_writer()
 
     def end(self, status: Status, trailing: Metadata | None = None) -> bool:
         """End the call with ``status``; False when it had already ended.
@@ -263,10 +263,10 @@ class ServerCallStream(CallStream[ServerConnection]):
         if self.end_event is not None:
             return False
         try:
-            with transport.send_context() as connection:
-                connection.end_call(self.stream_id, status, trailing)
+            self._connection.end_call(self.stream_id, status, trailing)
         except LocalProtocolError:
             return False  # the state machine ended it already (trailers queued)
+        transport.wake_writer()
         return True
 
     def statistics(self) -> StreamStatistics:
@@ -301,15 +301,15 @@ class ClientCallStream(CallStream[ClientConnection]):
         Raises :class:`~puregrpc.wire.LocalProtocolError` when the connection
         is closing or at the server's concurrency limit.
         """
-        with transport.send_context() as connection:
-            stream_id = connection.start_call(
-                path,
-                metadata=metadata,
-                timeout=timeout,
-                encoding=encoding,
-                accept_encoding=accept_encoding,
-                authority=authority,
-            )
+        stream_id = transport.connection.start_call(
+            path,
+            metadata=metadata,
+            timeout=timeout,
+            encoding=encoding,
+            accept_encoding=accept_encoding,
+            authority=authority,
+        )
+        transport.wake_writer()
         stream = cls(transport, stream_id)
         transport.register(stream)
         return stream
@@ -322,8 +322,8 @@ class ClientCallStream(CallStream[ClientConnection]):
     def half_close(self) -> None:
         """No more requests: END_STREAM after what is queued (no-op once ended)."""
         if self.end_event is None:
-            with self.transport.send_context() as connection:
-                connection.end_stream(self.stream_id)
+            self._connection.end_stream(self.stream_id)
+            self.transport.wake_writer()
 
     def cancel(self, status: Status) -> None:
         """End the call here: RST_STREAM(CANCEL) to the server, ``status`` for us.
@@ -333,8 +333,8 @@ class ClientCallStream(CallStream[ClientConnection]):
         """
         if self.end_event is not None:
             return
-        with self.transport.send_context() as connection:
-            ended = connection.cancel(self.stream_id, status)
+        ended = self._connection.cancel(self.stream_id, status)
+        self.transport.wake_writer()
         if ended is not None:
             self.on_end(ended)
             self.transport.ended_locally(ended)

@@ -28,9 +28,8 @@ window but reads its socket slowly still cannot make us buffer without bound.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, Protocol, TypeVar
 
 import trio
 
@@ -41,12 +40,10 @@ from ..wire import (
     GrpcConnection,
     HalfClosed,
     MessageReceived,
+    Metadata,
     ResponseHeaders,
     WindowOpened,
 )
-
-if TYPE_CHECKING:
-    from ._call_stream import CallStream
 
 logger = logging.getLogger("puregrpc.transport")
 
@@ -56,6 +53,48 @@ READ_SIZE = 65_536
 WRITE_HIGH_WATER = 512 * 1024
 
 ConnT = TypeVar("ConnT", bound=GrpcConnection)
+
+
+class CallReceiver(Protocol):
+    """What the reader delivers a call's events to (the call streams of ``._call_stream``)."""
+
+    @property
+    def stream_id(self) -> int:
+        """The HTTP/2 stream of the call."""
+        ...
+
+    def on_message(self, event: MessageReceived) -> None:
+        """A message arrived."""
+
+    def on_remote_end(self) -> None:
+        """The peer half-closed."""
+
+    def on_headers(self, metadata: Metadata) -> None:
+        """Response headers arrived."""
+
+    def on_window_opened(self) -> None:
+        """The call's queued data has gone out."""
+
+    def on_end(self, event: CallEnded) -> None:
+        """The call is over."""
+
+    def wake(self) -> None:
+        """Wake every waiter to look again."""
+
+
+class SendContext(Generic[ConnT]):
+    """``with transport.send_context() as connection:``: act, and the write follows."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: Transport[ConnT]) -> None:
+        self._transport = transport
+
+    def __enter__(self) -> ConnT:
+        return self._transport.connection
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._transport.wake_writer()
 
 
 class Transport(Generic[ConnT]):
@@ -80,7 +119,7 @@ class Transport(Generic[ConnT]):
         #: The peer's address, for logs and handler contexts.
         self.peer = peer
         #: Calls in progress, by stream id.
-        self._calls: dict[int, CallStream[Any]] = {}
+        self._calls: dict[int, CallReceiver] = {}
         self._on_event = on_event
         self._dirty = False
         self._writer_lot = trio.lowlevel.ParkingLot()
@@ -117,7 +156,7 @@ class Transport(Generic[ConnT]):
         return self._close_reason
 
     @property
-    def calls(self) -> list[CallStream[Any]]:
+    def calls(self) -> list[CallReceiver]:
         """The calls in progress (a copy: safe to iterate while calls end)."""
         return list(self._calls.values())
 
@@ -226,18 +265,14 @@ class Transport(Generic[ConnT]):
 
     # ------------------------------------------------------------- acting
 
-    @contextmanager
-    def send_context(self) -> Iterator[ConnT]:
+    def send_context(self) -> SendContext[ConnT]:
         """Act on the connection, then write what that queued: ``with t.send_context() as c:``.
 
         The one way for a driver to change the state machine (send a PING or
         a GOAWAY, start a graceful shutdown): the write is scheduled on the
         way out, even if the action raised after queuing frames.
         """
-        try:
-            yield self._connection
-        finally:
-            self.wake_writer()
+        return SendContext(self)
 
     def wake_writer(self) -> None:
         """Ask the writer to send what the state machine has queued (runtime use)."""
@@ -274,7 +309,7 @@ class Transport(Generic[ConnT]):
 
     # ------------------------------------------------------- calls' routing
 
-    def register(self, call: CallStream[Any]) -> None:
+    def register(self, call: CallReceiver) -> None:
         """Route events of ``call.stream_id`` to ``call`` (call streams do this)."""
         self._calls[call.stream_id] = call
 

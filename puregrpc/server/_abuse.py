@@ -12,7 +12,10 @@ returns the reason to cut the client off (GOAWAY ENHANCE_YOUR_CALM), or
   so is any PING while no call is open, unless that is permitted; more than
   ``max_ping_strikes`` earn ``too_many_pings``. Pings that follow our
   traffic never count: grpc-go's clients send a bandwidth probe with nearly
-  every DATA frame they receive.
+  every DATA frame they receive. Each message we send earns the client one
+  such free ping (at most a second's control budget saved up), so a client
+  whose pings arrive bunched together - two reads with data, two pings, in
+  one of our reads - is not mistaken for a flood.
 """
 
 from __future__ import annotations
@@ -47,9 +50,11 @@ class AbuseGuard:
     __slots__ = (
         "_control",
         "_last_ping",
+        "_ping_credit",
         "_resets",
         "_strikes",
         "_traffic_at_last_ping",
+        "_traffic_seen",
         "max_ping_strikes",
         "min_ping_interval",
         "permit_pings_without_calls",
@@ -75,6 +80,9 @@ class AbuseGuard:
         self._strikes = 0
         self._last_ping = -math.inf
         self._traffic_at_last_ping = -1
+        #: Our traffic already turned into free pings, and the free pings left.
+        self._traffic_seen = 0
+        self._ping_credit = 0
 
     @property
     def ping_strikes(self) -> int:
@@ -95,8 +103,14 @@ class AbuseGuard:
 
     def on_ping(self, now: float, *, traffic: int, open_calls: int) -> str | None:
         """The client sent a PING; ``traffic`` counts the messages we sent so far."""
+        fresh = traffic - self._traffic_seen
+        if fresh > 0:
+            self._traffic_seen = traffic
+            self._ping_credit = min(self._ping_credit + fresh, self._control.limit)
         if traffic != self._traffic_at_last_ping:
             self._strikes = 0
+        if self._ping_credit > 0:
+            self._ping_credit -= 1  # a ping that follows our traffic: never a flood
         elif self._control.exceeded(now):
             return "too many PING frames"
         if open_calls == 0 and not self.permit_pings_without_calls:

@@ -564,7 +564,7 @@ class GrpcConnection:
         call = self._calls.get(stream_id)
         if call is None:
             raise LocalProtocolError(f"no open call on stream {stream_id}: it ended or never began")
-        if not call.can_send:
+        if call.send_state > CallState.OPEN:  # not Call.can_send: this runs per message
             raise LocalProtocolError(f"stream {stream_id} has already ended its sending side")
         return call
 

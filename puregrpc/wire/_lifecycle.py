@@ -95,6 +95,11 @@ TRANSITIONS: dict[tuple[CallState, CallAction], CallState] = {
     **{(state, CallAction.RESET): CallState.CLOSED for state in CallState},
 }
 
+#: Where RESET leads from every state: :meth:`Call.close` writes it without a
+#: lookup per direction (the assertion keeps the table and this in step).
+_AFTER_RESET = TRANSITIONS[CallState.IDLE, CallAction.RESET]
+assert all(TRANSITIONS[state, CallAction.RESET] is _AFTER_RESET for state in CallState)
+
 
 class Call:
     """Everything the connection state machine knows about one call (one HTTP/2 stream)."""
@@ -145,18 +150,24 @@ class Call:
 
     def advance_send(self, action: CallAction) -> None:
         """Move the send side on by ``action``, or raise naming the impossible move."""
-        self.send_state = self._next(self.send_state, action, "send")
+        new_state = TRANSITIONS.get((self.send_state, action))
+        if new_state is None:
+            raise self._impossible(self.send_state, action, "send")
+        self.send_state = new_state
 
     def advance_recv(self, action: CallAction) -> None:
         """Move the receive side on by ``action``, or raise naming the impossible move."""
-        self.recv_state = self._next(self.recv_state, action, "receive")
+        new_state = TRANSITIONS.get((self.recv_state, action))
+        if new_state is None:
+            raise self._impossible(self.recv_state, action, "receive")
+        self.recv_state = new_state
 
     def close(self) -> None:
-        """The stream is gone: both directions CLOSED (RESET), the send queue dropped."""
-        self.send_state = TRANSITIONS[self.send_state, CallAction.RESET]
-        self.recv_state = TRANSITIONS[self.recv_state, CallAction.RESET]
-        self.queue.clear()
-        self.queued = 0
+        """The stream is gone: both directions move on by RESET (to CLOSED).
+
+        The send queue is the outbound flow's to drop (``OutboundFlow.drop``).
+        """
+        self.send_state = self.recv_state = _AFTER_RESET
         self.end_headers = None
 
     @property
@@ -164,11 +175,8 @@ class Call:
         """True while messages or an end may still be queued (IDLE or OPEN)."""
         return self.send_state <= CallState.OPEN
 
-    def _next(self, state: CallState, action: CallAction, side: str) -> CallState:
-        new_state = TRANSITIONS.get((state, action))
-        if new_state is None:
-            raise LocalProtocolError(
-                f"cannot {action.name.lower()} on the {side} side of stream {self.stream_id} "
-                f"in state {state.name}"
-            )
-        return new_state
+    def _impossible(self, state: CallState, action: CallAction, side: str) -> LocalProtocolError:
+        return LocalProtocolError(
+            f"cannot {action.name.lower()} on the {side} side of stream {self.stream_id} "
+            f"in state {state.name}"
+        )

@@ -241,31 +241,33 @@ async def test_a_ping_after_each_response_is_not_a_flood() -> None:
         server, port = await start_server(nursery, ServerOptions(max_control_frames_per_second=20))
         server.add_service(MethodHandler(method=burst, func=send_burst))
         peer = await RawPeer.connect(port)
-        stream_id = peer.connection.start_call("/guard.Test/Burst")
-        peer.connection.send_message(stream_id, b"")
-        peer.connection.end_stream(stream_id)
-        await peer.flush()
-        messages = pings = 0
-        with trio.fail_after(10):
-            while not any(type(e).__name__ == "CallEnded" for e in peer.events):
-                data = await peer.stream.receive_some(65536)
-                assert data, "the server closed the connection"
-                got_data = False
-                for event in peer.connection.receive_data(data):
-                    peer.events.append(event)
-                    if type(event).__name__ == "MessageReceived":
-                        got_data = True
-                        messages += 1
-                        peer.connection.consume(stream_id, event.wire_length)
-                if got_data:  # a probe per read that carried DATA, as grpc-go does
-                    peer.connection.ping(pings.to_bytes(8, "big"))
-                    pings += 1
-                await peer.flush()
-        ended = [e for e in peer.events if type(e).__name__ == "CallEnded"]
-        assert messages == 400, ended
-        assert pings > 20  # more than the flood limit allows without traffic
-        assert not any(isinstance(e, ConnectionClosed) for e in peer.events)
-        await trio.aclose_forcefully(peer.stream)
+        try:
+            stream_id = peer.connection.start_call("/guard.Test/Burst")
+            peer.connection.send_message(stream_id, b"")
+            peer.connection.end_stream(stream_id)
+            await peer.flush()
+            messages = pings = 0
+            with trio.fail_after(10):
+                while not any(type(e).__name__ == "CallEnded" for e in peer.events):
+                    data = await peer.stream.receive_some(65536)
+                    assert data, "the server closed the connection"
+                    got_data = False
+                    for event in peer.connection.receive_data(data):
+                        peer.events.append(event)
+                        if type(event).__name__ == "MessageReceived":
+                            got_data = True
+                            messages += 1
+                            peer.connection.consume(stream_id, event.wire_length)
+                    if got_data:  # a probe per read that carried DATA, as grpc-go does
+                        peer.connection.ping(pings.to_bytes(8, "big"))
+                        pings += 1
+                    await peer.flush()
+            ended = [e for e in peer.events if type(e).__name__ == "CallEnded"]
+            assert messages == 400, ended
+            assert pings > 20  # more than the flood limit allows without traffic
+            assert not any(isinstance(e, ConnectionClosed) for e in peer.events)
+        finally:
+            await trio.aclose_forcefully(peer.stream)
         await server.stop(grace=1)
 
 

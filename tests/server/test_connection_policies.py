@@ -85,7 +85,25 @@ def test_pings_at_the_interval_are_fine() -> None:
 def test_a_ping_flood_without_traffic_spends_the_control_budget() -> None:
     policy = guard(min_ping_interval=0.0, max_ping_strikes=100)
     verdicts = [policy.on_ping(7.0, traffic=1, open_calls=1) for _ in range(6)]
-    assert verdicts[-1] == "too many PING frames"
+    # One free ping for our one message, then the budget of 4 a second.
+    assert verdicts == [None, None, None, None, None, "too many PING frames"]
+
+
+def test_pings_bunched_after_our_messages_are_not_a_flood() -> None:
+    # Two reads with data on the client, two probes, arriving in one of ours:
+    # the second sees no new traffic, but our two messages paid for both.
+    policy = guard(min_ping_interval=0.0, max_ping_strikes=100)
+    for step in range(1, 200):
+        assert policy.on_ping(3.0, traffic=2 * step, open_calls=1) is None
+        assert policy.on_ping(3.0, traffic=2 * step, open_calls=1) is None
+
+
+def test_free_pings_are_saved_up_only_to_a_seconds_budget() -> None:
+    policy = guard(min_ping_interval=0.0, max_ping_strikes=1000)
+    assert policy.on_ping(1.0, traffic=10_000, open_calls=1) is None  # 4 credits kept, 1 spent
+    verdicts = [policy.on_ping(1.0, traffic=10_000, open_calls=1) for _ in range(8)]
+    # 3 credits left, then the budget of 4, then a flood.
+    assert verdicts == [None] * 7 + ["too many PING frames"]
 
 
 def test_age_is_jittered_and_ends_the_connection() -> None:
