@@ -353,9 +353,11 @@ class Channel:
                     encoding=compression,
                     authority=self._authority,
                 )
-            except LocalProtocolError:
+            except LocalProtocolError as exc:
                 if current.usable:
-                    raise
+                    # Refused before anything was sent (an unsupported
+                    # compression, a malformed path): the call's status.
+                    raise RpcError(exc.code, str(exc)) from None
                 continue  # the connection closed under us: take a new one
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:

@@ -96,6 +96,11 @@ class HealthService(HealthServicer):
         """The status recorded for ``service``, or None if it has none."""
         return self._statuses.get(service)
 
+    @property
+    def watched(self) -> frozenset[str]:
+        """The names some Watch call follows now (empty once every Watch ended)."""
+        return frozenset(self._watchers) | frozenset(self._changes)
+
     def enter_graceful_shutdown(self) -> None:
         """Mark every service NOT_SERVING and ignore later :meth:`set` calls.
 

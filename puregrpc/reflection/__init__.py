@@ -20,6 +20,7 @@ same content), so both can be imported in one process.
 
 from ._service import SERVICE_NAMES as SERVICE_NAMES
 from ._service import ReflectionService as ReflectionService
+from ._service import ReflectionSession as ReflectionSession
 from ._service import enable_reflection as enable_reflection
 
-__all__ = ["SERVICE_NAMES", "ReflectionService", "enable_reflection"]
+__all__ = ["SERVICE_NAMES", "ReflectionService", "ReflectionSession", "enable_reflection"]

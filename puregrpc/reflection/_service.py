@@ -7,7 +7,7 @@ the ``FileDescriptorProto``s that describe them; each request gets exactly
 one response, which echoes the request.
 
 The two versions are the same protocol in two packages: their messages have
-the same fields with the same numbers. One :class:`_Session` answers in v1
+the same fields with the same numbers. One :class:`ReflectionSession` answers in v1
 messages; the v1alpha handler converts each request and answer through
 bytes, which is exact because the wire formats are identical.
 """
@@ -77,9 +77,13 @@ class ReflectionService:
         # Paths are "/package.Service/Method".
         return sorted({path[1:].rpartition("/")[0] for path in self._server.handlers})
 
-    def _open_session(self) -> _Session:
-        """The state of one reflection stream (which files it has sent)."""
-        return _Session(self._lookup, self.service_names)
+    def open_session(self) -> ReflectionSession:
+        """The state of one reflection stream (which files it has sent).
+
+        ``session.answer(request)`` answers one ``ServerReflectionRequest``
+        without a call: what each reflection stream does, for tools and tests.
+        """
+        return ReflectionSession(self._lookup, self.service_names)
 
     def __puregrpc_handlers__(self) -> Mapping[str, MethodHandler]:
         """The server's table of both versions: method path -> handler."""
@@ -89,7 +93,7 @@ class ReflectionService:
         }
 
 
-class _Session:
+class ReflectionSession:
     """Answers the requests of one stream, remembering the files it has sent."""
 
     def __init__(self, lookup: DescriptorLookup, service_names: Callable[[], list[str]]) -> None:
@@ -158,7 +162,7 @@ class _V1Servicer(v1_services.ServerReflectionServicer):
         context: ServicerContext,
     ) -> AsyncIterator[v1.ServerReflectionResponse]:
         """One response per request, until the client half-closes."""
-        session = self._service._open_session()
+        session = self._service.open_session()
         async for request in requests:
             yield session.answer(request)
 
@@ -175,7 +179,7 @@ class _V1AlphaServicer(v1alpha_services.ServerReflectionServicer):
         context: ServicerContext,
     ) -> AsyncIterator[v1alpha.ServerReflectionResponse]:
         """One response per request, until the client half-closes."""
-        session = self._service._open_session()
+        session = self._service.open_session()
         async for request in requests:
             answer = session.answer(
                 v1.ServerReflectionRequest.FromString(request.SerializeToString())

@@ -118,11 +118,6 @@ class CallStream(Generic[ConnT]):
 
     # ------------------------------------------------ from the call's task
 
-    @property
-    def ended(self) -> bool:
-        """True once the call is over (ended, reset, or its connection lost)."""
-        return self.end_event is not None
-
     async def receive(self) -> bytes | None:
         """Take the next message, or ``None`` when the peer cleanly sent its last.
 
@@ -249,7 +244,10 @@ class ServerCallStream(CallStream[ServerConnection]):
         self, metadata: Metadata | None = None, *, encoding: str | None = None
     ) -> None:
         """Send the response headers (initial metadata), compressing messages with ``encoding``."""
-        self._connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
+        try:
+            self._connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
+        except LocalProtocolError as exc:
+            raise RpcError(exc.code, f"cannot send the response headers: {exc}") from None
         self.transport.wake_writer()
 
     def end(self, status: Status, trailing: Metadata | None = None) -> bool:
@@ -262,10 +260,20 @@ class ServerCallStream(CallStream[ServerConnection]):
         transport.forget(self.stream_id)
         if self.end_event is not None:
             return False
+        connection = self._connection
         try:
-            self._connection.end_call(self.stream_id, status, trailing)
-        except LocalProtocolError:
-            return False  # the state machine ended it already (trailers queued)
+            connection.end_call(self.stream_id, status, trailing)
+        except LocalProtocolError as exc:
+            # The status could not be encoded (bad trailing metadata, say):
+            # the call still ends, with a status that says why - unless the
+            # state machine had ended it already.
+            refused = Status(
+                code=StatusCode.INTERNAL, details=f"the handler's status was refused: {exc}"
+            )
+            try:
+                connection.end_call(self.stream_id, refused)
+            except LocalProtocolError:
+                return False
         transport.wake_writer()
         return True
 
@@ -322,7 +330,10 @@ class ClientCallStream(CallStream[ClientConnection]):
     def half_close(self) -> None:
         """No more requests: END_STREAM after what is queued (no-op once ended)."""
         if self.end_event is None:
-            self._connection.end_stream(self.stream_id)
+            try:
+                self._connection.end_stream(self.stream_id)
+            except LocalProtocolError as exc:
+                raise RpcError(exc.code, f"cannot half-close: {exc}") from None
             self.transport.wake_writer()
 
     def cancel(self, status: Status) -> None:

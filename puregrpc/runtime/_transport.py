@@ -115,7 +115,9 @@ class Transport(Generic[ConnT]):
         peer: str,
     ) -> None:
         self.stream = stream
-        self._connection = connection
+        #: The state machine, to read (open calls, statistics): drivers act
+        #: on it only through :meth:`send_context`, calls through their streams.
+        self.connection = connection
         #: The peer's address, for logs and handler contexts.
         self.peer = peer
         #: Calls in progress, by stream id.
@@ -130,6 +132,8 @@ class Transport(Generic[ConnT]):
         self._in_flight = 0
         self._closed = False
         self._close_reason = "connection closed"
+        #: True once the state machine was told the connection is gone.
+        self._lost = False
         self._reader_scope: trio.CancelScope | None = None
         self._writer_done = trio.Event()
         #: Messages queued by calls so far: real traffic, as opposed to PING
@@ -139,11 +143,6 @@ class Transport(Generic[ConnT]):
         self.last_read = trio.current_time()
 
     # ----------------------------------------------------------- reading
-
-    @property
-    def connection(self) -> ConnT:
-        """The state machine, to read (open calls, statistics); act through :meth:`send_context`."""
-        return self._connection
 
     @property
     def closed(self) -> bool:
@@ -190,7 +189,7 @@ class Transport(Generic[ConnT]):
 
     async def _reader(self) -> None:
         receive_some = self.stream.receive_some
-        connection = self._connection
+        connection = self.connection
         while True:
             try:
                 data = await receive_some(READ_SIZE)
@@ -218,7 +217,7 @@ class Transport(Generic[ConnT]):
                 self.wake_writer()
 
     async def _writer(self) -> None:
-        connection = self._connection
+        connection = self.connection
         send_all = self.stream.send_all
         try:
             while True:
@@ -362,12 +361,18 @@ class Transport(Generic[ConnT]):
             self._close_reason = reason
 
     def _fail_calls(self) -> None:
-        """The connection is over: every call still open ends (CONNECTION_LOST)."""
-        if self._calls:
-            self._dispatch(self._connection.connection_lost(self._close_reason))
-            # Every registered call is one the state machine knew, so each has
-            # just ended; a call waiting on a stream the state machine forgot
-            # (a bug) still wakes and sees the transport closed.
-            for call in list(self._calls.values()):
-                call.wake()
-            self._calls.clear()
+        """The connection is over: every call still open ends (CONNECTION_LOST).
+
+        The state machine is told once, whether or not call streams are
+        waiting: it also forgets calls whose trailers were still queued, and
+        traces the end of the connection.
+        """
+        if not self._lost:
+            self._lost = True
+            self._dispatch(self.connection.connection_lost(self._close_reason))
+        # Every registered call is one the state machine knew, so each has
+        # just ended; a call waiting on a stream the state machine forgot (a
+        # bug) still wakes and sees the transport closed.
+        for call in list(self._calls.values()):
+            call.wake()
+        self._calls.clear()

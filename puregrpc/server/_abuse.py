@@ -4,7 +4,8 @@ A plain object told the time: each ``on_*`` method counts one event and
 returns the reason to cut the client off (GOAWAY ENHANCE_YOUR_CALM), or
 ``None``. The server driver owns the clock and the GOAWAY.
 
-* Rapid reset (CVE-2023-44487): RST_STREAMs from the client per second.
+* Rapid reset (CVE-2023-44487): RST_STREAMs from the client per second,
+  and calls it breaks (which we reset or fail: the same work for us).
 * Control-frame floods (PING, SETTINGS, refused requests; CVE-2019-9512,
   -9515): one shared budget per second.
 * grpc-go's keepalive enforcement: a PING sooner than ``min_ping_interval``
@@ -92,6 +93,14 @@ class AbuseGuard:
     def on_reset(self, now: float) -> str | None:
         """The client reset a stream."""
         return "too many stream resets (rapid reset)" if self._resets.exceeded(now) else None
+
+    def on_stream_error(self, now: float) -> str | None:
+        """A call of the client's broke the protocol (we reset it or failed it).
+
+        It costs what a reset costs, and shares the reset budget: a client
+        must not get around the rapid-reset limit by making us reset.
+        """
+        return "too many stream errors" if self._resets.exceeded(now) else None
 
     def on_refused(self, now: float) -> str | None:
         """A request was refused before it became a call."""

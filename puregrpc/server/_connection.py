@@ -95,6 +95,9 @@ class ServedConnection:
             permit_pings_without_calls=options.permit_keepalive_without_calls,
             max_ping_strikes=options.max_ping_strikes,
         )
+        #: Wakes the timers task when what it decides on changed (a keepalive
+        #: ACK, a call's end) before the time it sleeps until.
+        self._timers_lot = trio.lowlevel.ParkingLot()
         self._shutting_down = False
         self._cancelled_by_shutdown = False
         self._quiet = trio.Event()
@@ -159,6 +162,7 @@ class ServedConnection:
         elif isinstance(event, PingAcknowledged):
             if event.data == _KEEPALIVE_PING:
                 self._keepalive.ping_acknowledged()
+                self._timers_lot.unpark_all()
             self._maybe_close()
         elif isinstance(event, SettingsChanged):
             self._cut_off_if(self._guard.on_settings(trio.current_time()))
@@ -181,6 +185,7 @@ class ServedConnection:
                 self.peer,
                 event.status,
             )
+            self._cut_off_if(self._guard.on_stream_error(trio.current_time()))
 
     def _cut_off_if(self, reason: str | None) -> None:
         """Close the connection with GOAWAY ENHANCE_YOUR_CALM when an abuse limit says so."""
@@ -267,6 +272,8 @@ class ServedConnection:
             context.messages_sent,
         )
         self._on_call_end()
+        if self._lifetime.max_idle is not None and not self.transport.connection.open_calls:
+            self._timers_lot.unpark_all()  # the idle clock starts now
         self._maybe_close()
 
     def _maybe_close(self) -> None:
@@ -323,4 +330,5 @@ class ServedConnection:
                 keepalive.next_check(now, transport.last_read),
                 lifetime.next_check(now, open_calls=open_calls, last_call_end=self._last_call_end),
             )
-            await trio.sleep_until(max(wake_at, now + _MIN_TIMER_SLEEP))
+            with trio.move_on_at(max(wake_at, now + _MIN_TIMER_SLEEP)):
+                await self._timers_lot.park()

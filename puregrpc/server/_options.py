@@ -43,5 +43,23 @@ class ServerOptions:
     max_control_frames_per_second: int = 1000
     #: Compress responses with this encoding when the client accepts it.
     compression: str | None = None
-    #: Receives trace records of every connection (see puregrpc.wire._trace).
+    #: Receives trace records of every connection (see puregrpc.trace).
     tracer: Tracer = NULL_TRACER
+
+    def __post_init__(self) -> None:
+        # Checked here, not at the first connection: a bad option is the
+        # caller's error, raised where the options are made.
+        for name in ("keepalive_time", "max_connection_idle", "max_connection_age"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"ServerOptions.{name} must be None or positive, got {value}")
+        if not self.keepalive_timeout > 0:
+            raise ValueError(
+                f"ServerOptions.keepalive_timeout must be positive, got {self.keepalive_timeout}"
+            )
+        for name in ("min_ping_interval", "max_connection_age_grace"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"ServerOptions.{name} must not be negative")
+        for name in ("max_ping_strikes", "max_resets_per_second", "max_control_frames_per_second"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ServerOptions.{name} must not be negative")

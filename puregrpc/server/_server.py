@@ -186,6 +186,9 @@ class Server:
         gracefully like any other connection. Never raises for what the
         client does.
         """
+        if self._stopped.is_set():
+            await trio.aclose_forcefully(stream)  # stopped: nothing is served any more
+            return
         if peer is None:
             peer = _peer_name(stream)
         if self._ssl_context is not None and not isinstance(stream, trio.SSLStream):
@@ -223,6 +226,9 @@ class Server:
             logger.info("TLS handshake with %s failed: %r", peer, exc)
             await trio.aclose_forcefully(stream)
             return None
+        except BaseException:
+            await trio.aclose_forcefully(stream)  # cancelled mid-handshake: no leak
+            raise
         if tls.selected_alpn_protocol() != "h2":
             logger.info("client %s did not negotiate ALPN h2", peer)
             await trio.aclose_forcefully(tls)
@@ -241,14 +247,14 @@ class Server:
         :meth:`handle_stream` are shut down the same way.
         """
         if self._stopping.is_set():
-            await self._stopped.wait()
-            return
-        self._grace = math.inf if grace is None else grace
-        self._stopping.set()
-        try:
-            await self._drain_connections()
-        finally:
-            self._stopped.set()
+            await self._stopped.wait()  # another stop() drains; its grace applies
+        else:
+            self._grace = math.inf if grace is None else grace
+            self._stopping.set()
+            try:
+                await self._drain_connections()
+            finally:
+                self._stopped.set()
         while self._serving:
             await self._activity.park()
 

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Mapping
 
 from ..runtime import TRACE_ENV_VAR
+from ..runtime import tracer_or_environment as tracer_or_environment
 from ..wire import NULL_TRACER, Tracer
 from ._sinks import JsonLinesSink, TextSink
 from ._tracer import Sink, Trace
@@ -78,8 +79,3 @@ def tracer_from_environment(environ: Mapping[str, str] | None = None) -> Tracer:
         _traces[destination] = trace
         atexit.register(trace.close)
     return trace
-
-
-def tracer_or_environment(tracer: Tracer) -> Tracer:
-    """``tracer`` if it is enabled, else whatever ``PUREGRPC_TRACE`` asks for."""
-    return tracer if tracer.enabled else tracer_from_environment()

@@ -63,7 +63,7 @@ from ._metadata import Metadata
 from ._outbound_flow import OutboundFlow
 from ._statistics import ConnectionStatistics, StreamStatistics, flow_fields, stream_windows
 from ._status import Status, StatusCode
-from ._status_codec import status_from_h2_reset
+from ._status_codec import h2_error_name, status_from_h2_reset
 from ._trace import (
     FRAME_TYPE_NAMES,
     NULL_TRACER,
@@ -182,7 +182,8 @@ class GrpcConnection:
             handler = dispatch.get(type(h2_event))
             if handler is not None:
                 handler(h2_event, events)
-        self._inbound.settle(self._calls)
+        if self._inbound.awaiting:
+            self._inbound.settle(self._calls)
         if self._empty_data_frames > MAX_EMPTY_DATA_FRAMES:
             self._h2.send_goaway(
                 h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
@@ -196,7 +197,8 @@ class GrpcConnection:
 
     def data_to_send(self) -> bytes:
         """Return every byte queued for the peer, as one chunk to write at once."""
-        self._outbound.flush_pending(self._calls)
+        if self._outbound.pending:
+            self._outbound.flush_pending(self._calls)
         data = self._h2.data_to_send()
         if self._tracer is not None and data:
             self._trace_frames(self._scan_out.feed(data), "frame_out")
@@ -209,7 +211,7 @@ class GrpcConnection:
         Lets a driver skip waking its writer after a read that produced
         nothing to answer (most reads of a busy stream).
         """
-        return self._outbound.has_pending or self._h2.has_data_to_send()
+        return bool(self._outbound.pending) or self._h2.has_data_to_send()
 
     def connection_lost(self, reason: str = "connection closed") -> list[Event]:
         """The transport closed: end every open call with UNAVAILABLE.
@@ -492,7 +494,8 @@ class GrpcConnection:
             # already answered with RST_STREAM.
             status = Status(
                 code=StatusCode.INTERNAL,
-                details=f"the peer broke HTTP/2 on this stream: {status_from_h2_reset(error_code)}",
+                details="the peer sent a frame this stream's state forbids; "
+                f"we reset it with {h2_error_name(error_code)}",
             )
             events.append(self._end(call, EndCause.PROTOCOL_ERROR, status, reset=error_code))
             return

@@ -186,10 +186,11 @@ class CallEnded(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowOpened(Event):
-    """A stream that could not send everything queued has sent it all.
+    """A stream that was blocked on flow control has sent all it had queued.
 
-    A driver that waits after ``send_message`` while
-    ``connection.queued_bytes(stream_id)`` is non-zero resumes on this event.
+    A driver that parks a sender while ``connection.is_blocked(stream_id)``
+    (``send_message`` returned True) resumes it on this event. Bytes that
+    only wait for the next ``data_to_send`` (coalescing) never block.
     """
 
     stream_id: int

@@ -65,7 +65,7 @@ class InboundFlow:
     queued a WINDOW_UPDATE (the driver then has something to write).
     """
 
-    __slots__ = ("_awaiting", "_h2", "_trace", "connection_grant", "stream_threshold")
+    __slots__ = ("_h2", "_trace", "awaiting", "connection_grant", "stream_threshold")
 
     def __init__(self, h2conn: H2Connection, config: ConnectionConfig, trace: TraceHook | None):
         self._h2 = h2conn
@@ -74,8 +74,9 @@ class InboundFlow:
         self.connection_grant = GrantBatcher(int(config.connection_window * config.grant_ratio))
         #: The batch size of each stream's grants.
         self.stream_threshold = int(config.stream_window * config.grant_ratio)
-        #: Calls left waiting for a partial message during one receive batch.
-        self._awaiting: dict[int, Call] = {}
+        #: Calls left waiting for a partial message during one receive batch
+        #: (the connection tests it before calling :meth:`settle`).
+        self.awaiting: dict[int, Call] = {}
 
     def received(self, call: Call) -> None:
         """A DATA frame's messages were accounted on call: credit what that allows.
@@ -87,15 +88,14 @@ class InboundFlow:
         """
         self.credit(call, check_window=False)
         if call.credit.awaiting_partial:
-            self._awaiting[call.stream_id] = call
+            self.awaiting[call.stream_id] = call
 
     def settle(self, calls: dict[int, Call]) -> None:
         """The receive batch is over: credit partial messages of calls still open."""
-        if self._awaiting:
-            for call in self._awaiting.values():
-                if calls.get(call.stream_id) is call:
-                    self.credit(call)
-            self._awaiting.clear()
+        for call in self.awaiting.values():
+            if calls.get(call.stream_id) is call:
+                self.credit(call)
+        self.awaiting.clear()
 
     def credit(self, call: Call, *, check_window: bool = True) -> bool:
         """Grant back whatever the call's consumption made grantable.
@@ -140,7 +140,7 @@ class InboundFlow:
 
     def release(self, call: Call) -> None:
         """``call`` is gone: the connection gets back every byte it had not credited."""
-        self._awaiting.pop(call.stream_id, None)
+        self.awaiting.pop(call.stream_id, None)
         leftover = call.credit.release_all()
         if leftover:
             self.credit_connection(leftover)

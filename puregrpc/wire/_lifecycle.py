@@ -95,11 +95,6 @@ TRANSITIONS: dict[tuple[CallState, CallAction], CallState] = {
     **{(state, CallAction.RESET): CallState.CLOSED for state in CallState},
 }
 
-#: Where RESET leads from every state: :meth:`Call.close` writes it without a
-#: lookup per direction (the assertion keeps the table and this in step).
-_AFTER_RESET = TRANSITIONS[CallState.IDLE, CallAction.RESET]
-assert all(TRANSITIONS[state, CallAction.RESET] is _AFTER_RESET for state in CallState)
-
 
 class Call:
     """Everything the connection state machine knows about one call (one HTTP/2 stream)."""
@@ -167,7 +162,8 @@ class Call:
 
         The send queue is the outbound flow's to drop (``OutboundFlow.drop``).
         """
-        self.send_state = self.recv_state = _AFTER_RESET
+        self.send_state = TRANSITIONS[self.send_state, CallAction.RESET]
+        self.recv_state = TRANSITIONS[self.recv_state, CallAction.RESET]
         self.end_headers = None
 
     @property

@@ -54,7 +54,7 @@ LARGE_MESSAGE = 16 * 1024
 class OutboundFlow:
     """The send side of every call on one connection: queues, frames, stalls."""
 
-    __slots__ = ("_blocked", "_h2", "_on_end_sent", "_trace", "_unflushed")
+    __slots__ = ("_blocked", "_h2", "_on_end_sent", "_trace", "pending")
 
     def __init__(
         self,
@@ -66,8 +66,9 @@ class OutboundFlow:
         self._h2 = h2conn
         self._on_end_sent = on_end_sent
         self._trace = trace
-        #: Calls with small messages queued since the last flush_pending().
-        self._unflushed: dict[int, Call] = {}
+        #: Calls with small messages queued since the last flush_pending()
+        #: (the connection tests it before calling, on every write).
+        self.pending: dict[int, Call] = {}
         #: Calls with queued data and a closed window, in the order they stalled.
         self._blocked: dict[int, Call] = {}
 
@@ -81,11 +82,6 @@ class OutboundFlow:
     def blocked_count(self) -> int:
         """Calls with queued data and a closed window."""
         return len(self._blocked)
-
-    @property
-    def has_pending(self) -> bool:
-        """True when small messages wait for :meth:`flush_pending`."""
-        return bool(self._unflushed)
 
     # ------------------------------------------------------------ queueing
 
@@ -113,7 +109,7 @@ class OutboundFlow:
         # Small messages wait for flush_pending(), so that a burst of them
         # shares DATA frames instead of costing one frame (and one trip
         # through h2) each.
-        self._unflushed[call.stream_id] = call
+        self.pending[call.stream_id] = call
         return False
 
     def queue_end(self, call: Call, headers: list[tuple[bytes, bytes]] | None) -> None:
@@ -125,7 +121,7 @@ class OutboundFlow:
     def drop(self, call: Call) -> None:
         """Forget ``call``'s queue and scheduling (the call ended or failed)."""
         self._blocked.pop(call.stream_id, None)
-        self._unflushed.pop(call.stream_id, None)
+        self.pending.pop(call.stream_id, None)
         call.queue.clear()
         call.queued = 0
 
@@ -133,9 +129,9 @@ class OutboundFlow:
 
     def flush_pending(self, calls: dict[int, Call]) -> None:
         """Send the small messages queued since the last call (before a write)."""
-        if self._unflushed:
-            unflushed = self._unflushed
-            self._unflushed = {}
+        if self.pending:
+            unflushed = self.pending
+            self.pending = {}
             for call in unflushed.values():
                 if call.queue and calls.get(call.stream_id) is call:
                     self.flush(call, None)

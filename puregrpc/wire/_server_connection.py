@@ -266,11 +266,12 @@ class ServerConnection(GrpcConnection):
                 if call.send_state is CallState.IDLE
                 else build_trailers(status)
             )
-            if (
-                self._send_last_headers(stream_id, headers)
-                and call.recv_state is not CallState.CLOSED
-            ):
-                self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            # The answer goes out now, ahead of anything that was queued.
+            call.advance_send(CallAction.END)
+            if self._send_last_headers(stream_id, headers):
+                call.advance_send(CallAction.SENT)
+                if call.recv_state is not CallState.CLOSED:
+                    self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
         else:
             # Our trailers are queued already: the stream is beyond saving.
             self._reset_stream(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)

@@ -216,16 +216,20 @@ def h2_error_to_code(error_code: int) -> StatusCode:
     return _H2_ERROR_TO_CODE.get(error_code, StatusCode.INTERNAL)
 
 
+def h2_error_name(error_code: int) -> str:
+    """``"CANCEL (8)"``: an HTTP/2 error code with its RFC 9113 name, for messages."""
+    known = 0 <= error_code < len(_H2_ERROR_NAMES)
+    return f"{_H2_ERROR_NAMES[error_code] if known else 'UNKNOWN'} ({error_code})"
+
+
 def status_from_h2_reset(error_code: int) -> Status:
     """Synthesize the :class:`Status` of a call whose stream the peer reset.
 
     The message names the HTTP/2 error code, for example
     ``"stream reset by peer with error code CANCEL (8)"``.
     """
-    known = 0 <= error_code < len(_H2_ERROR_NAMES)
-    name = _H2_ERROR_NAMES[error_code] if known else "UNKNOWN"
     detail = _H2_ERROR_DETAIL.get(error_code, "")
     return Status(
         code=h2_error_to_code(error_code),
-        details=f"stream reset by peer with error code {name} ({error_code}){detail}",
+        details=f"stream reset by peer with error code {h2_error_name(error_code)}{detail}",
     )

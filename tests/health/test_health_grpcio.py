@@ -76,4 +76,4 @@ async def test_grpcio_watch_sees_a_change(served: HealthServed) -> None:
         seen = await trio.to_thread.run_sync(watch)
     assert seen == [SERVING, NOT_SERVING]
     # The cancelled watch leaves no watcher behind.
-    await eventually(lambda: not served.health._watchers)
+    await eventually(lambda: not served.health.watched)

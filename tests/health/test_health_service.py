@@ -125,7 +125,7 @@ async def test_watchers_are_forgotten_when_calls_end(
             async with stub.Watch(HealthCheckRequest(service=name)) as call:
                 assert (await call.receive()).status == SERVICE_UNKNOWN  # type: ignore[union-attr]
     # The server notices the cancellations shortly after.
-    await eventually(lambda: not (served.health._watchers or served.health._changes))
+    await eventually(lambda: not served.health.watched)
 
 
 async def test_graceful_shutdown_marks_everything_not_serving(

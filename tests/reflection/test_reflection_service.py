@@ -148,7 +148,7 @@ def test_service_is_described_with_only_its_puregrpc_module_imported() -> None:
         from puregrpc.server import Server
 
         server = Server([TestServiceServicer()])
-        session = enable_reflection(server)._open_session()
+        session = enable_reflection(server).open_session()
         request = v1.ServerReflectionRequest(file_containing_symbol="grpc.testing.TestService")
         response = session.answer(request)
         raise SystemExit(response.WhichOneof("message_response") != "file_descriptor_response")

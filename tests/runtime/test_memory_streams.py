@@ -18,7 +18,8 @@ import trustme
 from puregrpc import Metadata, RpcError, StatusCode
 from puregrpc.client import Channel
 from puregrpc.runtime import Cardinality, raw_method
-from puregrpc.server import MethodHandler, RequestIterator, Server, ServicerContext
+from puregrpc.server import MethodHandler, RequestIterator, Server, ServerOptions, ServicerContext
+from puregrpc.wire import ListTracer
 
 UNARY = raw_method("/mem.Test/Unary", Cardinality.UNARY_UNARY)
 COUNT = raw_method("/mem.Test/Count", Cardinality.UNARY_STREAM)
@@ -212,3 +213,51 @@ async def test_tls_over_memory_streams() -> None:
 def test_a_channel_needs_a_target_or_a_connector() -> None:
     with pytest.raises(ValueError, match="target"):
         Channel()
+
+
+async def test_the_end_of_a_quiet_connection_is_traced() -> None:
+    tracer = ListTracer()
+    server = Server(HANDLERS, options=ServerOptions(tracer=tracer))
+    async with trio.open_nursery() as nursery:
+        connect, _ = memory_connector(server, nursery)
+        async with Channel(connect=connect) as channel:
+            with trio.fail_after(10):
+                assert await channel.unary_unary(UNARY, b"x") == b"X"
+        with trio.fail_after(5):
+            await server.stop(grace=1)  # returns once every connection has ended
+        # The channel closed with no call open: the server still traced the end.
+        assert [r.kind for r in tracer.records].count("connection_end") == 1
+
+
+async def test_keepalive_pings_at_its_interval_even_with_a_longer_timeout() -> None:
+    tracer = ListTracer()
+    options = ServerOptions(keepalive_time=0.05, keepalive_timeout=5.0, tracer=tracer)
+    server = Server(HANDLERS, options=options)
+    async with trio.open_nursery() as nursery:
+        connect, _ = memory_connector(server, nursery)
+        async with Channel(connect=connect) as channel:
+            with trio.fail_after(10):
+                assert await channel.unary_unary(UNARY, b"x") == b"X"
+                await trio.sleep(0.6)  # quiet: the server pings, the channel answers
+        pings = [
+            r
+            for r in tracer.records
+            if r.kind == "frame_out" and r.fields["type"] == "PING" and not r.fields["flags"] & 1
+        ]
+        # One ping per quiet interval: each ACK lets the next one go out on time.
+        assert len(pings) >= 5
+        await server.stop(grace=1)
+
+
+async def test_stop_twice_and_streams_after_the_stop() -> None:
+    server = Server(HANDLERS)
+    async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as stoppers:
+            stoppers.start_soon(server.stop, 1)
+            stoppers.start_soon(server.stop, 1)
+        # A connection handed over after the stop is closed, not served.
+        client_end, server_end = trio.testing.memory_stream_pair()
+        with trio.fail_after(5):
+            await server.handle_stream(server_end)
+            assert await client_end.receive_some(100) == b""
+        nursery.cancel_scope.cancel()

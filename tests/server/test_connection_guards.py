@@ -100,6 +100,27 @@ async def test_rapid_reset_gets_goaway_enhance_your_calm() -> None:
         await server.stop(grace=1)
 
 
+async def test_making_us_reset_streams_counts_like_resetting_them() -> None:
+    # DATA after END_STREAM: a stream error h2 answers with RST_STREAM itself.
+    # A client must not get around the rapid-reset limit that way.
+    async with trio.open_nursery() as nursery:
+        server, port = await start_server(nursery, ServerOptions(max_resets_per_second=50))
+        peer = await RawPeer.connect(port)
+        forged = b""
+        for _ in range(200):
+            stream_id = peer.connection.start_call("/guard.Test/Echo")
+            peer.connection.end_stream(stream_id)
+            forged += DataFrame(stream_id, data=b"late").serialize()
+        await peer.stream.send_all(peer.connection.data_to_send() + forged)
+        with trio.fail_after(5):
+            goaway = await peer.read_until_closed()
+        assert goaway is not None
+        assert goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert b"too many stream errors" in goaway.debug_data
+        await assert_others_unaffected(port)
+        await server.stop(grace=1)
+
+
 async def test_ping_flood_gets_goaway() -> None:
     async with trio.open_nursery() as nursery:
         server, port = await start_server(

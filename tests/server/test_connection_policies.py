@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from puregrpc.server import AbuseGuard, ConnectionLifetime, LifetimeEnd, RateLimit
+import pytest
+
+from puregrpc.server import AbuseGuard, ConnectionLifetime, LifetimeEnd, RateLimit, ServerOptions
 
 
 def guard(
@@ -128,3 +131,27 @@ def test_no_limits_never_end_a_connection() -> None:
     lifetime = ConnectionLifetime(opened_at=0.0, max_age=None, max_idle=None)
     assert lifetime.due(1e9, open_calls=0, last_call_end=0.0) is None
     assert lifetime.next_check(5.0, open_calls=0, last_call_end=0.0) == math.inf
+
+
+def test_stream_errors_share_the_reset_budget() -> None:
+    policy = guard()
+    assert policy.on_reset(9.0) is None
+    assert policy.on_stream_error(9.1) is None
+    assert policy.on_stream_error(9.2) is None
+    assert policy.on_stream_error(9.3) == "too many stream errors"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"keepalive_time": 0.0},
+        {"keepalive_timeout": 0.0},
+        {"max_connection_idle": -1.0},
+        {"max_connection_age": 0.0},
+        {"max_resets_per_second": -1},
+    ],
+)
+def test_bad_server_options_fail_where_they_are_made(bad: dict[str, Any]) -> None:
+    (name,) = bad
+    with pytest.raises(ValueError, match=name):
+        ServerOptions(**bad)
