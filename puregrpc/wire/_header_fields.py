@@ -53,7 +53,7 @@ from http import HTTPStatus
 
 from ._compression import IDENTITY, SUPPORTED_ENCODINGS, accept_encoding_value
 from ._errors import LocalProtocolError
-from ._metadata import _quote
+from ._metadata import Metadata, _quote
 
 # RFC 9113 §6.5.2: a header list is sized as name + value + 32 per field.
 # PROTOCOL-HTTP2.md asks size limits on Request-Headers to count the same way.
@@ -252,3 +252,25 @@ def grpc_accept_encoding_field(accept_encoding: Sequence[str]) -> tuple[bytes, b
     if not accept_encoding:
         return None
     return (b"grpc-accept-encoding", accept_encoding_value(accept_encoding))
+
+
+def append_call_fields(
+    headers: list[tuple[bytes, bytes]],
+    encoding: str | None,
+    accept_encoding: Sequence[str],
+    metadata: Metadata | None,
+) -> list[tuple[bytes, bytes]]:
+    """Append what requests and responses both end with; return ``headers``.
+
+    ``grpc-encoding`` (unless None/identity), ``grpc-accept-encoding`` (unless
+    empty), then the custom metadata.
+    """
+    encoding_field = grpc_encoding_field(encoding)
+    if encoding_field is not None:
+        headers.append(encoding_field)
+    accept_field = grpc_accept_encoding_field(accept_encoding)
+    if accept_field is not None:
+        headers.append(accept_field)
+    if metadata is not None:
+        headers += metadata.to_headers()
+    return headers

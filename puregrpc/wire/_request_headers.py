@@ -19,9 +19,8 @@ from ._header_fields import (
     REQUEST_PSEUDO,
     SUPPORTED_TEXT,
     Malformed,
+    append_call_fields,
     ascii_value,
-    grpc_accept_encoding_field,
-    grpc_encoding_field,
     is_grpc_content_type,
     scan,
 )
@@ -161,15 +160,7 @@ def build_request_headers(
     ]
     if timeout is not None:
         headers.append((b"grpc-timeout", encode_timeout(timeout).encode("ascii")))
-    encoding_field = grpc_encoding_field(encoding)
-    if encoding_field is not None:
-        headers.append(encoding_field)
-    accept_field = grpc_accept_encoding_field(accept_encoding)
-    if accept_field is not None:
-        headers.append(accept_field)
-    if metadata is not None:
-        headers += metadata.to_headers()
-    return headers
+    return append_call_fields(headers, encoding, accept_encoding, metadata)
 
 
 def parse_request_headers(

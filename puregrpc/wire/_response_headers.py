@@ -19,9 +19,8 @@ from ._header_fields import (
     NO_PSEUDO,
     RESPONSE_PSEUDO,
     Malformed,
+    append_call_fields,
     describe_content_type,
-    grpc_accept_encoding_field,
-    grpc_encoding_field,
     http_status_text,
     is_grpc_content_type,
     scan,
@@ -63,15 +62,7 @@ def build_response_headers(
         if content_type == b"application/grpc"
         else (b"content-type", content_type),
     ]
-    encoding_field = grpc_encoding_field(encoding)
-    if encoding_field is not None:
-        headers.append(encoding_field)
-    accept_field = grpc_accept_encoding_field(accept_encoding)
-    if accept_field is not None:
-        headers.append(accept_field)
-    if metadata is not None:
-        headers += metadata.to_headers()
-    return headers
+    return append_call_fields(headers, encoding, accept_encoding, metadata)
 
 
 def _append_status(
