@@ -9,6 +9,7 @@ from hyperframe.frame import DataFrame, GoAwayFrame, HeadersFrame, RstStreamFram
 
 from puregrpc.wire import (
     CallStarted,
+    ConnectionClosed,
     ConnectionConfig,
     EndCause,
     MessageReceived,
@@ -168,3 +169,61 @@ def test_a_large_memoryview_message_is_copied_once_and_arrives_whole() -> None:
 def test_version_strings_with_suffixes_are_compared_by_their_numbers() -> None:
     assert check_h2_compatibility("4.2.0rc1") == []
     assert check_h2_compatibility("4.dev") != []
+
+
+def test_late_data_for_a_long_forgotten_reset_stream_earns_rst_stream() -> None:
+    raw = RawClient()
+    server_events, _, _ = raw.request(grpc_request_headers(), end=False)
+    (started,) = of_type(server_events, CallStarted)
+    raw.server.reset(started.stream_id)
+    raw.exchange()
+    # More calls make h2 drop the closed stream from its table: the late
+    # frame now meets a stream h2 only remembers as reset.
+    for _ in range(3):
+        raw.request(grpc_request_headers())
+    mark = len(raw.wire)
+    late = DataFrame(started.stream_id, data=frame_message(b"late"))
+    assert raw.server.receive_data(late.serialize()) == []
+    raw.wire.feed(raw.server.data_to_send())
+    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
+    assert reset.stream_id == started.stream_id
+    assert raw.wire.of_type(GoAwayFrame, since=mark) == []
+
+
+def test_headers_reusing_a_reset_stream_id_earn_rst_stream_closed() -> None:
+    raw = RawClient()
+    server_events, _, _ = raw.request(grpc_request_headers(), end=False)
+    (started,) = of_type(server_events, CallStarted)
+    raw.server.reset(started.stream_id)
+    raw.exchange()
+    for _ in range(3):
+        raw.request(grpc_request_headers())
+    mark = len(raw.wire)
+    # A forged HEADERS frame on the old (lower) stream id: h2's own client
+    # would refuse to send it.
+    block = raw.h2.encoder.encode(grpc_request_headers())
+    reused = HeadersFrame(started.stream_id, data=block, flags=["END_HEADERS", "END_STREAM"])
+    events = raw.server.receive_data(reused.serialize())
+    raw.wire.feed(raw.server.data_to_send())
+    assert of_type(events, CallStarted) == []
+    (reset,) = raw.wire.of_type(RstStreamFrame, since=mark)
+    assert reset.error_code == h2.errors.ErrorCodes.STREAM_CLOSED
+    assert raw.wire.of_type(GoAwayFrame, since=mark) == []
+
+
+def test_headers_reusing_an_ended_stream_id_are_a_connection_error() -> None:
+    raw = RawClient()
+    server_events, _, _ = raw.request(grpc_request_headers())
+    (started,) = of_type(server_events, CallStarted)
+    raw.server.end_call(started.stream_id, OK)
+    raw.exchange()
+    for _ in range(3):
+        raw.request(grpc_request_headers())
+    mark = len(raw.wire)
+    block = raw.h2.encoder.encode(grpc_request_headers())
+    reused = HeadersFrame(started.stream_id, data=block, flags=["END_HEADERS", "END_STREAM"])
+    events = raw.server.receive_data(reused.serialize())
+    raw.wire.feed(raw.server.data_to_send())
+    (goaway,) = raw.wire.of_type(GoAwayFrame, since=mark)
+    assert goaway.error_code == h2.errors.ErrorCodes.STREAM_CLOSED
+    assert any(isinstance(e, ConnectionClosed) and not e.remote for e in events)
