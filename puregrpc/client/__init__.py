@@ -10,6 +10,6 @@ from ._backoff import BackoffPolicy as BackoffPolicy
 from ._call import ClientCall as ClientCall
 from ._channel import Channel as Channel
 from ._channel import ChannelOptions as ChannelOptions
-from ._channel import parse_target as parse_target
+from ._subchannel import parse_target as parse_target
 
 __all__ = ["Backoff", "BackoffPolicy", "Channel", "ChannelOptions", "ClientCall", "parse_target"]
