@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import h2.errors
 import trio
@@ -38,8 +38,9 @@ from ..wire import (
     StatusCode,
 )
 from ._abuse import AbuseGuard
-from ._context import ServicerContext
+from ._context import ServicerContext, ending_status
 from ._handlers import MethodHandler, run_handler
+from ._interceptor import ServerInterceptor
 from ._lifetime import ConnectionLifetime, LifetimeEnd
 from ._options import ServerOptions
 
@@ -63,10 +64,12 @@ class ServedConnection:
         peer: str,
         *,
         handlers: Mapping[str, MethodHandler],
+        interceptors: Sequence[ServerInterceptor] = (),
         options: ServerOptions,
         on_call_end: Callable[[], None],
     ) -> None:
         self._handlers = handlers
+        self._interceptors = interceptors
         self._options = options
         self._on_call_end = on_call_end
         self.peer = peer
@@ -229,15 +232,12 @@ class ServedConnection:
             accept_encoding=event.accept_encoding,
             compression=self._options.compression,
         )
-        started = trio.current_time()
-        logger.debug("call %s from %s started", event.path, self.peer)
         status: Status
         trailing: Metadata | None = None
         try:
             with scope:
-                await run_handler(handler, stream, context)
-            code = context.code if context.code is not None else StatusCode.OK
-            status = Status(code=code, details=context.details)
+                await run_handler(handler, context, self._interceptors)
+            status = ending_status(context)
             trailing = context.trailing_metadata
         except RpcError as exc:
             status = exc.status
@@ -249,10 +249,7 @@ class ServedConnection:
                 # The call was already over (reset, connection lost): the
                 # error is a consequence of that, not a handler bug.
                 logger.debug("handler of %s raised after its call ended: %r", event.path, exc)
-            status = Status(
-                code=StatusCode.UNKNOWN,
-                details=f"unexpected {type(exc).__name__} in the method handler",
-            )
+            status = ending_status(context, exc)
         if scope.cancelled_caught:
             if stream.end_event is not None:
                 status = stream.end_event.status
@@ -262,15 +259,6 @@ class ServedConnection:
                 status = Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
         stream.end(status, trailing)
         self._last_call_end = trio.current_time()
-        logger.info(
-            "call %s from %s: %s in %.1f ms, %d in / %d out",
-            event.path,
-            self.peer,
-            status.code.name,
-            (self._last_call_end - started) * 1000,
-            context.messages_received,
-            context.messages_sent,
-        )
         self._on_call_end()
         if self._lifetime.max_idle is not None and not self.transport.connection.open_calls:
             self._timers_lot.unpark_all()  # the idle clock starts now

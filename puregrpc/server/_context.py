@@ -8,7 +8,8 @@ from typing import Any, Generic, NoReturn, TypeVar
 import trio
 
 from ..runtime import Method, ServerCallStream
-from ..wire import SUPPORTED_ENCODINGS, Metadata, RpcError, StatusCode, StreamStatistics
+from ..wire import SUPPORTED_ENCODINGS, Metadata, RpcError, Status, StatusCode, StreamStatistics
+from ._interceptor import ServerCall
 
 RequestT = TypeVar("RequestT")
 
@@ -48,6 +49,15 @@ class ServicerContext:
         #: Messages the handler received and sent, for the call log.
         self.messages_received = 0
         self.messages_sent = 0
+        #: Per-call values that interceptors leave for the handler (an
+        #: authenticated identity, a request id), by a key of their choosing.
+        self.state: dict[str, Any] = {}
+        #: The call as it comes off the wire: the first of the interceptor chain.
+        self._wire_call = _WireCall(self, stream, method)
+        #: The call :meth:`send` goes through: the innermost one of the
+        #: interceptor chain (set by the handler runner), so responses passed
+        #: to ``send()`` are intercepted like returned or yielded ones.
+        self._outbound: ServerCall[Any, Any] = self._wire_call
 
     # ------------------------------------------------------------ reading
 
@@ -143,6 +153,10 @@ class ServicerContext:
         This is where backpressure reaches a streaming handler: if the client
         stops reading, ``send`` blocks once the flow-control windows are full.
         """
+        await self._outbound.send(message, compress=compress)
+
+    async def _send_now(self, message: Any, *, compress: bool) -> None:
+        # The wire call's send: past every interceptor, onto the stream.
         if self._stream.end_event is not None:
             await self._stream.raise_ended("cannot send")
         if not self._headers_sent:
@@ -178,33 +192,96 @@ class RequestIterator(Generic[RequestT]):
 
     Each request taken returns its flow-control credit to the client; a
     handler that stops iterating stops its client once the window is spent.
+    Requests come through the call's interceptors (:class:`ServerCall`).
     """
 
-    def __init__(
-        self, stream: ServerCallStream, method: Method[RequestT, Any], context: ServicerContext
-    ):
-        self._stream = stream
-        self._deserialize = method.request_deserializer
-        self._context = context
+    __slots__ = ("_call",)
+
+    def __init__(self, call: ServerCall[RequestT, Any]) -> None:
+        self._call = call
 
     def __aiter__(self) -> AsyncIterator[RequestT]:
         return self
 
     async def __anext__(self) -> RequestT:
-        data = await self._stream.receive()
-        if data is None:
+        request = await self._call.receive()
+        if request is None:
             raise StopAsyncIteration
-        self._context.messages_received += 1
-        self._context.request_compressed = self._stream.last_compressed
-        request: RequestT = deserialize_request(self._deserialize, data)
         return request
 
     async def receive(self) -> RequestT | None:
         """The next request, or ``None`` once the client has finished sending."""
-        try:
-            return await self.__anext__()
-        except StopAsyncIteration:
+        return await self._call.receive()
+
+
+class _WireCall(ServerCall[Any, Any]):
+    """The call as it comes off the stream: requests parsed, responses serialized."""
+
+    __slots__ = ("_context", "_deserialize", "_method", "_stream")
+
+    def __init__(
+        self, context: ServicerContext, stream: ServerCallStream, method: Method[Any, Any]
+    ) -> None:
+        self._context = context
+        self._stream = stream
+        self._method = method
+        self._deserialize = method.request_deserializer
+
+    @property
+    def method(self) -> Method[Any, Any]:
+        """The method called."""
+        return self._method
+
+    @property
+    def context(self) -> ServicerContext:
+        """The handler's context."""
+        return self._context
+
+    async def receive(self) -> Any:
+        """The next request off the stream (its credit returns to the client), or ``None``."""
+        data = await self._stream.receive()
+        if data is None:
             return None
+        context = self._context
+        context.messages_received += 1
+        context.request_compressed = self._stream.last_compressed
+        return deserialize_request(self._deserialize, data)
+
+    async def send(self, response: Any, *, compress: bool = True) -> None:
+        """Serialize ``response`` and send it on the stream."""
+        await self._context._send_now(response, compress=compress)
+
+
+def ending_status(context: ServicerContext, error: BaseException | None = None) -> Status:
+    """The status a call ends with if its handler returned (``error`` None) or raised ``error``.
+
+    The server ends every call by this rule, and interceptors that report
+    outcomes (a call log, metrics) use it to name the status of what they saw:
+
+    * returned: the code set with ``set_code`` (OK when unset) and its details;
+    * :class:`RpcError`: its status;
+    * ``trio.Cancelled``: the status the call already ended with (the client
+      cancelled, or the connection was lost), else DEADLINE_EXCEEDED once the
+      deadline has passed, else UNAVAILABLE (the server is shutting down);
+    * any other exception: UNKNOWN, naming only the exception's type (its
+      text may hold what the client must not see).
+    """
+    if error is None:
+        code = context.code if context.code is not None else StatusCode.OK
+        return Status(code=code, details=context.details)
+    if isinstance(error, RpcError):
+        return error.status
+    if isinstance(error, trio.Cancelled):
+        ended = context._stream.end_event
+        if ended is not None:
+            return ended.status
+        deadline = context._stream.cancel_scope.deadline
+        if trio.current_time() >= deadline:
+            return Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
+        return Status(code=StatusCode.UNAVAILABLE, details="server shutting down")
+    return Status(
+        code=StatusCode.UNKNOWN, details=f"unexpected {type(error).__name__} in the method handler"
+    )
 
 
 def deserialize_request(deserialize: Any, data: bytes) -> Any:

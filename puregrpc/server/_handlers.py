@@ -15,13 +15,15 @@ Handler shapes, by call type::
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
-from ..runtime import Method, ServerCallStream
+from ..runtime import Method
 from ..wire import RpcError, StatusCode
-from ._context import RequestIterator, ServicerContext, deserialize_request
+from ._context import RequestIterator, ServicerContext
+from ._interceptor import ServerCall, ServerInterceptor, chain
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,39 +66,46 @@ def collect_handlers(services: Iterable[ServiceLike]) -> dict[str, MethodHandler
 
 
 async def run_handler(
-    handler: MethodHandler, stream: ServerCallStream, context: ServicerContext
+    handler: MethodHandler,
+    context: ServicerContext,
+    interceptors: Sequence[ServerInterceptor] = (),
 ) -> None:
-    """Run ``handler`` for one call: read requests, call it, send responses."""
-    method = handler.method
-    cardinality = method.cardinality
-    if cardinality.client_streaming:
-        request: Any = RequestIterator(stream, method, context)
+    """Run one call: through ``interceptors`` (first outermost), then ``handler``.
+
+    Returns when the handler has returned and its responses are sent;
+    raises what the handler (or an interceptor) raised.
+    """
+    call = context._wire_call
+    if interceptors:
+        await chain(interceptors, partial(_invoke, handler))(call)
     else:
-        request = await _single_request(stream, method, context)
+        await _invoke(handler, call)
+
+
+async def _invoke(handler: MethodHandler, call: ServerCall[Any, Any]) -> None:
+    """The end of the chain: call the handler with requests from ``call``, send through it."""
+    context = call.context
+    context._outbound = call  # context.send() goes through the innermost call too
+    cardinality = handler.method.cardinality
+    if cardinality.client_streaming:
+        request: Any = RequestIterator(call)
+    else:
+        request = await call.receive()
+        if request is None:
+            raise RpcError(
+                StatusCode.INTERNAL,
+                f"{handler.method.path} takes exactly one request message; the client sent none",
+            )
     if cardinality.server_streaming:
         result = handler.func(request, context)
         if inspect.isasyncgen(result):
             try:
                 async for response in result:
-                    await context.send(response)
+                    await call.send(response)
             finally:
                 await result.aclose()
         else:
             await result
     else:
         response = await handler.func(request, context)
-        await context.send(response)
-
-
-async def _single_request(
-    stream: ServerCallStream, method: Method[Any, Any], context: ServicerContext
-) -> Any:
-    data = await stream.receive()
-    if data is None:
-        raise RpcError(
-            StatusCode.INTERNAL,
-            f"{method.path} takes exactly one request message; the client sent none",
-        )
-    context.messages_received += 1
-    context.request_compressed = stream.last_compressed
-    return deserialize_request(method.request_deserializer, data)
+        await call.send(response)

@@ -23,7 +23,7 @@ import math
 import os
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -33,6 +33,7 @@ import trio
 from ..runtime import tracer_or_environment
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
+from ._interceptor import ServerInterceptor
 from ._options import ServerOptions
 
 logger = logging.getLogger("puregrpc.server")
@@ -63,7 +64,12 @@ def _remove_socket_file(path: str) -> None:
 
 
 class Server:
-    """Serves gRPC methods over TCP (IPv4/IPv6) or Unix sockets, with optional TLS."""
+    """Serves gRPC methods over TCP (IPv4/IPv6) or Unix sockets, with optional TLS.
+
+    ``services`` are generated servicers (or method handlers); ``interceptors``
+    wrap every call, in order, the first outermost (see
+    :class:`~puregrpc.server.ServerInterceptor`).
+    """
 
     def __init__(
         self,
@@ -71,9 +77,12 @@ class Server:
         *,
         options: ServerOptions | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        interceptors: Sequence[ServerInterceptor] = (),
     ) -> None:
         #: Method path -> handler.
         self.handlers: dict[str, MethodHandler] = collect_handlers(services)
+        #: Wrap every call, the first outermost (:mod:`._interceptor`).
+        self.interceptors: tuple[ServerInterceptor, ...] = tuple(interceptors)
         self.options = options if options is not None else ServerOptions()
         # No tracer given: PUREGRPC_TRACE may ask for one (puregrpc.trace._env).
         self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
@@ -200,6 +209,7 @@ class Server:
             stream,
             peer,
             handlers=self.handlers,
+            interceptors=self.interceptors,
             options=self.options,
             on_call_end=self._note_activity,
         )
