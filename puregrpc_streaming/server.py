@@ -146,7 +146,12 @@ async def open_server(
         config.data_dir, dataset_rows=config.dataset_rows
     ) as backends:
         service = StreamingService(backends, config.settings(), deadlines=deadlines)
-        server = Server([service], options=SERVER_OPTIONS, ssl_context=ssl_context)
+        server = Server(
+            [service],
+            options=SERVER_OPTIONS,
+            ssl_context=ssl_context,
+            interceptors=service.interceptors(),
+        )
         server.add_service(health := HealthService())
         enable_reflection(server)  # grpcurl, grpcui and evans can discover the API
         health.set(SERVICE_NAME, ServingStatus.SERVING)

@@ -2,36 +2,32 @@
 
 :class:`StreamingService` subclasses the generated servicer; each RPC
 delegates to a handler class of :mod:`.handlers`. On top of that, every call
-gets, from :meth:`StreamingService.__puregrpc_handlers__`:
+gets, from the interceptors of :meth:`StreamingService.interceptors`:
 
-* a **default deadline** when the client sent none (``grpc-timeout``): short
-  for the unary GetData, long for transfers, longest for the open-ended
-  streams (watch, chat, sync, query) -- see :data:`DEFAULT_DEADLINES`. A call
-  that runs out gets DEADLINE_EXCEEDED;
-* a **call log** on the ``puregrpc_streaming`` logger: a start line (method,
-  peer), and an end line with the status, the duration and the message
-  counts in and out (errors at WARNING).
+* a **call log** on the ``puregrpc_streaming`` logger
+  (:class:`puregrpc.interceptors.CallLogInterceptor`): a start line (method,
+  peer, deadline), and an end line with the status, the duration and the
+  message counts in and out (errors at WARNING);
+* a **default deadline** when the client sent none (``grpc-timeout``), and a
+  count of the calls in progress (:class:`.call_policy.CallPolicy`, defaults
+  in :data:`DEFAULT_DEADLINES`).
 
-Server-streaming methods return the handler's async generator; the wrapper
-iterates it and sends each response itself, so the deadline's cancel scope
-never spans a ``yield`` (Chat and SyncData, which need a nursery, send with
-``context.send`` directly).
+Server-streaming methods return the handler's async generator (Chat and
+SyncData, which need a nursery, send with ``context.send`` instead: the
+interceptors see those responses all the same).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Mapping
+from typing import TYPE_CHECKING
 
-import trio
-
-from puregrpc import RpcError, StatusCode
-from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
+from puregrpc.interceptors import CallLogInterceptor
+from puregrpc.server import RequestIterator, ServerInterceptor, ServicerContext
 
 from .backends.base import Backends
+from .call_policy import DEFAULT_DEADLINES, CallPolicy
 from .handlers._common import ServiceSettings
 from .handlers.chat import ChatHandlers
 from .handlers.dataset import DatasetHandlers
@@ -45,21 +41,6 @@ from .protos.streaming_puregrpc import StreamingServiceServicer
 __all__ = ["DEFAULT_DEADLINES", "ServiceSettings", "StreamingService"]
 
 logger = logging.getLogger("puregrpc_streaming")
-
-_HOUR = 3600.0
-#: Seconds a call may run when the client set no deadline, per method.
-DEFAULT_DEADLINES: Mapping[str, float] = {
-    "GetData": 10.0,
-    "DownloadFile": 6 * _HOUR,
-    "UploadFile": 6 * _HOUR,
-    "ListLargeDataset": 1 * _HOUR,
-    "CollectMetrics": 1 * _HOUR,
-    "BatchProcess": 1 * _HOUR,
-    "WatchEvents": 24 * _HOUR,
-    "Chat": 24 * _HOUR,
-    "SyncData": 24 * _HOUR,
-    "InteractiveQuery": 24 * _HOUR,
-}
 
 
 class StreamingService(StreamingServiceServicer):
@@ -75,18 +56,15 @@ class StreamingService(StreamingServiceServicer):
         """Serve ``backends``; ``deadlines`` overrides entries of :data:`DEFAULT_DEADLINES`."""
         self.backends = backends
         self.settings = settings if settings is not None else ServiceSettings()
-        self.deadlines = {**DEFAULT_DEADLINES, **(deadlines or {})}
-        unknown = set(self.deadlines) - set(DEFAULT_DEADLINES)
-        if unknown:
-            raise ValueError(f"deadlines for unknown methods: {sorted(unknown)}")
+        #: Default deadlines and call counts (a server interceptor).
+        self.call_policy = CallPolicy(deadlines)
+        self.deadlines = self.call_policy.deadlines
         self.files = FileHandlers(backends.files, backends.events, self.settings)
         self.events = EventHandlers(backends.events, self.settings)
         self.dataset = DatasetHandlers(backends.dataset, self.settings)
         self.processing = ProcessingHandlers(backends.metrics, backends.events)
         self.chat = ChatHandlers(backends.events)
         self.records = RecordHandlers(backends.kv, backends.events)
-        #: Calls in progress, by method name (for tests and shutdown logs).
-        self.active_calls: dict[str, int] = dict.fromkeys(DEFAULT_DEADLINES, 0)
 
     # ------------------------------------------------------------------ unary
 
@@ -163,79 +141,20 @@ class StreamingService(StreamingServiceServicer):
         """Read-only SQL, one query per request."""
         return self.dataset.query(requests, context)
 
-    # ----------------------------------------------------- deadline, logging
+    # ------------------------------------------------------- every call
 
-    def __puregrpc_handlers__(self) -> Mapping[str, MethodHandler]:
-        """The generated table, each handler wrapped with its deadline and call log."""
-        return {
-            path: MethodHandler(
-                method=handler.method, func=self._observed(path.rsplit("/", 1)[1], handler.func)
-            )
-            for path, handler in super().__puregrpc_handlers__().items()
-        }
+    def interceptors(self) -> list[ServerInterceptor]:
+        """The server's interceptors for this service: the call log, then the call policy.
 
-    def _observed(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        async def run(request: Any, context: ServicerContext) -> Any:
-            with self._call_scope(name, context):
-                result = func(request, context)
-                if not inspect.isasyncgen(result):
-                    return await result
-                try:
-                    async for response in result:
-                        await context.send(response)
-                finally:
-                    await result.aclose()
-                return None
+        The call log is outermost, so it logs the status the policy decided
+        (a default deadline run out).
+        """
+        return [
+            CallLogInterceptor(logger, start_level=logging.INFO),
+            self.call_policy,
+        ]
 
-        run.__name__ = run.__qualname__ = name
-        return run
-
-    @contextmanager
-    def _call_scope(self, name: str, context: ServicerContext) -> Iterator[None]:
-        started = trio.current_time()
-        peer = context.peer()
-        default = self.deadlines[name] if context.deadline is None else None
-        logger.info(
-            "%s started by %s (deadline: %s)",
-            name,
-            peer,
-            f"{context.time_remaining():.1f} s from client"
-            if default is None
-            else f"{default:g} s server default",
-        )
-        self.active_calls[name] += 1
-        outcome = "OK"
-        try:
-            if default is None:
-                yield
-            else:
-                with trio.move_on_after(default) as scope:
-                    yield
-                if scope.cancelled_caught:
-                    raise RpcError(
-                        StatusCode.DEADLINE_EXCEEDED,
-                        f"{name} ran past the server's default deadline of {default:g} s "
-                        "(set a deadline on the call to choose another)",
-                    )
-        except RpcError as exc:
-            outcome = f"{exc.code.name}: {exc.details}"
-            raise
-        except trio.Cancelled:
-            outcome = "CANCELLED (client cancelled, disconnected, or deadline passed)"
-            raise
-        except Exception as exc:
-            outcome = f"error {type(exc).__name__}: {exc}"
-            raise
-        finally:
-            self.active_calls[name] -= 1
-            level = logging.INFO if outcome == "OK" else logging.WARNING
-            logger.log(
-                level,
-                "%s from %s ended %s after %.3f s: %d message(s) in, %d out",
-                name,
-                peer,
-                outcome,
-                trio.current_time() - started,
-                context.messages_received,
-                context.messages_sent,
-            )
+    @property
+    def active_calls(self) -> dict[str, int]:
+        """Calls in progress, by method name (for tests and shutdown logs)."""
+        return self.call_policy.active_calls

@@ -2,6 +2,6 @@
 
 Each handler class takes the backends it needs and the service settings;
 :class:`puregrpc_streaming.service.StreamingService` wires them to the
-generated servicer and adds what every call gets (a default deadline and a
-call log).
+generated servicer; its interceptors add what every call gets (a call log,
+a default deadline).
 """

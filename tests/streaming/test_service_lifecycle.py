@@ -106,11 +106,12 @@ async def test_call_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> Non
         (r.levelno, r.getMessage()) for r in caplog.records if r.name == "puregrpc_streaming"
     ]
     text = "\n".join(m for _, m in messages)
-    assert "BatchProcess started by ipv4:127.0.0.1:" in text
-    assert "(deadline: 3600 s server default)" in text
-    (done,) = [m for _, m in messages if m.startswith("BatchProcess from")]
-    assert "ended OK after" in done and "3 message(s) in, 0 out" in done
-    (failed,) = [(lvl, m) for lvl, m in messages if m.startswith("GetData from")]
+    path = "/streaming.v1.StreamingService/"
+    assert f"{path}BatchProcess started by ipv4:127.0.0.1:" in text
+    assert "(deadline: none)" in text
+    (done,) = [m for _, m in messages if m.startswith(f"{path}BatchProcess from")]
+    assert "ended OK after" in done and "3 message(s) in, 1 out" in done
+    (failed,) = [(lvl, m) for lvl, m in messages if m.startswith(f"{path}GetData from")]
     assert failed[0] == logging.WARNING
     assert "ended NOT_FOUND: no record with key 'missing'" in failed[1]
 
