@@ -141,11 +141,11 @@ async def _tour(channel: Channel, service: DemoService) -> list[str]:
 
     _say("5. backpressure: the server streams 8 MiB to a reader that pauses")
     service.stall_log.clear()
-    async with channel.unary_stream(DOWNLOAD, str(8 * 1024 * 1024).encode()) as call:
-        first = await call.receive()
+    async with channel.unary_stream(DOWNLOAD, str(8 * 1024 * 1024).encode()) as download:
+        first = await download.receive()
         assert first is not None
         await trio.sleep(0.5)  # a slow reader: the windows fill, the server must wait
-        rest = [chunk async for chunk in call]
+        rest = [chunk async for chunk in download]
     for line in service.stall_log[:3]:
         _say(line)
     assert service.stall_log, "the server never waited for the slow reader"

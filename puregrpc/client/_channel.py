@@ -15,17 +15,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import trio
 
-from ..runtime import ClientCallStream, Method, tracer_or_environment
+from ..runtime import ClientCallStream, Method, require_trio, tracer_or_environment
 from ..wire import NULL_TRACER, ConnectionConfig, LocalProtocolError, Metadata, RpcError, Tracer
 from ._backoff import BackoffPolicy
-from ._call import ClientCall
+from ._call import Requests, StreamStreamCall, StreamUnaryCall, UnaryStreamCall, UnaryUnaryCall
+from ._channel_stream import ChannelStream
+from ._interceptor import (
+    ClientCallDetails,
+    ClientContinuation,
+    ClientInterceptor,
+    ClientStream,
+    chain,
+    deadline_of,
+)
+from ._options import NO_OPTIONS, CallKeywords, CallOptions, resolve_call_options
 from ._subchannel import StreamFactory, Subchannel, parse_target
 
 logger = logging.getLogger("puregrpc.client")
@@ -42,12 +52,9 @@ class ChannelOptions:
     connection: ConnectionConfig = field(default_factory=ConnectionConfig)
     #: Backoff between failed connection attempts.
     backoff: BackoffPolicy = field(default_factory=BackoffPolicy)
-    #: Compress requests with this encoding by default ("gzip", "deflate").
-    compression: str | None = None
-    #: Metadata added to every call.
-    metadata: Metadata | None = None
-    #: Default for calls that do not say: wait for a connection or fail fast.
-    wait_for_ready: bool = False
+    #: What calls that do not say otherwise get (timeout, metadata added to
+    #: every call, compression, wait_for_ready): merged under each call's own.
+    call_defaults: CallOptions = NO_OPTIONS
     #: The ``:authority`` to send (default: the target's host:port).
     authority: str | None = None
     #: Receives trace records of the connection.
@@ -72,6 +79,7 @@ class Channel:
         options: ChannelOptions | None = None,
         server_hostname: str | None = None,
         connect: StreamFactory | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
     ) -> None:
         if target is None:
             if connect is None:
@@ -106,12 +114,16 @@ class Channel:
             ssl_context=ssl_context,
             server_hostname=server_hostname,
         )
+        #: Every call runs through these (first outermost); ``None``: no chain.
+        self.interceptors: tuple[ClientInterceptor, ...] = tuple(interceptors)
+        self._chain = chain(self.interceptors, self._innermost) if self.interceptors else None
         self._nursery: trio.Nursery | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
 
     # ------------------------------------------------------------ lifetime
 
     async def __aenter__(self) -> Channel:
+        require_trio("puregrpc.client.Channel")
         stack = contextlib.AsyncExitStack()
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._exit_stack = stack
@@ -151,14 +163,13 @@ class Channel:
         method: Method[RequestT, ResponseT],
         request: RequestT,
         *,
-        timeout: float | None = None,
-        metadata: Metadata | Any = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[RequestT, ResponseT]:
-        """A unary call: ``await`` it for the response (or use it as a call object)."""
-        return self._call(
-            method, timeout, metadata, compression, wait_for_ready, (request,), single=True
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[RequestT, ResponseT]:
+        """A unary call: ``await`` it for the response (or keep it for its metadata)."""
+        details, stream, opener = self._prepare(method, options, keywords)
+        return UnaryUnaryCall(
+            details, stream=stream, opener=opener, spawn=self._spawn, requests=(request,)
         )
 
     def unary_stream(
@@ -166,76 +177,73 @@ class Channel:
         method: Method[RequestT, ResponseT],
         request: RequestT,
         *,
-        timeout: float | None = None,
-        metadata: Metadata | Any = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[RequestT, ResponseT]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[RequestT, ResponseT]:
         """A server-streaming call: ``async for response in call``."""
-        return self._call(
-            method, timeout, metadata, compression, wait_for_ready, (request,), single=True
+        details, stream, opener = self._prepare(method, options, keywords)
+        return UnaryStreamCall(
+            details, stream=stream, opener=opener, spawn=self._spawn, requests=(request,)
         )
 
     def stream_unary(
         self,
         method: Method[RequestT, ResponseT],
-        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
+        requests: Requests[RequestT] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: Metadata | Any = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[RequestT, ResponseT]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[RequestT, ResponseT]:
         """A client-streaming call: ``requests``, or ``send``/``done_writing``; then ``await``."""
-        return self._call(method, timeout, metadata, compression, wait_for_ready, requests)
+        details, stream, opener = self._prepare(method, options, keywords)
+        return StreamUnaryCall(
+            details, stream=stream, opener=opener, spawn=self._spawn, requests=requests
+        )
 
     def stream_stream(
         self,
         method: Method[RequestT, ResponseT],
-        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None = None,
+        requests: Requests[RequestT] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: Metadata | Any = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[RequestT, ResponseT]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[RequestT, ResponseT]:
         """A bidi call: send and receive concurrently, from different tasks if you like."""
-        return self._call(method, timeout, metadata, compression, wait_for_ready, requests)
-
-    def _call(
-        self,
-        method: Method[RequestT, ResponseT],
-        timeout: float | None,
-        metadata: Metadata | Any,
-        compression: str | None,
-        wait_for_ready: bool | None,
-        requests: AsyncIterable[RequestT] | Iterable[RequestT] | None,
-        *,
-        single: bool = False,
-    ) -> ClientCall[RequestT, ResponseT]:
-        if metadata is not None and not isinstance(metadata, Metadata):
-            metadata = Metadata(metadata)
-        defaults = self.options.metadata
-        if defaults is not None:
-            merged = defaults.copy()
-            if metadata is not None:
-                merged.extend(metadata)
-            metadata = merged
-        return ClientCall(
-            method,
-            open_stream=self._open_stream,
-            spawn=self._spawn,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression if compression is not None else self.options.compression,
-            wait_for_ready=self.options.wait_for_ready
-            if wait_for_ready is None
-            else wait_for_ready,
-            requests=requests,
-            single_request=single,
+        details, stream, opener = self._prepare(method, options, keywords)
+        return StreamStreamCall(
+            details, stream=stream, opener=opener, spawn=self._spawn, requests=requests
         )
 
-    # ------------------------------------------------------- for ClientCall
+    def _prepare(
+        self,
+        method: Method[RequestT, ResponseT],
+        options: CallOptions | None,
+        keywords: CallKeywords,
+    ) -> tuple[
+        ClientCallDetails, ChannelStream[RequestT, ResponseT] | None, ClientContinuation | None
+    ]:
+        """A call's details, and its stream (no interceptors) or the chain that makes it."""
+        resolved = resolve_call_options(self.options.call_defaults, options, keywords)
+        metadata = resolved.metadata
+        if self._chain is not None:
+            # Interceptors may edit the metadata: give them the call's own copy.
+            metadata = metadata.copy() if metadata is not None else Metadata()
+        details = ClientCallDetails(
+            method,
+            metadata if metadata is not None else Metadata(),
+            deadline_of(resolved.timeout),
+            resolved.compression,
+            resolved.wait_for_ready,
+        )
+        if self._chain is None:
+            return details, ChannelStream(details, self._open_stream), None
+        return details, None, self._chain
+
+    async def _innermost(self, details: ClientCallDetails) -> ClientStream[Any, Any]:
+        """The end of the interceptor chain: the call's stream on this channel."""
+        return ChannelStream(details, self._open_stream)
+
+    # ---------------------------------------------------- for ChannelStream
 
     async def _open_stream(
         self,

@@ -10,10 +10,10 @@ flag to them.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 
-from ..client import Channel, ClientCall
+from ..client import Channel, StreamUnaryCall
 from ..wire import Metadata, RpcError, StatusCode, TraceRecord
 from .protos import empty_pb2, messages_pb2
 from .protos.test_puregrpc import TestServiceStub, UnimplementedServiceStub
@@ -143,9 +143,7 @@ def _streaming_request(*sizes: int) -> messages_pb2.StreamingOutputCallRequest:
 
 
 async def _drain(
-    call: ClientCall[
-        messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse
-    ],
+    call: AsyncIterable[messages_pb2.StreamingOutputCallResponse],
 ) -> list[messages_pb2.StreamingOutputCallResponse]:
     return [response async for response in call]
 
@@ -239,7 +237,7 @@ async def client_compressed_streaming(ctx: CaseContext) -> None:
 
 
 async def _send_uncompressed(
-    call: ClientCall[
+    call: StreamUnaryCall[
         messages_pb2.StreamingInputCallRequest, messages_pb2.StreamingInputCallResponse
     ],
     request: messages_pb2.StreamingInputCallRequest,

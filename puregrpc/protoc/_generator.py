@@ -5,8 +5,9 @@ file's ``_pb2`` module, holding per service:
 
 * private :class:`~puregrpc.runtime.Method` constants, one per RPC: the path,
   the call type and the protobuf codecs the runtime needs;
-* ``<Service>Stub``: one typed method per RPC, returning a
-  :class:`~puregrpc.client.ClientCall`;
+* ``<Service>Stub``: one typed method per RPC, returning the call object of
+  its shape (:class:`~puregrpc.client.UnaryUnaryCall` and its siblings) and
+  taking a :class:`~puregrpc.client.CallOptions` or its keywords;
 * ``<Service>Servicer``: a base class whose methods answer UNIMPLEMENTED until
   overridden, and whose ``__puregrpc_handlers__`` gives the server its table.
 
@@ -44,6 +45,14 @@ _CALL_SHAPES = {
     Cardinality.UNARY_STREAM: "one request, a stream of responses (``async for`` over the call)",
     Cardinality.STREAM_UNARY: "a stream of requests, one response (``await`` the call)",
     Cardinality.STREAM_STREAM: "streams of requests and responses, concurrently",
+}
+
+#: The call object each call type returns (all in puregrpc.client).
+_CALL_TYPES = {
+    Cardinality.UNARY_UNARY: "UnaryUnaryCall",
+    Cardinality.UNARY_STREAM: "UnaryStreamCall",
+    Cardinality.STREAM_UNARY: "StreamUnaryCall",
+    Cardinality.STREAM_STREAM: "StreamStreamCall",
 }
 
 
@@ -206,22 +215,23 @@ class _FileGenerator:
         cardinalities = {rpc.cardinality for rpc in rpcs}
         client_streaming = any(c.client_streaming for c in cardinalities)
         server_streaming = any(c.server_streaming for c in cardinalities)
-        abc = ["Iterable", "Mapping"]
-        if client_streaming:
-            abc.append("AsyncIterable")
+        abc = ["Mapping"]
         if server_streaming:
             abc.append("AsyncIterator")
-        typing = ["NoReturn", "TypeAlias"] + (["TypeVar"] if client_streaming else [])
+        typing = ["NoReturn", "Unpack"]
         server = ["MethodHandler", "ServicerContext"]
         if client_streaming:
             server.append("RequestIterator")
+        client = ["CallKeywords", "CallOptions", "Channel"]
+        client += sorted({_CALL_TYPES[c] for c in cardinalities})
+        if client_streaming:
+            client.append("Requests")
         stdlib = [_from_import("collections.abc", abc), _from_import("typing", typing)]
         puregrpc = {
-            "puregrpc": ["Metadata", "RpcError", "StatusCode"],
-            "puregrpc.client": ["Channel", "ClientCall"],
+            "puregrpc": ["RpcError", "StatusCode"],
+            "puregrpc.client": client,
             "puregrpc.runtime": ["Cardinality", "Method"],
             "puregrpc.server": server,
-            "puregrpc.wire": ["MetadataValue"],
         }
         self._imports(stdlib, puregrpc)
         exported = sorted(
@@ -283,19 +293,6 @@ class _FileGenerator:
         self._emit("")
 
     def _helpers(self, rpcs: list[_Rpc]) -> None:
-        if any(rpc.cardinality.client_streaming for rpc in rpcs):
-            self._emit('_T = TypeVar("_T")')
-            self._emit("")
-            self._emit("#: What a client-streaming call takes its requests from.")
-            self._emit("_Requests: TypeAlias = AsyncIterable[_T] | Iterable[_T]")
-            self._emit("")
-        self._emit("#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.")
-        self._emit("_MetadataLike: TypeAlias = (")
-        self._emit(
-            "    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]"
-        )
-        self._emit(")")
-        self._emit("")
         self._emit("")
         self._emit("def _unimplemented() -> NoReturn:")
         self._docstring("Fail the call: the servicer does not override this method.", _INDENT)
@@ -337,7 +334,7 @@ class _FileGenerator:
     def _stub_method(self, rpc: _Rpc) -> None:
         i1, i2, i3 = _INDENT, _INDENT * 2, _INDENT * 3
         if rpc.cardinality.client_streaming:
-            first = f"requests: _Requests[{rpc.request}] | None = None"
+            first = f"requests: Requests[{rpc.request}] | None = None"
             argument = "requests"
         else:
             first = f"request: {rpc.request}"
@@ -347,24 +344,15 @@ class _FileGenerator:
             "self",
             first,
             "*",
-            "timeout: float | None = None",
-            "metadata: _MetadataLike | None = None",
-            "compression: str | None = None",
-            "wait_for_ready: bool | None = None",
+            "options: CallOptions | None = None",
+            "**keywords: Unpack[CallKeywords]",
         ):
             self._emit(f"{i2}{parameter},")
-        self._returns(i1, f"ClientCall[{rpc.request}, {rpc.response}]")
+        self._returns(i1, f"{_CALL_TYPES[rpc.cardinality]}[{rpc.request}, {rpc.response}]")
         shape = _CALL_SHAPES[rpc.cardinality]
         self._docstring(rpc.comment or f"Call ``{rpc.path}``: {shape}.", i2)
         self._emit(f"{i2}return self._channel.{rpc.cardinality.value}(")
-        for argument_text in (
-            rpc.constant,
-            argument,
-            "timeout=timeout",
-            "metadata=metadata",
-            "compression=compression",
-            "wait_for_ready=wait_for_ready",
-        ):
+        for argument_text in (rpc.constant, argument, "options=options", "**keywords"):
             self._emit(f"{i3}{argument_text},")
         self._emit(f"{i2})")
 

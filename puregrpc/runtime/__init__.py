@@ -8,7 +8,8 @@ role-specific stream, :class:`ServerCallStream` or :class:`ClientCallStream`,
 whose verbs change the state machine and schedule the write in one step:
 receive a message (returning flow-control credit as it is taken), send one
 (waiting while the peer's window is closed), end or cancel the call.
-:class:`KeepalivePolicy` decides when to ping, told the time.
+:class:`KeepalivePolicy` decides when to ping, told the time;
+:func:`require_trio` says so clearly when used outside trio.
 :mod:`._method` describes RPC methods for generated code.
 """
 
@@ -22,6 +23,7 @@ from ._method import raw_method as raw_method
 from ._tracing import TRACE_ENV_VAR as TRACE_ENV_VAR
 from ._tracing import tracer_or_environment as tracer_or_environment
 from ._transport import Transport as Transport
+from ._trio_only import require_trio as require_trio
 
 __all__ = [
     "TRACE_ENV_VAR",
@@ -33,5 +35,6 @@ __all__ = [
     "ServerCallStream",
     "Transport",
     "raw_method",
+    "require_trio",
     "tracer_or_environment",
 ]

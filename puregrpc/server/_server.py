@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ..runtime import tracer_or_environment
+from ..runtime import require_trio, tracer_or_environment
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
 from ._interceptor import ServerInterceptor
@@ -122,6 +122,7 @@ class Server:
         ``host=None`` listens on every interface (IPv4 and IPv6). With
         ``nursery.start`` the bound port is returned (handy with port 0).
         """
+        require_trio("puregrpc.server.Server.serve()")
         listeners = await trio.open_tcp_listeners(port, host=host)
         self.ports = [listener.socket.getsockname()[1] for listener in listeners]
         await self._serve_listeners(listeners, task_status, self.ports[0])
@@ -130,6 +131,7 @@ class Server:
         self, path: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen on the Unix domain socket ``path`` (replaced if it exists)."""
+        require_trio("puregrpc.server.Server.serve_unix()")
         sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             _remove_socket_file(path)
@@ -195,6 +197,7 @@ class Server:
         gracefully like any other connection. Never raises for what the
         client does.
         """
+        require_trio("puregrpc.server.Server.handle_stream()")
         if self._stopped.is_set():
             await trio.aclose_forcefully(stream)  # stopped: nothing is served any more
             return

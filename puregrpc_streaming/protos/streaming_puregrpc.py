@@ -7,28 +7,26 @@ an instance to ``puregrpc.server.Server``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import NoReturn, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn, Unpack
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ClientCall
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import (
+    CallKeywords,
+    CallOptions,
+    Channel,
+    Requests,
+    StreamStreamCall,
+    StreamUnaryCall,
+    UnaryStreamCall,
+    UnaryUnaryCall,
+)
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
-from puregrpc.wire import MetadataValue
 
 from puregrpc_streaming.protos import streaming_pb2
 
 __all__ = ["StreamingServiceServicer", "StreamingServiceStub"]
-
-_T = TypeVar("_T")
-
-#: What a client-streaming call takes its requests from.
-_Requests: TypeAlias = AsyncIterable[_T] | Iterable[_T]
-
-#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
-_MetadataLike: TypeAlias = (
-    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]
-)
 
 
 def _unimplemented() -> NoReturn:
@@ -138,202 +136,162 @@ class StreamingServiceStub:
         self,
         request: streaming_pb2.GetDataRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.GetDataRequest, streaming_pb2.GetDataResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[streaming_pb2.GetDataRequest, streaming_pb2.GetDataResponse]:
         """Unary: Single request, single response"""
         return self._channel.unary_unary(
             _StreamingService_GetData,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def DownloadFile(
         self,
         request: streaming_pb2.DownloadRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.DownloadRequest, streaming_pb2.FileChunk]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[streaming_pb2.DownloadRequest, streaming_pb2.FileChunk]:
         """Server streaming: Single request, stream of responses"""
         return self._channel.unary_stream(
             _StreamingService_DownloadFile,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def WatchEvents(
         self,
         request: streaming_pb2.WatchRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.WatchRequest, streaming_pb2.Event]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[streaming_pb2.WatchRequest, streaming_pb2.Event]:
         """Call ``/streaming.v1.StreamingService/WatchEvents``: one request, a stream of
         responses (``async for`` over the call).
         """
         return self._channel.unary_stream(
             _StreamingService_WatchEvents,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def ListLargeDataset(
         self,
         request: streaming_pb2.ListRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.ListRequest, streaming_pb2.DataItem]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[streaming_pb2.ListRequest, streaming_pb2.DataItem]:
         """Call ``/streaming.v1.StreamingService/ListLargeDataset``: one request, a stream of
         responses (``async for`` over the call).
         """
         return self._channel.unary_stream(
             _StreamingService_ListLargeDataset,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def UploadFile(
         self,
-        requests: _Requests[streaming_pb2.FileChunk] | None = None,
+        requests: Requests[streaming_pb2.FileChunk] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.FileChunk, streaming_pb2.UploadResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[streaming_pb2.FileChunk, streaming_pb2.UploadResponse]:
         """Client streaming: Stream of requests, single response"""
         return self._channel.stream_unary(
             _StreamingService_UploadFile,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def CollectMetrics(
         self,
-        requests: _Requests[streaming_pb2.Metric] | None = None,
+        requests: Requests[streaming_pb2.Metric] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.Metric, streaming_pb2.MetricsSummary]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[streaming_pb2.Metric, streaming_pb2.MetricsSummary]:
         """Call ``/streaming.v1.StreamingService/CollectMetrics``: a stream of requests, one
         response (``await`` the call).
         """
         return self._channel.stream_unary(
             _StreamingService_CollectMetrics,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def BatchProcess(
         self,
-        requests: _Requests[streaming_pb2.ProcessRequest] | None = None,
+        requests: Requests[streaming_pb2.ProcessRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.ProcessRequest, streaming_pb2.ProcessResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[streaming_pb2.ProcessRequest, streaming_pb2.ProcessResponse]:
         """Call ``/streaming.v1.StreamingService/BatchProcess``: a stream of requests, one
         response (``await`` the call).
         """
         return self._channel.stream_unary(
             _StreamingService_BatchProcess,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def Chat(
         self,
-        requests: _Requests[streaming_pb2.ChatMessage] | None = None,
+        requests: Requests[streaming_pb2.ChatMessage] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.ChatMessage, streaming_pb2.ChatMessage]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[streaming_pb2.ChatMessage, streaming_pb2.ChatMessage]:
         """Bidirectional streaming: Stream both directions"""
         return self._channel.stream_stream(
             _StreamingService_Chat,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def SyncData(
         self,
-        requests: _Requests[streaming_pb2.SyncRequest] | None = None,
+        requests: Requests[streaming_pb2.SyncRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.SyncRequest, streaming_pb2.SyncResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[streaming_pb2.SyncRequest, streaming_pb2.SyncResponse]:
         """Call ``/streaming.v1.StreamingService/SyncData``: streams of requests and responses,
         concurrently.
         """
         return self._channel.stream_stream(
             _StreamingService_SyncData,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def InteractiveQuery(
         self,
-        requests: _Requests[streaming_pb2.QueryRequest] | None = None,
+        requests: Requests[streaming_pb2.QueryRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[streaming_pb2.QueryRequest, streaming_pb2.QueryResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[streaming_pb2.QueryRequest, streaming_pb2.QueryResponse]:
         """Call ``/streaming.v1.StreamingService/InteractiveQuery``: streams of requests and
         responses, concurrently.
         """
         return self._channel.stream_stream(
             _StreamingService_InteractiveQuery,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 

@@ -233,7 +233,7 @@ def test_imports_follow_protoc_layout(generated: Path) -> None:
     nested = (generated / "shapes/nested_puregrpc.py").read_text()
     assert "from google.protobuf import empty_pb2\n" in nested
     assert "from shapes import nested_pb2, plain_pb2\n" in nested
-    assert "-> ClientCall[empty_pb2.Empty, nested_pb2.Outer.Inner]:" in nested
+    assert "-> UnaryUnaryCall[empty_pb2.Empty, nested_pb2.Outer.Inner]:" in nested
     # Backslashes and triple quotes in comments survive into the docstrings.
     [ping] = [
         node

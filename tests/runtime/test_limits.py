@@ -25,7 +25,7 @@ from runtime_support import (
 )
 
 from puregrpc import StatusCode
-from puregrpc.client import Channel, ChannelOptions
+from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc.server import ServerOptions
 from puregrpc.wire import ConnectionConfig, ListTracer
 
@@ -179,7 +179,7 @@ PAYLOAD = b"compressible " * 10_000
 async def test_channel_gzip_compresses_requests() -> None:
     tracer = ListTracer()
     async with running_server(options=ServerOptions(tracer=tracer)) as served:
-        options = ChannelOptions(compression="gzip")
+        options = ChannelOptions(call_defaults=CallOptions(compression="gzip"))
         with trio.fail_after(5):
             async with Channel(served.target, options=options) as channel:
                 assert await channel.unary_unary(LENGTH, PAYLOAD) == b"%d" % len(PAYLOAD)
@@ -250,7 +250,7 @@ async def test_grpcio_client_receives_puregrpc_gzip(server: Served) -> None:
 @pytest.mark.interop
 async def test_gzip_with_grpcio_server(grpcio_server: GrpcioServed) -> None:
     tracer = ListTracer()
-    options = ChannelOptions(compression="gzip", tracer=tracer)
+    options = ChannelOptions(call_defaults=CallOptions(compression="gzip"), tracer=tracer)
     with trio.fail_after(5):
         async with Channel(grpcio_server.target, options=options) as channel:
             # Our gzip request is understood by grpcio...

@@ -14,12 +14,12 @@ import trio
 from service_support import Served, grpcio_stub, grpcio_stubs, in_thread, running, wait_until
 
 from puregrpc import RpcError, StatusCode
-from puregrpc.client import ClientCall
+from puregrpc.client import StreamStreamCall
 from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["grpcio_stubs"]
 
-Chat = ClientCall[pb.ChatMessage, pb.ChatMessage]
+Chat = StreamStreamCall[pb.ChatMessage, pb.ChatMessage]
 
 
 async def _next(call: Chat) -> tuple[str, str, str]:

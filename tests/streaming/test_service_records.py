@@ -11,12 +11,12 @@ import trio
 from service_support import Served, grpcio_stub, grpcio_stubs, in_thread, running, wait_until
 
 from puregrpc import RpcError, StatusCode
-from puregrpc.client import ClientCall
+from puregrpc.client import StreamStreamCall
 from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["grpcio_stubs"]
 
-Sync = ClientCall[pb.SyncRequest, pb.SyncResponse]
+Sync = StreamStreamCall[pb.SyncRequest, pb.SyncResponse]
 ACK, CONFLICT, CHANGE = pb.SyncResponse.ACK, pb.SyncResponse.CONFLICT, pb.SyncResponse.CHANGE
 
 

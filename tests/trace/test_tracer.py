@@ -212,7 +212,9 @@ async def test_server_and_channel_pick_up_puregrpc_trace(
             Channel(f"127.0.0.1:{listening.port}") as channel,
         ):
             assert channel.options.tracer is server.options.tracer
-            reply = await EchoStub(channel).ServerStream(EchoRequest(count=1), timeout=5).response()
+            [reply] = [
+                r async for r in EchoStub(channel).ServerStream(EchoRequest(count=1), timeout=5)
+            ]
     assert reply.index == 0
     trace = server.options.tracer
     assert isinstance(trace, Trace)

@@ -7,22 +7,16 @@ an instance to ``puregrpc.server.Server``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import NoReturn, TypeAlias
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn, Unpack
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ClientCall
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import CallKeywords, CallOptions, Channel, UnaryStreamCall, UnaryUnaryCall
 from puregrpc.health.protos import health_pb2
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, ServicerContext
-from puregrpc.wire import MetadataValue
 
 __all__ = ["HealthServicer", "HealthStub"]
-
-#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
-_MetadataLike: TypeAlias = (
-    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]
-)
 
 
 def _unimplemented() -> NoReturn:
@@ -74,11 +68,9 @@ class HealthStub:
         self,
         request: health_pb2.HealthCheckRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
         """Check gets the health of the specified service. If the requested service
         is unknown, the call will fail with status NOT_FOUND. If the caller does
         not specify a service name, the server should respond with its overall
@@ -92,21 +84,17 @@ class HealthStub:
         return self._channel.unary_unary(
             _Health_Check,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def List(
         self,
         request: health_pb2.HealthListRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[health_pb2.HealthListRequest, health_pb2.HealthListResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[health_pb2.HealthListRequest, health_pb2.HealthListResponse]:
         """List provides a non-atomic snapshot of the health of all the available services.
 
         The maximum number of services to return is 100; responses exceeding this limit will
@@ -124,21 +112,17 @@ class HealthStub:
         return self._channel.unary_unary(
             _Health_List,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def Watch(
         self,
         request: health_pb2.HealthCheckRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse]:
         """Performs a watch for the serving status of the requested service.
         The server will immediately send back a message indicating the current
         serving status.  It will then subsequently send a new message whenever
@@ -158,10 +142,8 @@ class HealthStub:
         return self._channel.unary_stream(
             _Health_Watch,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 

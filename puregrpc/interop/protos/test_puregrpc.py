@@ -7,15 +7,23 @@ its ``<Service>Stub`` on a ``puregrpc.client.Channel``; serve it by subclassing
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import NoReturn, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn, Unpack
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ClientCall
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import (
+    CallKeywords,
+    CallOptions,
+    Channel,
+    Requests,
+    StreamStreamCall,
+    StreamUnaryCall,
+    UnaryStreamCall,
+    UnaryUnaryCall,
+)
 from puregrpc.interop.protos import empty_pb2, messages_pb2, test_pb2
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
-from puregrpc.wire import MetadataValue
 
 __all__ = [
     "ReconnectServiceServicer",
@@ -25,16 +33,6 @@ __all__ = [
     "UnimplementedServiceServicer",
     "UnimplementedServiceStub",
 ]
-
-_T = TypeVar("_T")
-
-#: What a client-streaming call takes its requests from.
-_Requests: TypeAlias = AsyncIterable[_T] | Iterable[_T]
-
-#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
-_MetadataLike: TypeAlias = (
-    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]
-)
 
 
 def _unimplemented() -> NoReturn:
@@ -157,49 +155,39 @@ class TestServiceStub:
         self,
         request: empty_pb2.Empty,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[empty_pb2.Empty, empty_pb2.Empty]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[empty_pb2.Empty, empty_pb2.Empty]:
         """One empty request followed by one empty response."""
         return self._channel.unary_unary(
             _TestService_EmptyCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def UnaryCall(
         self,
         request: messages_pb2.SimpleRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[messages_pb2.SimpleRequest, messages_pb2.SimpleResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[messages_pb2.SimpleRequest, messages_pb2.SimpleResponse]:
         """One request followed by one response."""
         return self._channel.unary_unary(
             _TestService_UnaryCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def CacheableUnaryCall(
         self,
         request: messages_pb2.SimpleRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[messages_pb2.SimpleRequest, messages_pb2.SimpleResponse]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[messages_pb2.SimpleRequest, messages_pb2.SimpleResponse]:
         """One request followed by one response. Response has cache control
         headers set such that a caching HTTP proxy (such as GFE) can
         satisfy subsequent requests.
@@ -207,21 +195,17 @@ class TestServiceStub:
         return self._channel.unary_unary(
             _TestService_CacheableUnaryCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def StreamingOutputCall(
         self,
         request: messages_pb2.StreamingOutputCallRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[
         messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse
     ]:
         """One request followed by a sequence of responses (streamed download).
@@ -230,21 +214,17 @@ class TestServiceStub:
         return self._channel.unary_stream(
             _TestService_StreamingOutputCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def StreamingInputCall(
         self,
-        requests: _Requests[messages_pb2.StreamingInputCallRequest] | None = None,
+        requests: Requests[messages_pb2.StreamingInputCallRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[
         messages_pb2.StreamingInputCallRequest, messages_pb2.StreamingInputCallResponse
     ]:
         """A sequence of requests followed by one response (streamed upload).
@@ -253,21 +233,17 @@ class TestServiceStub:
         return self._channel.stream_unary(
             _TestService_StreamingInputCall,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def FullDuplexCall(
         self,
-        requests: _Requests[messages_pb2.StreamingOutputCallRequest] | None = None,
+        requests: Requests[messages_pb2.StreamingOutputCallRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[
         messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse
     ]:
         """A sequence of requests with each request served by the server immediately.
@@ -277,21 +253,17 @@ class TestServiceStub:
         return self._channel.stream_stream(
             _TestService_FullDuplexCall,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def HalfDuplexCall(
         self,
-        requests: _Requests[messages_pb2.StreamingOutputCallRequest] | None = None,
+        requests: Requests[messages_pb2.StreamingOutputCallRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[
         messages_pb2.StreamingOutputCallRequest, messages_pb2.StreamingOutputCallResponse
     ]:
         """A sequence of requests followed by a sequence of responses.
@@ -302,31 +274,25 @@ class TestServiceStub:
         return self._channel.stream_stream(
             _TestService_HalfDuplexCall,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def UnimplementedCall(
         self,
         request: empty_pb2.Empty,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[empty_pb2.Empty, empty_pb2.Empty]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[empty_pb2.Empty, empty_pb2.Empty]:
         """The test server will not implement this method. It will be used
         to test the behavior when clients call unimplemented methods.
         """
         return self._channel.unary_unary(
             _TestService_UnimplementedCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 
@@ -475,19 +441,15 @@ class UnimplementedServiceStub:
         self,
         request: empty_pb2.Empty,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[empty_pb2.Empty, empty_pb2.Empty]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[empty_pb2.Empty, empty_pb2.Empty]:
         """A call that no server should implement"""
         return self._channel.unary_unary(
             _UnimplementedService_UnimplementedCall,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 
@@ -536,42 +498,34 @@ class ReconnectServiceStub:
         self,
         request: messages_pb2.ReconnectParams,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[messages_pb2.ReconnectParams, empty_pb2.Empty]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[messages_pb2.ReconnectParams, empty_pb2.Empty]:
         """Call ``/grpc.testing.ReconnectService/Start``: one request, one response (``await``
         the call).
         """
         return self._channel.unary_unary(
             _ReconnectService_Start,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def Stop(
         self,
         request: empty_pb2.Empty,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[empty_pb2.Empty, messages_pb2.ReconnectInfo]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[empty_pb2.Empty, messages_pb2.ReconnectInfo]:
         """Call ``/grpc.testing.ReconnectService/Stop``: one request, one response (``await`` the
         call).
         """
         return self._channel.unary_unary(
             _ReconnectService_Stop,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 

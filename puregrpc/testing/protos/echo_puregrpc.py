@@ -7,27 +7,25 @@ an instance to ``puregrpc.server.Server``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import NoReturn, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn, Unpack
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ClientCall
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import (
+    CallKeywords,
+    CallOptions,
+    Channel,
+    Requests,
+    StreamStreamCall,
+    StreamUnaryCall,
+    UnaryStreamCall,
+    UnaryUnaryCall,
+)
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
 from puregrpc.testing.protos import echo_pb2
-from puregrpc.wire import MetadataValue
 
 __all__ = ["EchoServicer", "EchoStub"]
-
-_T = TypeVar("_T")
-
-#: What a client-streaming call takes its requests from.
-_Requests: TypeAlias = AsyncIterable[_T] | Iterable[_T]
-
-#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
-_MetadataLike: TypeAlias = (
-    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]
-)
 
 
 def _unimplemented() -> NoReturn:
@@ -86,76 +84,60 @@ class EchoStub:
         self,
         request: echo_pb2.EchoRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryUnaryCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
         """One request, one reply."""
         return self._channel.unary_unary(
             _Echo_Unary,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def ServerStream(
         self,
         request: echo_pb2.EchoRequest,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> UnaryStreamCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
         """One request, `count` replies."""
         return self._channel.unary_stream(
             _Echo_ServerStream,
             request,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def ClientStream(
         self,
-        requests: _Requests[echo_pb2.EchoRequest] | None = None,
+        requests: Requests[echo_pb2.EchoRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamUnaryCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
         """Many requests, one reply joining their messages."""
         return self._channel.stream_unary(
             _Echo_ClientStream,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
     def Bidi(
         self,
-        requests: _Requests[echo_pb2.EchoRequest] | None = None,
+        requests: Requests[echo_pb2.EchoRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[echo_pb2.EchoRequest, echo_pb2.EchoReply]:
         """One reply per request, as the requests arrive."""
         return self._channel.stream_stream(
             _Echo_Bidi,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 

@@ -8,27 +8,16 @@ an instance to ``puregrpc.server.Server``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
-from typing import NoReturn, TypeAlias, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import NoReturn, Unpack
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ClientCall
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import CallKeywords, CallOptions, Channel, Requests, StreamStreamCall
 from puregrpc.reflection.protos.v1alpha import reflection_pb2
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
-from puregrpc.wire import MetadataValue
 
 __all__ = ["ServerReflectionServicer", "ServerReflectionStub"]
-
-_T = TypeVar("_T")
-
-#: What a client-streaming call takes its requests from.
-_Requests: TypeAlias = AsyncIterable[_T] | Iterable[_T]
-
-#: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
-_MetadataLike: TypeAlias = (
-    Metadata | Mapping[str, MetadataValue] | Iterable[tuple[str, MetadataValue]]
-)
 
 
 def _unimplemented() -> NoReturn:
@@ -55,13 +44,11 @@ class ServerReflectionStub:
 
     def ServerReflectionInfo(
         self,
-        requests: _Requests[reflection_pb2.ServerReflectionRequest] | None = None,
+        requests: Requests[reflection_pb2.ServerReflectionRequest] | None = None,
         *,
-        timeout: float | None = None,
-        metadata: _MetadataLike | None = None,
-        compression: str | None = None,
-        wait_for_ready: bool | None = None,
-    ) -> ClientCall[
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> StreamStreamCall[
         reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
     ]:
         """The reflection service is structured as a bidirectional stream, ensuring
@@ -70,10 +57,8 @@ class ServerReflectionStub:
         return self._channel.stream_stream(
             _ServerReflection_ServerReflectionInfo,
             requests,
-            timeout=timeout,
-            metadata=metadata,
-            compression=compression,
-            wait_for_ready=wait_for_ready,
+            options=options,
+            **keywords,
         )
 
 
