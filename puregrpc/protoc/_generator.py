@@ -8,6 +8,9 @@ file's ``_pb2`` module, holding per service:
 * ``<Service>Stub``: one typed method per RPC, returning the call object of
   its shape (:class:`~puregrpc.client.UnaryUnaryCall` and its siblings) and
   taking a :class:`~puregrpc.client.CallOptions` or its keywords;
+* ``<Service>BlockingStub``: the same methods for synchronous code, on a
+  :class:`~puregrpc.blocking.BlockingChannel`, returning the response (or an
+  iterator of responses) and taking plain iterables of requests;
 * ``<Service>Servicer``: a base class whose methods answer UNIMPLEMENTED until
   overridden, and whose ``__puregrpc_handlers__`` gives the server its table.
 
@@ -45,6 +48,20 @@ _CALL_SHAPES = {
     Cardinality.UNARY_STREAM: "one request, a stream of responses (``async for`` over the call)",
     Cardinality.STREAM_UNARY: "a stream of requests, one response (``await`` the call)",
     Cardinality.STREAM_STREAM: "streams of requests and responses, concurrently",
+}
+
+#: What a blocking stub's method does, per call type.
+_BLOCKING_CALL_SHAPES = {
+    Cardinality.UNARY_UNARY: "one request, returns the response",
+    Cardinality.UNARY_STREAM: "one request, returns an iterator of the responses",
+    Cardinality.STREAM_UNARY: "sends the requests of an iterable, returns the response",
+    Cardinality.STREAM_STREAM: "sends the requests while you iterate the responses",
+}
+
+#: The blocking call object of the streaming-response call types (puregrpc.blocking).
+_BLOCKING_CALL_TYPES = {
+    Cardinality.UNARY_STREAM: "BlockingResponseStream",
+    Cardinality.STREAM_STREAM: "BlockingBidiCall",
 }
 
 #: The call object each call type returns (all in puregrpc.client).
@@ -142,6 +159,7 @@ class _FileGenerator:
             self._method_constant(rpc)
         for index, service, service_rpcs in services:
             self._stub(index, service, service_rpcs)
+            self._stub(index, service, service_rpcs, blocking=True)
             self._servicer(index, service, service_rpcs)
         while self._lines[-1] == "":
             self._lines.pop()
@@ -200,7 +218,8 @@ class _FileGenerator:
     def _header(self, rpcs: list[_Rpc], services: list[str]) -> None:
         body = textwrap.fill(
             f"Services: {', '.join(services)}. Call a service through its ``<Service>Stub``"
-            " on a ``puregrpc.client.Channel``; serve it by subclassing ``<Service>Servicer``"
+            " on a ``puregrpc.client.Channel`` (or its ``<Service>BlockingStub`` on a"
+            " ``puregrpc.blocking.BlockingChannel``); serve it by subclassing ``<Service>Servicer``"
             " and handing an instance to ``puregrpc.server.Server``.",
             width=LINE_LENGTH - 12,
             break_long_words=False,
@@ -218,6 +237,8 @@ class _FileGenerator:
         abc = ["Mapping"]
         if server_streaming:
             abc.append("AsyncIterator")
+        if client_streaming:
+            abc.append("Iterable")
         typing = ["NoReturn", "Unpack"]
         server = ["MethodHandler", "ServicerContext"]
         if client_streaming:
@@ -227,15 +248,22 @@ class _FileGenerator:
         if client_streaming:
             client.append("Requests")
         stdlib = [_from_import("collections.abc", abc), _from_import("typing", typing)]
+        blocking = ["BlockingChannel"]
+        blocking += sorted({_BLOCKING_CALL_TYPES[c] for c in cardinalities if c.server_streaming})
         puregrpc = {
             "puregrpc": ["RpcError", "StatusCode"],
+            "puregrpc.blocking": blocking,
             "puregrpc.client": client,
             "puregrpc.runtime": ["Cardinality", "Method"],
             "puregrpc.server": server,
         }
         self._imports(stdlib, puregrpc)
         exported = sorted(
-            (f"{service}{kind}" for service in services for kind in ("Servicer", "Stub")),
+            (
+                f"{service}{kind}"
+                for service in services
+                for kind in ("BlockingStub", "Servicer", "Stub")
+            ),
             key=_member_key,
         )
         self._lines.extend(_list_assignment("__all__", [f'"{name}"' for name in exported]))
@@ -314,27 +342,43 @@ class _FileGenerator:
     # ----------------------------------------------------------------- stub
 
     def _stub(
-        self, index: int, service: descriptor_pb2.ServiceDescriptorProto, rpcs: list[_Rpc]
+        self,
+        index: int,
+        service: descriptor_pb2.ServiceDescriptorProto,
+        rpcs: list[_Rpc],
+        *,
+        blocking: bool = False,
     ) -> None:
         full = self._full_name(service)
         self._emit("")
-        self._emit(f"class {service.name}Stub:")
-        self._docstring(
-            _join(f"Client stub of ``{full}``.", self._comments.service(index)), _INDENT
-        )
+        if blocking:
+            self._emit(f"class {service.name}BlockingStub:")
+            summary = f"Blocking client stub of ``{full}``, for synchronous code."
+            channel = "BlockingChannel"
+        else:
+            self._emit(f"class {service.name}Stub:")
+            summary = f"Client stub of ``{full}``."
+            channel = "Channel"
+        self._docstring(_join(summary, self._comments.service(index)), _INDENT)
         self._emit("")
-        self._emit("    def __init__(self, channel: Channel) -> None:")
+        self._emit(f"    def __init__(self, channel: {channel}) -> None:")
         self._docstring("Make calls over ``channel``.", _INDENT * 2)
         self._emit("        self._channel = channel")
         for rpc in rpcs:
             self._emit("")
-            self._stub_method(rpc)
+            self._stub_method(rpc, blocking=blocking)
         self._emit("")
 
-    def _stub_method(self, rpc: _Rpc) -> None:
+    def _stub_method(self, rpc: _Rpc, *, blocking: bool) -> None:
         i1, i2, i3 = _INDENT, _INDENT * 2, _INDENT * 3
-        if rpc.cardinality.client_streaming:
-            first = f"requests: Requests[{rpc.request}] | None = None"
+        cardinality = rpc.cardinality
+        if cardinality.client_streaming:
+            if blocking:
+                kind = "Iterable"
+                optional = cardinality.server_streaming  # a bidi call can send later
+            else:
+                kind, optional = "Requests", True
+            first = f"requests: {kind}[{rpc.request}]" + (" | None = None" if optional else "")
             argument = "requests"
         else:
             first = f"request: {rpc.request}"
@@ -348,10 +392,18 @@ class _FileGenerator:
             "**keywords: Unpack[CallKeywords]",
         ):
             self._emit(f"{i2}{parameter},")
-        self._returns(i1, f"{_CALL_TYPES[rpc.cardinality]}[{rpc.request}, {rpc.response}]")
-        shape = _CALL_SHAPES[rpc.cardinality]
+        if not blocking:
+            returns = f"{_CALL_TYPES[cardinality]}[{rpc.request}, {rpc.response}]"
+            shape = _CALL_SHAPES[cardinality]
+        elif cardinality.server_streaming:
+            returns = f"{_BLOCKING_CALL_TYPES[cardinality]}[{rpc.request}, {rpc.response}]"
+            shape = _BLOCKING_CALL_SHAPES[cardinality]
+        else:
+            returns = rpc.response
+            shape = _BLOCKING_CALL_SHAPES[cardinality]
+        self._returns(i1, returns)
         self._docstring(rpc.comment or f"Call ``{rpc.path}``: {shape}.", i2)
-        self._emit(f"{i2}return self._channel.{rpc.cardinality.value}(")
+        self._emit(f"{i2}return self._channel.{cardinality.value}(")
         for argument_text in (rpc.constant, argument, "options=options", "**keywords"):
             self._emit(f"{i3}{argument_text},")
         self._emit(f"{i2})")

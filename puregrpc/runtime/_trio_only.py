@@ -23,5 +23,5 @@ def require_trio(what: str) -> None:
         raise RuntimeError(
             f"puregrpc runs on trio, but {what} was used from {library}: run it under "
             "trio.run(...) (in a thread of its own if the program's loop is asyncio), "
-            "or use puregrpc.client.blocking from synchronous code"
+            "or use puregrpc.blocking.BlockingChannel from synchronous code"
         )

@@ -2,22 +2,24 @@
 EDIT.
 
 Services: ServerReflection. Call a service through its ``<Service>Stub`` on a
-``puregrpc.client.Channel``; serve it by subclassing ``<Service>Servicer`` and handing
-an instance to ``puregrpc.server.Server``.
+``puregrpc.client.Channel`` (or its ``<Service>BlockingStub`` on a
+``puregrpc.blocking.BlockingChannel``); serve it by subclassing ``<Service>Servicer``
+and handing an instance to ``puregrpc.server.Server``.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import NoReturn, Unpack
 
 from puregrpc import RpcError, StatusCode
+from puregrpc.blocking import BlockingBidiCall, BlockingChannel
 from puregrpc.client import CallKeywords, CallOptions, Channel, Requests, StreamStreamCall
 from puregrpc.reflection.protos.v1 import reflection_pb2
 from puregrpc.runtime import Cardinality, Method
 from puregrpc.server import MethodHandler, RequestIterator, ServicerContext
 
-__all__ = ["ServerReflectionServicer", "ServerReflectionStub"]
+__all__ = ["ServerReflectionBlockingStub", "ServerReflectionServicer", "ServerReflectionStub"]
 
 
 def _unimplemented() -> NoReturn:
@@ -49,6 +51,33 @@ class ServerReflectionStub:
         options: CallOptions | None = None,
         **keywords: Unpack[CallKeywords],
     ) -> StreamStreamCall[
+        reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
+    ]:
+        """The reflection service is structured as a bidirectional stream, ensuring
+        all related requests go to a single server.
+        """
+        return self._channel.stream_stream(
+            _ServerReflection_ServerReflectionInfo,
+            requests,
+            options=options,
+            **keywords,
+        )
+
+
+class ServerReflectionBlockingStub:
+    """Blocking client stub of ``grpc.reflection.v1.ServerReflection``, for synchronous code."""
+
+    def __init__(self, channel: BlockingChannel) -> None:
+        """Make calls over ``channel``."""
+        self._channel = channel
+
+    def ServerReflectionInfo(
+        self,
+        requests: Iterable[reflection_pb2.ServerReflectionRequest] | None = None,
+        *,
+        options: CallOptions | None = None,
+        **keywords: Unpack[CallKeywords],
+    ) -> BlockingBidiCall[
         reflection_pb2.ServerReflectionRequest, reflection_pb2.ServerReflectionResponse
     ]:
         """The reflection service is structured as a bidirectional stream, ensuring
