@@ -27,11 +27,11 @@ def _run(code: str) -> str:
 
 def test_readme_example_runs_and_prints_the_stream() -> None:
     out = _run(_readme_examples()[0])
-    assert out.split() == ["b'HELLO'", "b'GRPC'", "b'ON'", "b'TRIO'"]
+    assert out.splitlines() == ["0 HELLO", "1 GRPC", "2 ON", "3 TRIO"]
 
 
 def test_readme_example_without_sockets_runs() -> None:
-    assert _run(_readme_examples()[1]).strip() == "b'NO SOCKETS'"
+    assert _run(_readme_examples()[1]).strip() == "NO SOCKETS"
 
 
 def test_demo_tours_every_call_type_and_stops_cleanly() -> None:

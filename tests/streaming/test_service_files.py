@@ -242,9 +242,9 @@ async def test_cancel_mid_upload_leaves_nothing(tmp_path: Path) -> None:
                 assert any(name.endswith(".part") for name in files_in(tmp_path))
                 nursery.cancel_scope.cancel()  # ...and the client cancels.
         assert not scope.cancelled_caught
-        await wait_until(lambda: files_in(tmp_path) == [], limit=1.0)
+        # The abort unlinks in a worker thread, then counts: wait for both.
+        await wait_until(lambda: files_in(tmp_path) == [] and store.counters.aborts == 1, limit=1.0)
         assert store.counters.open_uploads == 0
-        assert store.counters.aborts == 1
 
 
 async def test_grpcio_client_cancelling_mid_upload_leaves_nothing(
