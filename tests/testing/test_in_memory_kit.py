@@ -102,12 +102,12 @@ async def test_a_crash_is_unknown_and_unserved_methods_are_unimplemented() -> No
                 await served.stub(EchoStub).Unary(EchoRequest(), timeout=5)
         async with serve_in_memory() as served:
             with pytest.raises(RpcError) as not_served:
-                await served.stub(EchoStub).Bidi(requests("x"), timeout=5).response()
+                await served.stub(EchoStub).ClientStream(requests("x"), timeout=5)
     assert crashed.value.code is StatusCode.UNKNOWN
     assert "boom" not in crashed.value.details  # the handler's exception text stays on the server
     assert not_overridden.value.code is StatusCode.UNIMPLEMENTED
     assert not_served.value.code is StatusCode.UNIMPLEMENTED
-    assert "/puregrpc.testing.Echo/Bidi" in not_served.value.details
+    assert "/puregrpc.testing.Echo/ClientStream" in not_served.value.details
 
 
 async def test_a_deadline_ends_the_call_on_both_sides() -> None:
@@ -184,11 +184,11 @@ async def test_dropped_connections_fail_calls_unavailable_then_reconnect() -> No
     with trio.fail_after(10):
         async with serve_in_memory(echo) as served:
             stub = served.stub(EchoStub)
-            call = stub.ServerStream(EchoRequest(message="hang", count=2), timeout=5)
-            assert (await call.receive()) is not None  # the call is in flight
+            replies = aiter(stub.ServerStream(EchoRequest(message="hang", count=2), timeout=5))
+            assert (await anext(replies)).index == 0  # the call is in flight
             await served.drop_connections()
             with pytest.raises(RpcError) as info:
-                await call.receive()
+                await anext(replies)
             assert info.value.code is StatusCode.UNAVAILABLE
             reply = await stub.Unary(EchoRequest(message="again"), timeout=5)
             assert reply.message == "again"
@@ -202,17 +202,17 @@ async def test_leaving_the_block_stops_calls_in_flight_and_every_task() -> None:
     with trio.fail_after(10):
         before = count_tasks()
         async with serve_in_memory(echo, grace=0.2) as served:
-            call = served.stub(EchoStub).ServerStream(
-                EchoRequest(message="hang", count=2), timeout=30
+            replies = aiter(
+                served.stub(EchoStub).ServerStream(EchoRequest(message="hang", count=2), timeout=30)
             )
-            assert (await call.receive()) is not None
+            assert (await anext(replies)).index == 0
             assert count_tasks() > before
             # Leave with the call still open: the handle's channel closes it,
             # the server stops, and the handler is cancelled.
         assert count_tasks() == before
     assert echo.cancelled == [SERVER_STREAM]
     with pytest.raises(RpcError) as info:
-        await call.receive()
+        await anext(replies)
     assert info.value.code in (StatusCode.UNAVAILABLE, StatusCode.CANCELLED)
 
 
