@@ -227,6 +227,18 @@ async def test_an_error_raised_in_the_block_comes_out_unwrapped() -> None:
                 raise KeyError("mine")
 
 
+async def test_a_test_deadline_inside_the_block_still_cleans_up() -> None:
+    echo = RecordingEcho()
+    before = count_tasks()
+    started = trio.current_time()
+    with pytest.raises(trio.TooSlowError), trio.fail_after(0.3):
+        async with serve_in_memory(echo) as served:
+            await served.stub(EchoStub).Unary(EchoRequest(message="hang"))  # no call timeout
+    assert trio.current_time() - started < 5  # cleanup is bounded even when cancelled
+    assert echo.cancelled == [UNARY]
+    assert count_tasks() == before
+
+
 async def test_interceptors_and_options_build_the_server() -> None:
     auth = AuthInterceptor(bearer_tokens({"secret": "alice"}))
     tight = ServerOptions(connection=ConnectionConfig(max_receive_message_size=64))

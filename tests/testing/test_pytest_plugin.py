@@ -20,6 +20,7 @@ import trio
 from puregrpc import Metadata, RpcError, StatusCode
 from puregrpc.client import Channel, ChannelOptions
 from puregrpc.interceptors import AuthInterceptor, bearer_tokens
+from puregrpc.server import Server, ServerOptions
 from puregrpc.testing import InMemoryServer, StubFactory
 from puregrpc.testing.protos.echo_pb2 import EchoReply, EchoRequest
 from puregrpc.testing.protos.echo_puregrpc import EchoServicer, EchoStub
@@ -85,6 +86,18 @@ class TestOverrides:
         assert reply.message == "ok!"
 
 
+class TestAGivenServer:
+    @pytest.fixture
+    def puregrpc_services(self):
+        return [Server([Echo()], options=ServerOptions(compression="gzip"))]
+
+    async def test_it_is_the_one_served(self, puregrpc_server: InMemoryServer) -> None:
+        assert puregrpc_server.server.options.compression == "gzip"
+        with trio.fail_after(10):
+            reply = await puregrpc_server.stub(EchoStub).Unary(EchoRequest(message="g"), timeout=5)
+        assert reply.message == "g"
+
+
 async def test_uncaught_rpc_error_fails_the_test(puregrpc_stub: StubFactory) -> None:
     with trio.fail_after(10):
         await puregrpc_stub(EchoStub).Unary(EchoRequest(message="fail"), timeout=5)
@@ -103,7 +116,7 @@ def test_fixtures_serve_in_memory_in_trio_mode(user_project: pytest.Pytester) ->
     user_project.makeini("[pytest]\ntrio_mode = true\nfilterwarnings = error\n")
     user_project.makepyfile(test_user_service=USER_TESTS)
     result = user_project.runpytest_subprocess("-p", "no:cacheprovider", timeout=RUN_LIMIT)
-    result.assert_outcomes(passed=5, failed=1)
+    result.assert_outcomes(passed=6, failed=1)
     # The failing test reports the call's RpcError (pytest-trio puts every
     # test's exception in a group of its own).
     result.stdout.fnmatch_lines(["*puregrpc*RpcError: NOT_FOUND: nothing to echo"])
