@@ -6,8 +6,11 @@
   its :class:`InMemoryServer` handle makes stubs (``served.stub(EchoStub)``)
   and channels (``async with served.channel() as channel:``), and can break
   its connections (``await served.drop_connections()``).
-* A pytest plugin, registered as ``puregrpc`` under ``pytest11`` (active as
-  soon as puregrpc is installed, loading nothing until a test asks for its
+* :func:`stub_factory` wraps a channel in a :class:`StubFactory`
+  (``make(EchoStub)``), the type of the ``puregrpc_stub`` fixture.
+* A pytest plugin (the top-level module ``_puregrpc_pytestplugin``,
+  registered as ``puregrpc`` under ``pytest11``, so active wherever puregrpc
+  is installed, and importing nothing of puregrpc until a test asks for its
   fixtures): ``puregrpc_services`` (override it to list what to serve),
   ``puregrpc_interceptors``, ``puregrpc_server_options``,
   ``puregrpc_channel_options``, and the trio fixtures built on them,
@@ -17,29 +20,12 @@
   service (``proto/puregrpc/testing/echo.proto``) with its generated modules:
   all four call types over a one-field message, for tests and examples that
   need a real protobuf service without defining one.
-
-The names are imported on first use, so that loading the pytest plugin
-costs a project that does not use it nothing beyond ``import puregrpc``.
 """
 
-from __future__ import annotations
+from ._in_memory import InMemoryServer as InMemoryServer
+from ._in_memory import ServiceLike as ServiceLike
+from ._in_memory import StubFactory as StubFactory
+from ._in_memory import serve_in_memory as serve_in_memory
+from ._in_memory import stub_factory as stub_factory
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from ._in_memory import InMemoryServer as InMemoryServer
-    from ._in_memory import ServiceLike as ServiceLike
-    from ._in_memory import StubFactory as StubFactory
-    from ._in_memory import serve_in_memory as serve_in_memory
-
-__all__ = ["InMemoryServer", "ServiceLike", "StubFactory", "serve_in_memory"]
-
-
-def __getattr__(name: str) -> Any:
-    """Import the public names lazily (PEP 562)."""
-    if name in __all__:
-        value = getattr(importlib.import_module("._in_memory", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["InMemoryServer", "ServiceLike", "StubFactory", "serve_in_memory", "stub_factory"]

@@ -1,11 +1,14 @@
-"""The pytest plugin of puregrpc: fixtures that serve services in memory.
+"""The pytest plugin of puregrpc.testing: fixtures that serve services in memory.
 
-Registered under the ``pytest11`` entry point ``puregrpc``, so it is active in
-every pytest run where puregrpc is installed. It therefore imports nothing
-but pytest at import time (server, client and trio load when a test first
-asks for ``puregrpc_server``), defines no autouse fixture and no hook, and
-names its fixtures ``puregrpc_*`` so they cannot shadow another plugin's
-``grpc_*`` ones.
+Registered under the ``pytest11`` entry point ``puregrpc``, so pytest loads it
+in every run where puregrpc is installed. It is a top-level module (like
+hypothesis' ``_hypothesis_pytestplugin``) so that loading it imports nothing
+of puregrpc: puregrpc, trio, the server and the client load when a test
+first asks for ``puregrpc_server``. (A plugin inside the package would
+import ``puregrpc`` before pytest-cov starts measuring, and the coverage of
+whatever that import loads would be lost.) It defines no autouse fixture and
+no hook, and names its fixtures ``puregrpc_*`` so they cannot shadow another
+plugin's ``grpc_*`` ones.
 
 Configure by overriding, in a ``conftest.py``, a test module or a class:
 
@@ -13,12 +16,13 @@ Configure by overriding, in a ``conftest.py``, a test module or a class:
   ready :class:`~puregrpc.server.Server`); empty by default;
 * ``puregrpc_interceptors``, ``puregrpc_server_options``: given to the
   server that is built for the services;
-* ``puregrpc_channel_options``: for the channel.
+* ``puregrpc_channel_options``: for the channels.
 
 Then use ``puregrpc_server`` (the :class:`~puregrpc.testing.InMemoryServer`
 handle), ``puregrpc_channel`` (an open channel to it) or ``puregrpc_stub``
 (``puregrpc_stub(EchoStub)``). These three are trio fixtures: they need
 pytest-trio, with ``trio_mode = true`` or tests marked ``@pytest.mark.trio``.
+See docs/testing.md.
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from ..client import Channel, ChannelOptions
-    from ..server import Server, ServerInterceptor, ServerOptions
-    from ._in_memory import InMemoryServer, ServiceLike, StubFactory
+    from puregrpc.client import Channel, ChannelOptions
+    from puregrpc.server import Server, ServerInterceptor, ServerOptions
+    from puregrpc.testing import InMemoryServer, ServiceLike, StubFactory
 
 
 @pytest.fixture
@@ -70,7 +74,7 @@ async def puregrpc_server(
     puregrpc_channel_options: ChannelOptions | None,
 ) -> AsyncIterator[InMemoryServer]:
     """``puregrpc_services`` served in memory for the test, stopped after it."""
-    from ._in_memory import serve_in_memory
+    from puregrpc.testing import serve_in_memory
 
     async with serve_in_memory(
         *puregrpc_services,
@@ -91,6 +95,6 @@ async def puregrpc_channel(puregrpc_server: InMemoryServer) -> AsyncIterator[Cha
 @pytest.fixture
 def puregrpc_stub(puregrpc_channel: Channel) -> StubFactory:
     """Makes generated stubs on ``puregrpc_channel``: ``puregrpc_stub(EchoStub)``."""
-    from ._in_memory import stub_factory
+    from puregrpc.testing import stub_factory
 
     return stub_factory(puregrpc_channel)
