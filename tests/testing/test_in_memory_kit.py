@@ -18,7 +18,7 @@ from puregrpc.health.protos.health_pb2 import HealthCheckRequest, HealthCheckRes
 from puregrpc.health.protos.health_puregrpc import HealthStub
 from puregrpc.interceptors import AuthInterceptor, bearer_tokens
 from puregrpc.server import Server, ServerOptions
-from puregrpc.testing import InMemoryServer, serve_in_memory
+from puregrpc.testing import InMemoryServer, serve_in_memory, stub_factory
 from puregrpc.testing.protos.echo_pb2 import EchoRequest
 from puregrpc.testing.protos.echo_puregrpc import EchoServicer, EchoStub
 from puregrpc.wire import ConnectionConfig
@@ -174,7 +174,8 @@ async def test_every_connect_makes_a_fresh_connection() -> None:
             assert served.connection_count == 1  # the handle's stubs share one channel
             for _ in range(2):
                 async with served.channel() as channel:
-                    await EchoStub(channel).Unary(EchoRequest(message="own"), timeout=5)
+                    own = stub_factory(channel)(EchoStub)
+                    await own.Unary(EchoRequest(message="own"), timeout=5)
             assert served.connection_count == 3
     assert [seen.peer for seen in echo.seen] == ["memory:1", "memory:1", "memory:2", "memory:3"]
 
