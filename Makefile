@@ -17,10 +17,10 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check puregrpc puregrpc_streaming tests
+	$(VENV)/bin/ruff format --check puregrpc puregrpc_streaming tests _puregrpc_pytestplugin.py
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy --strict puregrpc puregrpc_streaming
+	$(VENV)/bin/mypy --strict puregrpc puregrpc_streaming _puregrpc_pytestplugin.py
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest -q --cov --cov-report=term-missing

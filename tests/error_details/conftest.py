@@ -1,7 +1,9 @@
-"""Fixtures for the rich-error tests: real servers and clients over loopback.
+"""Fixtures for the rich-error tests: real servers and clients.
 
-* ``target``: the address of a puregrpc server with the handlers of
-  :mod:`error_details_support`; ``channel``: a puregrpc channel to it.
+* ``channel``: a puregrpc channel to a puregrpc server with the handlers of
+  :mod:`error_details_support`, over memory streams
+  (:func:`puregrpc.testing.serve_in_memory`: no socket);
+* ``target``: the address of such a server on 127.0.0.1, for grpcio clients.
 * ``grpcio_server``: a grpcio sync server (its own threads) with the same
   methods, ending calls through grpcio-status.
 * ``grpcio_channel``: a grpcio client channel to the puregrpc server; run its
@@ -18,9 +20,15 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
-from error_details_support import GrpcioServed, running_server, start_grpcio_server
+from error_details_support import (
+    GrpcioServed,
+    pure_handlers,
+    running_server,
+    start_grpcio_server,
+)
 
 from puregrpc.client import Channel
+from puregrpc.testing import serve_in_memory
 
 
 @pytest.fixture
@@ -31,9 +39,9 @@ async def target() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def channel(target: str) -> AsyncIterator[Channel]:
-    """A puregrpc channel to ``target``."""
-    async with Channel(target) as chan:
+async def channel() -> AsyncIterator[Channel]:
+    """A puregrpc channel to a puregrpc server with the rich-error handlers, in memory."""
+    async with serve_in_memory(pure_handlers(), grace=0) as served, served.channel() as chan:
         yield chan
 
 

@@ -29,11 +29,11 @@ def test_both_modules_share_one_descriptor() -> None:
     assert grpcio_health_pb2.HealthCheckRequest.FromString(request.SerializeToString()) == request
 
 
-async def test_grpcio_check_and_list(served: HealthServed) -> None:
-    served.health.set("pkg.Svc", ServingStatus.NOT_SERVING)
+async def test_grpcio_check_and_list(served_on_loopback: HealthServed) -> None:
+    served_on_loopback.health.set("pkg.Svc", ServingStatus.NOT_SERVING)
 
     def calls() -> tuple[int, int, grpc.StatusCode, dict[str, int]]:
-        with grpc.insecure_channel(served.target) as channel:
+        with grpc.insecure_channel(served_on_loopback.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             overall = stub.Check(grpcio_health_pb2.HealthCheckRequest(service=""), timeout=5)
             svc = stub.Check(grpcio_health_pb2.HealthCheckRequest(service="pkg.Svc"), timeout=5)
@@ -54,11 +54,11 @@ async def test_grpcio_check_and_list(served: HealthServed) -> None:
     assert statuses == {"": SERVING, "pkg.Svc": NOT_SERVING}
 
 
-async def test_grpcio_watch_sees_a_change(served: HealthServed) -> None:
-    served.health.set("pkg.Svc", ServingStatus.SERVING)
+async def test_grpcio_watch_sees_a_change(served_on_loopback: HealthServed) -> None:
+    served_on_loopback.health.set("pkg.Svc", ServingStatus.SERVING)
 
     def watch() -> list[int]:
-        with grpc.insecure_channel(served.target) as channel:
+        with grpc.insecure_channel(served_on_loopback.target) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             responses = stub.Watch(
                 grpcio_health_pb2.HealthCheckRequest(service="pkg.Svc"), timeout=10
@@ -66,7 +66,9 @@ async def test_grpcio_watch_sees_a_change(served: HealthServed) -> None:
             try:
                 seen = [next(responses).status]
                 # The change is made on the trio thread, while this watch is open.
-                trio.from_thread.run_sync(served.health.set, "pkg.Svc", ServingStatus.NOT_SERVING)
+                trio.from_thread.run_sync(
+                    served_on_loopback.health.set, "pkg.Svc", ServingStatus.NOT_SERVING
+                )
                 seen.append(next(responses).status)
                 return seen
             finally:
@@ -76,4 +78,4 @@ async def test_grpcio_watch_sees_a_change(served: HealthServed) -> None:
         seen = await trio.to_thread.run_sync(watch)
     assert seen == [SERVING, NOT_SERVING]
     # The cancelled watch leaves no watcher behind.
-    await eventually(lambda: not served.health.watched)
+    await eventually(lambda: not served_on_loopback.health.watched)

@@ -1,4 +1,4 @@
-"""HealthService over loopback, queried with puregrpc's own generated stub."""
+"""HealthService in memory (puregrpc.testing), queried with puregrpc's own generated stub."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import trio.lowlevel
 from health_support import HealthServed, eventually
 
 from puregrpc import RpcError, StatusCode
-from puregrpc.client import Channel, ChannelOptions
+from puregrpc.client import ChannelOptions
 from puregrpc.health import LIST_LIMIT, HealthService, ServingStatus
 from puregrpc.health.protos.health_pb2 import (
     HealthCheckRequest,
@@ -95,7 +95,7 @@ async def test_slow_watcher_gets_the_latest_status_not_a_backlog(served: HealthS
     options = ChannelOptions(connection=ConnectionConfig(stream_window=16))
     flips = 1000
     with trio.fail_after(10):
-        async with Channel(served.target, options=options) as channel:
+        async with served.channel(options=options) as channel:
             stub = HealthStub(channel)
             async with stub.Watch(HealthCheckRequest(service="")) as call:
                 assert (await call.receive()).status == SERVING  # type: ignore[union-attr]

@@ -1,4 +1,4 @@
-"""Raw-bytes handlers and a memory-stream server for the interceptor tests."""
+"""Raw-bytes handlers and an in-memory server (puregrpc.testing) for the interceptor tests."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-import trio.testing
 
 from puregrpc import StatusCode
 from puregrpc.client import Channel
@@ -15,10 +14,10 @@ from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import (
     MethodHandler,
     RequestIterator,
-    Server,
     ServerInterceptor,
     ServicerContext,
 )
+from puregrpc.testing import serve_in_memory
 
 UNARY = raw_method("/test.Things/Get", Cardinality.UNARY_UNARY)
 COLLECT = raw_method("/test.Things/Collect", Cardinality.STREAM_UNARY)
@@ -65,15 +64,9 @@ async def serving(
     services: list[Any], interceptors: list[ServerInterceptor]
 ) -> AsyncIterator[Channel]:
     """A channel to a server with ``interceptors``, over memory streams."""
-    server = Server(services, interceptors=interceptors)
-    async with trio.open_nursery() as nursery:
-
-        async def connect() -> trio.abc.Stream:
-            client_end, server_end = trio.testing.memory_stream_pair()
-            nursery.start_soon(server.handle_stream, server_end)
-            return client_end
-
-        async with Channel(connect=connect) as channel:
-            with trio.fail_after(10):
-                yield channel
-        await server.stop(grace=1)
+    async with (
+        serve_in_memory(services, interceptors=interceptors, grace=1) as served,
+        served.channel() as channel,
+    ):
+        with trio.fail_after(10):
+            yield channel

@@ -1,4 +1,4 @@
-"""Rich errors end to end: a puregrpc server raises them, a puregrpc client reads them."""
+"""Rich errors end to end in memory: raised by a puregrpc server, read by a puregrpc client."""
 
 from __future__ import annotations
 
