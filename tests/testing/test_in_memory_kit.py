@@ -11,8 +11,8 @@ import trio
 import trio.testing
 from testing_kit_support import RecordingEcho, count_tasks
 
-from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import ChannelOptions
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import CallOptions, ChannelOptions
 from puregrpc.health import HealthService
 from puregrpc.health.protos.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from puregrpc.health.protos.health_puregrpc import HealthStub
@@ -57,7 +57,7 @@ async def test_all_four_call_types_round_trip() -> None:
 
 async def test_request_metadata_reaches_the_servicer_merged_with_channel_defaults() -> None:
     echo = RecordingEcho()
-    defaults = ChannelOptions(metadata=Metadata([("x-tenant", "acme")]))
+    defaults = ChannelOptions(call_defaults=CallOptions(metadata=[("x-tenant", "acme")]))
     with trio.fail_after(10):
         async with serve_in_memory(echo, channel_options=defaults) as served:
             await served.stub(EchoStub).Unary(

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from puregrpc import Metadata, RpcError, StatusCode
-from puregrpc.client import Channel, ChannelOptions
+from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc.interceptors import AuthInterceptor, bearer_tokens
 from puregrpc.server import Server, ServerOptions
 from puregrpc.testing import InMemoryServer, StubFactory
@@ -74,7 +74,9 @@ async def test_each_test_gets_a_fresh_server(puregrpc_server: InMemoryServer) ->
 class TestOverrides:
     @pytest.fixture
     def puregrpc_channel_options(self) -> ChannelOptions:
-        return ChannelOptions(metadata=Metadata([("x-suffix", "!"), ("authorization", "Bearer t")]))
+        return ChannelOptions(
+            call_defaults=CallOptions(metadata=[("x-suffix", "!"), ("authorization", "Bearer t")])
+        )
 
     @pytest.fixture
     def puregrpc_interceptors(self):
