@@ -1,4 +1,4 @@
-"""puregrpc.interceptors: ready-made interceptors for servers.
+"""puregrpc.interceptors: ready-made interceptors for servers, and a call log for clients.
 
 * :class:`CallLogInterceptor`: one log line when a call starts (DEBUG) and
   one when it ends (status, duration, messages in and out; errors at WARNING);
@@ -8,7 +8,10 @@
 * :class:`ExceptionMappingInterceptor`: map the application's exception types
   to status codes (``KeyError`` -> NOT_FOUND), instead of UNKNOWN.
 
-Pass them to ``Server(..., interceptors=[...])``; the first is outermost, so
+For channels, :class:`ClientCallLogInterceptor` logs each call the client
+makes (``Channel(..., interceptors=[ClientCallLogInterceptor()])``).
+
+Pass the server ones to ``Server(..., interceptors=[...])``; the first is outermost, so
 put the call log first to log what the others decided::
 
     Server(
@@ -27,6 +30,7 @@ from .auth import Authorizer as Authorizer
 from .auth import bearer_tokens as bearer_tokens
 from .auth import identity_of as identity_of
 from .call_log import CallLogInterceptor as CallLogInterceptor
+from .client_call_log import ClientCallLogInterceptor as ClientCallLogInterceptor
 from .error_mapping import ExceptionMappingInterceptor as ExceptionMappingInterceptor
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "Authenticator",
     "Authorizer",
     "CallLogInterceptor",
+    "ClientCallLogInterceptor",
     "ExceptionMappingInterceptor",
     "bearer_tokens",
     "identity_of",
