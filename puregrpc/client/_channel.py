@@ -310,6 +310,7 @@ class Channel:
         ``try_to_connect``: when IDLE (or TRANSIENT_FAILURE with its backoff
         over), start connecting in the background; the state returned is
         still the one before (watch it with :meth:`wait_for_state_change`).
+        Connecting needs the channel's nursery: inside ``async with`` only.
         """
         state = self._subchannel.connectivity.state
         if try_to_connect:

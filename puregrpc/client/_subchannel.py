@@ -262,14 +262,13 @@ class Subchannel:
         Acts in IDLE, and in TRANSIENT_FAILURE once the backoff is over
         (``Channel.get_state(try_to_connect=True)``).
         """
+        if self._connect_lock.locked():
+            return  # an attempt (or a call's connect) is under way
         state = self.connectivity.state
-        backoff_over = trio.current_time() >= self._retry_at
-        if self._connect_lock.locked() or not (
-            state is ConnectivityState.IDLE
-            or (state is ConnectivityState.TRANSIENT_FAILURE and backoff_over)
+        if state is ConnectivityState.IDLE or (
+            state is ConnectivityState.TRANSIENT_FAILURE and trio.current_time() >= self._retry_at
         ):
-            return
-        self._spawn(self._attempt)
+            self._spawn(self._attempt)
 
     async def _attempt(self) -> None:
         try:
