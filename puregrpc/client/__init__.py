@@ -6,7 +6,9 @@ friends. Each call type has its own call object (:class:`UnaryUnaryCall`,
 :class:`UnaryStreamCall`, :class:`StreamUnaryCall`, :class:`StreamStreamCall`,
 all :class:`ClientCall`); per-call settings are one :class:`CallOptions` or
 the same keywords; :class:`ClientInterceptor` objects given to the channel
-wrap every call.
+wrap every call. :class:`ConnectivityState` is what
+:meth:`Channel.get_state` and :meth:`Channel.wait_for_state_change` report;
+keepalive pings are set up in :class:`ChannelOptions` (``keepalive_time``...).
 """
 
 from ._backoff import Backoff as Backoff
@@ -19,6 +21,7 @@ from ._call import UnaryStreamCall as UnaryStreamCall
 from ._call import UnaryUnaryCall as UnaryUnaryCall
 from ._channel import Channel as Channel
 from ._channel import ChannelOptions as ChannelOptions
+from ._connectivity import ConnectivityState as ConnectivityState
 from ._interceptor import ClientCallDetails as ClientCallDetails
 from ._interceptor import ClientContinuation as ClientContinuation
 from ._interceptor import ClientInterceptor as ClientInterceptor
@@ -41,6 +44,7 @@ __all__ = [
     "ClientContinuation",
     "ClientInterceptor",
     "ClientStream",
+    "ConnectivityState",
     "ForwardingClientStream",
     "MetadataLike",
     "Requests",

@@ -27,6 +27,7 @@ from ..wire import NULL_TRACER, ConnectionConfig, LocalProtocolError, Metadata, 
 from ._backoff import BackoffPolicy
 from ._call import Requests, StreamStreamCall, StreamUnaryCall, UnaryStreamCall, UnaryUnaryCall
 from ._channel_stream import ChannelStream
+from ._connectivity import ConnectivityState
 from ._interceptor import (
     ClientCallDetails,
     ClientContinuation,
@@ -35,6 +36,7 @@ from ._interceptor import (
     chain,
     deadline_of,
 )
+from ._keepalive import ChannelKeepalive
 from ._options import NO_OPTIONS, CallKeywords, CallOptions, resolve_call_options
 from ._subchannel import StreamFactory, Subchannel, parse_target
 
@@ -59,6 +61,16 @@ class ChannelOptions:
     authority: str | None = None
     #: Receives trace records of the connection.
     tracer: Tracer = NULL_TRACER
+    #: Keepalive (gRFC A8): PING after this many seconds without reads while
+    #: calls are open; ``None`` (grpcio's default): never. A8 suggests no
+    #: less than 10 s; servers cut off clients that ping more often than they
+    #: allow (grpcio: 5 minutes), and the channel then doubles it.
+    keepalive_time: float | None = None
+    #: A PING with no byte read back within this many seconds: the connection
+    #: is dead, its calls fail UNAVAILABLE, the next call reconnects.
+    keepalive_timeout: float = 20.0
+    #: Ping even while no call is open (the server must permit it).
+    keepalive_without_calls: bool = False
 
 
 class Channel:
@@ -109,6 +121,11 @@ class Channel:
             spawn=self._spawn,
             connection_config=self.options.connection,
             backoff=self.options.backoff,
+            keepalive=ChannelKeepalive(
+                self.options.keepalive_time,
+                self.options.keepalive_timeout,
+                without_calls=self.options.keepalive_without_calls,
+            ),
             tracer=self.options.tracer,
             connect=connect,
             ssl_context=ssl_context,
@@ -284,3 +301,35 @@ class Channel:
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
         self._nursery.start_soon(fn, *args)
+
+    # -------------------------------------------------------- connectivity
+
+    def get_state(self, try_to_connect: bool = False) -> ConnectivityState:
+        """The channel's :class:`ConnectivityState` now.
+
+        ``try_to_connect``: when IDLE (or TRANSIENT_FAILURE with its backoff
+        over), start connecting in the background; the state returned is
+        still the one before (watch it with :meth:`wait_for_state_change`).
+        Connecting needs the channel's nursery: inside ``async with`` only.
+        """
+        state = self._subchannel.connectivity.state
+        if try_to_connect:
+            self._subchannel.try_to_connect()
+        return state
+
+    async def wait_for_state_change(self, source_state: ConnectivityState) -> ConnectivityState:
+        """Wait until the state is no longer ``source_state``; return the state it moved to.
+
+        Returns at once if the state already differs. No timeout of its own:
+        bound it with a cancel scope (``with trio.move_on_after(5):``).
+        """
+        return await self._subchannel.connectivity.wait_for_change(source_state)
+
+    async def channel_ready(self) -> None:
+        """Connect if need be and wait until the channel is READY (like grpcio's).
+
+        Retries through the connection backoff for as long as the caller's
+        cancel scope allows; raises :class:`RpcError` UNAVAILABLE if the
+        channel is closed.
+        """
+        await self._subchannel.connection(wait_for_ready=True, for_call=False)

@@ -9,6 +9,19 @@ new one; failed attempts are spaced by exponential backoff with jitter
 fails at once with UNAVAILABLE, unless it asked ``wait_for_ready=True``, in
 which case it waits for the next attempt (bounded by its deadline).
 
+The subchannel drives the channel's :class:`~._connectivity.Connectivity`:
+an attempt moves it to CONNECTING, a made connection to READY, a failed one
+to TRANSIENT_FAILURE; when the connection it made READY gets a GOAWAY or
+closes, IDLE (the next call reconnects), or TRANSIENT_FAILURE when keepalive
+found it dead; :meth:`Subchannel.close` to SHUTDOWN.
+
+Keepalive (gRFC A8, :mod:`._keepalive`): each connection runs a keepalive
+task next to its transport (in the connection's own nursery, so it ends with
+it) that pings after ``keepalive_time`` without reads while calls are open,
+and closes the connection when a PING goes unanswered: its calls fail with
+UNAVAILABLE, and the next call opens a new connection. A GOAWAY
+"too_many_pings" doubles the keepalive time of the channel's new connections.
+
 The :class:`~puregrpc.client.Channel` owns one subchannel and the nursery
 its connections run in (given here as ``spawn``).
 """
@@ -16,6 +29,7 @@ its connections run in (given here as ``spawn``).
 from __future__ import annotations
 
 import logging
+import math
 import ssl
 from collections.abc import Awaitable, Callable
 
@@ -28,12 +42,21 @@ from ..wire import (
     ConnectionClosed,
     ConnectionConfig,
     Event,
+    PingAcknowledged,
     RpcError,
     SettingsChanged,
     StatusCode,
     Tracer,
 )
 from ._backoff import Backoff, BackoffPolicy
+from ._connectivity import Connectivity, ConnectivityState
+from ._keepalive import (
+    KEEPALIVE_PING,
+    ChannelKeepalive,
+    ConnectionKeepalive,
+    KeepaliveAction,
+    is_too_many_pings,
+)
 
 logger = logging.getLogger("puregrpc.client")
 
@@ -41,6 +64,9 @@ logger = logging.getLogger("puregrpc.client")
 StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
 #: Starts a task in the channel's nursery.
 Spawner = Callable[..., None]
+
+#: The shortest sleep of the keepalive task (no busy loop on equal deadlines).
+_MIN_KEEPALIVE_SLEEP = 0.005
 
 
 def parse_target(target: str) -> tuple[str, str, int]:
@@ -97,11 +123,19 @@ def _connect_error_text(exc: OSError) -> str:
 
 
 class SubchannelConnection:
-    """One connection of a subchannel: its transport, and the calls waiting for a stream slot."""
+    """One connection of a subchannel: transport, keepalive, calls waiting for a stream slot."""
 
-    def __init__(self, transport: Transport[ClientConnection]) -> None:
+    def __init__(
+        self, transport: Transport[ClientConnection], keepalive: ConnectionKeepalive | None
+    ) -> None:
         self.transport = transport
         self.slots = trio.lowlevel.ParkingLot()
+        #: The connection's keepalive decisions (None: keepalive is off).
+        self.keepalive = keepalive
+        #: The keepalive task parks here; unparked when its decision may change.
+        self.keepalive_lot = trio.lowlevel.ParkingLot()
+        #: True while the keepalive task sleeps until a call starts.
+        self.keepalive_dormant = False
 
     @property
     def usable(self) -> bool:
@@ -129,6 +163,7 @@ class Subchannel:
         spawn: Spawner,
         connection_config: ConnectionConfig,
         backoff: BackoffPolicy,
+        keepalive: ChannelKeepalive,
         tracer: Tracer,
         connect: StreamFactory | None = None,
         ssl_context: ssl.SSLContext | None = None,
@@ -149,10 +184,19 @@ class Subchannel:
         self._current: SubchannelConnection | None = None
         self._connect_lock = trio.Lock()
         self._closed = False
+        self._keepalive = keepalive
+        #: The channel's connectivity state, driven from here.
+        self.connectivity = Connectivity(target)
+        #: The connection whose success the READY state reports.
+        self._ready: SubchannelConnection | None = None
 
-    async def connection(self, wait_for_ready: bool) -> SubchannelConnection:
+    async def connection(
+        self, wait_for_ready: bool, *, for_call: bool = True
+    ) -> SubchannelConnection:
         """The usable connection, opened (or waited for, with ``wait_for_ready``) if need be.
 
+        ``for_call``: a call is about to start on it (keepalive may ping
+        first); false for :meth:`Channel.channel_ready`, which only waits.
         Raises :class:`RpcError` UNAVAILABLE when the subchannel is closed, or
         backing off and the call does not wait for ready.
         """
@@ -160,6 +204,8 @@ class Subchannel:
             raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
         current = self._current
         if current is not None and current.usable:
+            if for_call:
+                self._call_starting(current)
             return current
         async with self._connect_lock:
             while True:
@@ -167,6 +213,8 @@ class Subchannel:
                     raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
                 current = self._current
                 if current is not None and current.usable:
+                    if for_call:
+                        self._call_starting(current)
                     return current
                 wait = self._retry_at - trio.current_time()
                 if wait > 0:
@@ -176,23 +224,62 @@ class Subchannel:
                             f"cannot connect to {self.target}: {self._last_error}",
                         )
                     await trio.sleep(wait)
+                if self._closed:
+                    raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
+                # A connection still shown READY is gone if we are here
+                # (closed, not yet wound down): say so before the new attempt.
+                if self._ready is not None:
+                    self._lost(self._ready, ConnectivityState.IDLE)
+                self.connectivity.move_to(ConnectivityState.CONNECTING)
                 try:
                     self._current = await self._connect()
-                    self._backoff.reset()
-                    return self._current
                 except OSError as exc:
                     self._last_error = _connect_error_text(exc)
                     self._retry_at = trio.current_time() + self._backoff.next_delay()
+                    self.connectivity.move_to(ConnectivityState.TRANSIENT_FAILURE)
                     logger.info("connecting to %s failed: %s", self.target, self._last_error)
                     if not wait_for_ready:
                         raise RpcError(
                             StatusCode.UNAVAILABLE,
                             f"cannot connect to {self.target}: {self._last_error}",
                         ) from None
+                    continue
+                except BaseException:
+                    # Cancelled mid-attempt (the caller's deadline): nobody
+                    # is connecting any more.
+                    self.connectivity.move_to(ConnectivityState.IDLE)
+                    raise
+                self._backoff.reset()
+                self._ready = self._current
+                self.connectivity.move_to(ConnectivityState.READY)
+                if for_call:
+                    self._call_starting(self._current)
+                return self._current
+
+    def try_to_connect(self) -> None:
+        """Start a connection attempt in the background if none is running or due to wait.
+
+        Acts in IDLE, and in TRANSIENT_FAILURE once the backoff is over
+        (``Channel.get_state(try_to_connect=True)``).
+        """
+        if self._connect_lock.locked():
+            return  # an attempt (or a call's connect) is under way
+        state = self.connectivity.state
+        if state is ConnectivityState.IDLE or (
+            state is ConnectivityState.TRANSIENT_FAILURE and trio.current_time() >= self._retry_at
+        ):
+            self._spawn(self._attempt)
+
+    async def _attempt(self) -> None:
+        try:
+            await self.connection(wait_for_ready=False, for_call=False)
+        except RpcError:
+            pass  # the state says TRANSIENT_FAILURE; the next call fails or waits
 
     async def close(self) -> None:
         """Close the connection (GOAWAY, briefly drained); calls still running fail UNAVAILABLE."""
         self._closed = True
+        self.connectivity.move_to(ConnectivityState.SHUTDOWN)
         current = self._current
         self._current = None
         if current is not None:
@@ -239,17 +326,45 @@ class Subchannel:
             current = holder[0]
             if isinstance(event, CallEnded | SettingsChanged):
                 current.slots.unpark_all()
+            elif isinstance(event, PingAcknowledged):
+                if event.data == KEEPALIVE_PING and current.keepalive is not None:
+                    current.keepalive.ping_acknowledged()
+                    current.keepalive_lot.unpark_all()
             elif isinstance(event, ConnectionClosed):
                 # GOAWAY: calls already running go on; new ones need a new
                 # connection, and those parked for a slot should look again.
                 current.slots.unpark_all()
-                if event.error_code:
-                    logger.info("%s closed the connection: code %d", self.target, event.error_code)
+                current.keepalive_lot.unpark_all()
+                self._on_goaway(current, event)
 
-        current = SubchannelConnection(Transport(stream, connection, on_event=on_event, peer=peer))
+        current = SubchannelConnection(
+            Transport(stream, connection, on_event=on_event, peer=peer),
+            self._keepalive.for_connection(),
+        )
         holder.append(current)
         self._spawn(self._run_connection, current)
         return current
+
+    def _on_goaway(self, current: SubchannelConnection, event: ConnectionClosed) -> None:
+        """The connection takes no new calls: the channel is IDLE until the next one."""
+        if event.remote and is_too_many_pings(event.error_code, event.debug_data):
+            # A8: log where it is seen by default, and ping half as often.
+            time = self._keepalive.too_many_pings()
+            logger.warning(
+                "%s closed the connection: too_many_pings (GOAWAY ENHANCE_YOUR_CALM); "
+                "keepalive_time for new connections is now %s",
+                self.target,
+                "off" if time is None else f"{time:g} s",
+            )
+        elif event.error_code:
+            logger.info("%s closed the connection: code %d", self.target, event.error_code)
+        self._lost(current, ConnectivityState.IDLE)
+
+    def _lost(self, current: SubchannelConnection, state: ConnectivityState) -> None:
+        """``current`` can take no more calls: leave READY if it was the ready one."""
+        if self._ready is current:
+            self._ready = None
+            self.connectivity.move_to(state)
 
     async def _start_tls(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
         """Wrap ``stream`` in TLS and insist on ALPN h2; close it on any failure."""
@@ -272,8 +387,77 @@ class Subchannel:
 
     async def _run_connection(self, current: SubchannelConnection) -> None:
         try:
-            await current.transport.run()
+            # The keepalive task lives in the connection's nursery: it never
+            # outlives the transport.
+            async with trio.open_nursery() as nursery:
+                if current.keepalive is not None:
+                    nursery.start_soon(self._keep_alive, current, current.keepalive)
+                await current.transport.run()
+                nursery.cancel_scope.cancel()
         finally:
             current.slots.unpark_all()
+            self._lost(current, ConnectivityState.IDLE)
             if self._current is current:
                 self._current = None
+
+    # ------------------------------------------------------------ keepalive
+
+    def _call_starting(self, current: SubchannelConnection) -> None:
+        """A call is about to open on ``current``: ping first if it has been quiet (A8).
+
+        Sent before the call's HEADERS, so a connection that died while idle
+        is found within ``keepalive_timeout``, not ``keepalive_time`` more.
+        """
+        keepalive = current.keepalive
+        if keepalive is None:
+            return
+        transport = current.transport
+        now = trio.current_time()
+        action = keepalive.decide(
+            now,
+            last_read=transport.last_read,
+            open_calls=transport.connection.open_calls + 1,
+            closing=False,
+        )
+        if action is KeepaliveAction.PING:
+            self._ping(current, keepalive, now)
+        if action is not KeepaliveAction.NOTHING or current.keepalive_dormant:
+            current.keepalive_lot.unpark_all()
+
+    def _ping(
+        self, current: SubchannelConnection, keepalive: ConnectionKeepalive, now: float
+    ) -> None:
+        with current.transport.send_context() as connection:
+            connection.ping(KEEPALIVE_PING)
+        keepalive.ping_sent(now)
+
+    async def _keep_alive(
+        self, current: SubchannelConnection, keepalive: ConnectionKeepalive
+    ) -> None:
+        """Ping the quiet connection while calls are open; close it if the ACK never comes."""
+        transport = current.transport
+        while not transport.closed:
+            now = trio.current_time()
+            last_read = transport.last_read
+            open_calls = transport.connection.open_calls
+            closing = transport.connection.closed
+            action = keepalive.decide(
+                now, last_read=last_read, open_calls=open_calls, closing=closing
+            )
+            if action is KeepaliveAction.CLOSE:
+                reason = (
+                    f"keepalive timeout: {self.target} did not answer a PING within "
+                    f"{keepalive.timeout:g} s (keepalive_timeout); the connection is closed"
+                )
+                logger.info("%s", reason)
+                self._lost(current, ConnectivityState.TRANSIENT_FAILURE)
+                transport.abort(reason)
+                return
+            if action is KeepaliveAction.PING:
+                self._ping(current, keepalive, now)
+            wake_at = keepalive.next_check(
+                now, last_read=last_read, open_calls=open_calls, closing=closing
+            )
+            current.keepalive_dormant = wake_at == math.inf
+            with trio.move_on_at(max(wake_at, now + _MIN_KEEPALIVE_SLEEP)):
+                await current.keepalive_lot.park()

@@ -8,7 +8,10 @@ closes the connection once :meth:`expired` says the ACK is overdue.
 :meth:`next_check` says when to look again.
 
 Reads count as liveness: a connection that receives anything (data, an
-ACK, a SETTINGS frame) in the interval needs no ping.
+ACK, a SETTINGS frame) in the interval needs no ping. A driver that also
+counts bytes read *after* the PING as an answer (A8: the timeout is "the time
+between sending a PING and not receiving any bytes") reports them with
+:meth:`heard_from_peer`; the server only waits for the ACK.
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class KeepalivePolicy:
     def ping_acknowledged(self) -> None:
         """The peer answered the keepalive PING: it is alive."""
         self._sent_at = None
+
+    def heard_from_peer(self, at: float) -> None:
+        """Bytes arrived at ``at``: if that is after the outstanding PING, the peer is alive."""
+        if self._sent_at is not None and at > self._sent_at:
+            self._sent_at = None
 
     def expired(self, now: float) -> bool:
         """True when the outstanding PING went unanswered for ``timeout``: the peer is dead."""
