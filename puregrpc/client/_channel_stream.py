@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import trio
 
@@ -119,8 +119,8 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         """
         if self._done_writing:
             self._refuse_send()
+        data = self._serialize(request)
         stream = await self._started()
-        data = self._details.method.request_serializer(request)
         with _Operation(self):
             try:
                 await stream.send(data, compress=compress)
@@ -141,9 +141,9 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
 
     async def send_last(self, request: RequestT) -> None:
         """Send ``request`` and half-close in one step (a unary request)."""
+        data = self._serialize(request)
         stream = await self._started()
         self._done_writing = True
-        data = self._details.method.request_serializer(request)
         with _Operation(self):
             await stream.send(data)
             stream.half_close()
@@ -160,7 +160,7 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
             stream = await self._started()
         if stream.inbox:
             # A response is already here: take it without a wait (or a scope).
-            return self._details.method.response_deserializer(stream.take())  # type: ignore[no-any-return]
+            return self._deserialize(stream.take())
         with _Operation(self):
             try:
                 data = await stream.receive()
@@ -175,7 +175,7 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                 self._collect_end()
                 self._raise_for_status()
                 return None
-            return self._details.method.response_deserializer(data)  # type: ignore[no-any-return]
+            return self._deserialize(data)
         raise AssertionError("unreachable")
 
     # --------------------------------------------------------- lifecycle
@@ -242,6 +242,40 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
             raise
         finally:
             self._starting.set()
+
+    def _serialize(self, request: RequestT) -> bytes:
+        """``request`` as bytes; a serializer that fails fails the call (INTERNAL), as in grpcio."""
+        try:
+            return self._details.method.request_serializer(request)
+        except Exception as exc:
+            self._fail(
+                StatusCode.INTERNAL,
+                f"{self._details.method.path}: could not serialize the request "
+                f"({type(exc).__name__}: {exc})",
+            )
+
+    def _deserialize(self, data: bytes) -> ResponseT:
+        """A response from bytes; one that does not parse fails and cancels the call (INTERNAL)."""
+        try:
+            response: ResponseT = self._details.method.response_deserializer(data)
+        except Exception as exc:
+            self._fail(
+                StatusCode.INTERNAL,
+                f"{self._details.method.path}: could not deserialize a response "
+                f"({type(exc).__name__}: {exc})",
+            )
+        return response
+
+    def _fail(self, code: StatusCode, details: str) -> NoReturn:
+        """End the call here with ``code`` (RST_STREAM if it is open) and raise it."""
+        status = Status(code=code, details=details)
+        stream = self._stream
+        if stream is not None and stream.end_event is None:
+            stream.cancel(status)
+        if self._status is None or self._status.ok:
+            self._status = status
+        self._raise_for_status()
+        raise AssertionError("unreachable")
 
     def _refuse_send(self) -> None:
         """A send after the requests were closed: say why, as the call's error."""

@@ -17,6 +17,7 @@ from puregrpc import RpcError, StatusCode
 from puregrpc.client import Channel, StreamUnaryCall, UnaryStreamCall, UnaryUnaryCall
 from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import MethodHandler, Server, ServicerContext
+from puregrpc.testing import serve_in_memory
 from puregrpc.testing.protos.echo_pb2 import EchoRequest
 from puregrpc.testing.protos.echo_puregrpc import EchoStub
 
@@ -173,3 +174,47 @@ def test_asyncio_gets_one_clear_error() -> None:
 
     with pytest.raises(RuntimeError, match="puregrpc runs on trio"):
         asyncio.run(serve_from_asyncio())
+
+
+JUNK_UNARY = raw_method("/puregrpc.testing.Echo/Unary", Cardinality.UNARY_UNARY)
+JUNK_STREAM = raw_method("/puregrpc.testing.Echo/ServerStream", Cardinality.UNARY_STREAM)
+
+
+class Junk:
+    """Answers Echo's methods with bytes that are no EchoReply."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def unary(self, request: bytes, context: ServicerContext) -> bytes:
+        self.calls += 1
+        return b"\xff\xff\xff"
+
+    async def stream(self, request: bytes, context: ServicerContext) -> AsyncIterator[bytes]:
+        self.calls += 1
+        yield b"\xff\xff\xff"
+
+    def __puregrpc_handlers__(self) -> dict[str, MethodHandler]:
+        return {
+            JUNK_UNARY.path: MethodHandler(method=JUNK_UNARY, func=self.unary),
+            JUNK_STREAM.path: MethodHandler(method=JUNK_STREAM, func=self.stream),
+        }
+
+
+async def test_codec_failures_are_internal_rpc_errors_not_raw_exceptions() -> None:
+    junk = Junk()
+    async with serve_in_memory(junk) as served:
+        stub = served.stub(EchoStub)
+        with pytest.raises(RpcError) as unary:
+            await stub.Unary(EchoRequest(), timeout=5)
+        with pytest.raises(RpcError) as streaming:
+            async for _ in stub.ServerStream(EchoRequest(), timeout=5):
+                pass
+        with pytest.raises(RpcError) as request:
+            await stub.Unary("not a message", timeout=5)  # type: ignore[arg-type]
+    assert unary.value.code is StatusCode.INTERNAL
+    assert "Echo/Unary: could not deserialize a response (DecodeError" in unary.value.details
+    assert streaming.value.code is StatusCode.INTERNAL
+    assert request.value.code is StatusCode.INTERNAL
+    assert "could not serialize the request (TypeError" in request.value.details
+    assert junk.calls == 2  # the request that could not be serialized never went out
