@@ -38,6 +38,7 @@ from ..wire import (
     StatusCode,
 )
 from ._abuse import AbuseGuard
+from ._auth_context import INSECURE, AuthContext
 from ._context import ServicerContext, ending_status
 from ._handlers import MethodHandler, run_handler
 from ._interceptor import ServerInterceptor
@@ -63,6 +64,7 @@ class ServedConnection:
         stream: trio.abc.Stream,
         peer: str,
         *,
+        auth: AuthContext = INSECURE,
         handlers: Mapping[str, MethodHandler],
         interceptors: Sequence[ServerInterceptor] = (),
         options: ServerOptions,
@@ -73,6 +75,8 @@ class ServedConnection:
         self._options = options
         self._on_call_end = on_call_end
         self.peer = peer
+        #: What the TLS handshake said about the client.
+        self.auth = auth
         self.transport = Transport(
             stream,
             ServerConnection(options.connection, tracer=options.tracer),
@@ -228,6 +232,7 @@ class ServedConnection:
             method=handler.method,
             metadata=event.metadata,
             peer=self.peer,
+            auth=self.auth,
             deadline=None if event.timeout is None else scope.deadline,
             accept_encoding=event.accept_encoding,
             compression=self._options.compression,

@@ -9,6 +9,7 @@ import trio
 
 from ..runtime import Method, ServerCallStream
 from ..wire import SUPPORTED_ENCODINGS, Metadata, RpcError, Status, StatusCode, StreamStatistics
+from ._auth_context import INSECURE, AuthContext
 from ._interceptor import ServerCall
 
 RequestT = TypeVar("RequestT")
@@ -29,6 +30,7 @@ class ServicerContext:
         method: Method[Any, Any],
         metadata: Metadata,
         peer: str,
+        auth: AuthContext = INSECURE,
         deadline: float | None,
         accept_encoding: tuple[str, ...],
         compression: str | None,
@@ -37,6 +39,7 @@ class ServicerContext:
         self._method = method
         self._metadata = metadata
         self._peer = peer
+        self._auth = auth
         self._deadline = deadline
         self._accept_encoding = accept_encoding
         self._compression = compression if compression in accept_encoding else None
@@ -78,6 +81,28 @@ class ServicerContext:
     def peer(self) -> str:
         """The client's address, e.g. ``ipv4:127.0.0.1:53212``."""
         return self._peer
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        """The connection's authentication properties, as grpcio names them.
+
+        ``transport_security_type`` always; with mutual TLS also
+        ``x509_common_name``, ``x509_subject_alternative_name`` and
+        ``x509_pem_cert`` of the client's verified certificate.
+        """
+        return {name: list(values) for name, values in self._auth.properties.items()}
+
+    def peer_identities(self) -> list[bytes] | None:
+        """The client's identities (certificate SANs, else its common name), or ``None``.
+
+        ``None`` unless the client presented a certificate the server's TLS
+        context verified (mutual TLS).
+        """
+        identities = self._auth.identities
+        return None if identities is None else list(identities)
+
+    def peer_identity_key(self) -> str | None:
+        """The :meth:`auth_context` property :meth:`peer_identities` comes from, or ``None``."""
+        return self._auth.identity_key
 
     @property
     def deadline(self) -> float | None:

@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from ..runtime import require_trio, tracer_or_environment
+from ._auth_context import auth_context_of
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
 from ._interceptor import ServerInterceptor
@@ -211,6 +212,7 @@ class Server:
         connection = ServedConnection(
             stream,
             peer,
+            auth=auth_context_of(stream),
             handlers=self.handlers,
             interceptors=self.interceptors,
             options=self.options,
