@@ -189,8 +189,9 @@ class ClientConnection(GrpcConnection):
         for call in [c for c in self._calls.values() if c.stream_id > last]:
             events.append(self._end(call, EndCause.REFUSED, status))
         if event.error_code:
-            # An error GOAWAY ends the connection: everything still open fails.
-            for closed in self.connection_lost():
+            # An error GOAWAY ends the connection: everything still open fails,
+            # saying why (ENHANCE_YOUR_CALM "too_many_pings", say).
+            for closed in self.connection_lost(_goaway_reason(event)):
                 events.append(closed)
             events.sort(key=lambda e: isinstance(e, ConnectionClosed))
 
@@ -229,3 +230,12 @@ class ClientConnection(GrpcConnection):
         self._reset_stream(call.stream_id, h2.errors.ErrorCodes.CANCEL)
         status = Status(code=code, details=message)
         events.append(self._end(call, EndCause.PROTOCOL_ERROR, status))
+
+
+def _goaway_reason(event: h2.events.ConnectionTerminated) -> str:
+    """What an error GOAWAY tells the calls it ends: its code and the server's debug data."""
+    code = event.error_code
+    name = code.name if isinstance(code, h2.errors.ErrorCodes) else str(code)
+    reason = f"the server closed the connection: GOAWAY {name} ({int(code or 0)})"
+    debug = bytes(event.additional_data or b"").decode("utf-8", "replace").strip()
+    return f"{reason}: {debug[:200]}" if debug else reason

@@ -80,6 +80,8 @@ async def test_grpcio_enforcement_sends_too_many_pings_and_the_client_calms_down
                 with pytest.raises(RpcError) as caught:
                     await call.receive()
                 assert caught.value.code is StatusCode.UNAVAILABLE
+                # The call says why the connection went: the GOAWAY's code and debug data.
+                assert "GOAWAY ENHANCE_YOUR_CALM (11): too_many_pings" in caught.value.details
                 assert (0xB, b"too_many_pings") in log.goaways
                 assert "too_many_pings" in caplog.text
                 assert "keepalive_time for new connections is now 0.2 s" in caplog.text
