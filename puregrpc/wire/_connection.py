@@ -61,6 +61,7 @@ from ._inbound_flow import InboundFlow
 from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
 from ._outbound_flow import OutboundFlow
+from ._preface import PeerPreface
 from ._statistics import ConnectionStatistics, StreamStatistics, flow_fields, stream_windows
 from ._status import Status, StatusCode
 from ._status_codec import h2_error_name, status_from_h2_reset
@@ -131,6 +132,8 @@ class GrpcConnection:
         self._closed = False
         #: True after a connection error: receive_data ignores further bytes.
         self._failed = False
+        #: Checks the peer's preface and first frame; None once they passed.
+        self._preface: PeerPreface | None = PeerPreface(client_preface=not self._client_side)
         self._tracer: Tracer | None = tracer if tracer.enabled else None
         self._trace_id = next_connection_id() if self._tracer is not None else 0
         self._scan_in = FrameScanner(expect_preface=not self._client_side)
@@ -165,6 +168,12 @@ class GrpcConnection:
             return []
         if self._tracer is not None:
             self._trace_frames(self._scan_in.feed(data), "frame_in")
+        if self._preface is not None:
+            violation = self._preface.feed(data, self._h2.max_inbound_frame_size)
+            if violation is not None:
+                return self._preface_failed(*violation)
+            if self._preface.done:
+                self._preface = None
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -220,6 +229,8 @@ class GrpcConnection:
         still open, its status details saying ``reason``, so the driver fails
         them all through the same path as any other end.
         """
+        if self._preface is not None and self._calls:
+            reason = f"{reason}: {self._preface.unfinished()}"
         return self._end_all(Status(code=StatusCode.UNAVAILABLE, details=reason))
 
     # ------------------------------------------------------------ call API
@@ -630,9 +641,21 @@ class GrpcConnection:
         except h2.exceptions.StreamClosedError:
             pass  # the peer closed it first; nothing left to reset
 
-    def _connection_failed(self, error_code: int, message: str) -> list[Event]:
+    def _preface_failed(self, error_code: int, message: str) -> list[Event]:
+        """The peer did not open the connection as HTTP/2 requires: GOAWAY, and the end.
+
+        No call can have been processed on a connection that never started,
+        so they end UNAVAILABLE, like a connection that could not be made.
+        """
+        message = f"HTTP/2 protocol error from peer: {message}"
+        self._h2.send_goaway(error_code, 0, message.encode("utf-8", "replace"))
+        return self._connection_failed(error_code, message, StatusCode.UNAVAILABLE)
+
+    def _connection_failed(
+        self, error_code: int, message: str, code: StatusCode = StatusCode.INTERNAL
+    ) -> list[Event]:
         self._failed = True
-        events = self._end_all(Status(code=StatusCode.INTERNAL, details=message))
+        events = self._end_all(Status(code=code, details=message))
         events.append(
             ConnectionClosed(
                 error_code=error_code,
