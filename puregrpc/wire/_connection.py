@@ -171,7 +171,12 @@ class GrpcConnection:
         if self._preface is not None:
             violation = self._preface.feed(data, self._h2.max_inbound_frame_size)
             if violation is not None:
-                return self._preface_failed(*violation)
+                # No call was processed on a connection that never started
+                # (RFC 9113 §3.4): they end UNAVAILABLE, as if it could not be made.
+                error_code, problem = violation
+                self._h2.send_goaway(error_code, 0, problem.encode())
+                message = f"HTTP/2 protocol error from peer: {problem}"
+                return self._connection_failed(error_code, message, StatusCode.UNAVAILABLE)
             if self._preface.done:
                 self._preface = None
         try:
@@ -346,10 +351,14 @@ class GrpcConnection:
     # ------------------------------------------------------ connection API
 
     def ping(self, data: bytes) -> None:
-        """Send a PING with 8 bytes of opaque ``data``; a PingAcknowledged follows."""
+        """Send a PING with 8 bytes of opaque ``data``; a PingAcknowledged follows.
+
+        A no-op after a connection error: nothing more goes out then.
+        """
         if len(data) != 8:
             raise LocalProtocolError(f"PING data must be 8 bytes, got {len(data)}")
-        self._h2.ping(data)
+        if not self._failed:
+            self._h2.ping(data)
 
     def close(
         self, error_code: int = 0, debug_data: bytes = b"", last_stream_id: int | None = None
@@ -457,7 +466,12 @@ class GrpcConnection:
                 try:
                     payload = decompress(encoding, payload, self.config.max_receive_message_size)
                 except RemoteProtocolError as exc:
-                    self._fail_call(call, exc.code, str(exc), events)
+                    # compression.md: an unsupported encoding is UNIMPLEMENTED
+                    # for a server, INTERNAL for a client.
+                    code = exc.code
+                    if code is StatusCode.UNIMPLEMENTED and self._client_side:
+                        code = StatusCode.INTERNAL
+                    self._fail_call(call, code, str(exc), events)
                     return
             call.messages_received += 1
             if self._tracer is not None:
@@ -633,23 +647,14 @@ class GrpcConnection:
         self._calls.pop(call.stream_id, None)
         self._outbound.drop(call)
         call.close()
-        self._inbound.release(call)
+        if not self._failed:  # after a connection error h2 sends nothing more
+            self._inbound.release(call)
 
     def _reset_stream(self, stream_id: int, error_code: int) -> None:
         try:
             self._h2.reset_stream(stream_id, error_code)
         except h2.exceptions.StreamClosedError:
             pass  # the peer closed it first; nothing left to reset
-
-    def _preface_failed(self, error_code: int, message: str) -> list[Event]:
-        """The peer did not open the connection as HTTP/2 requires: GOAWAY, and the end.
-
-        No call can have been processed on a connection that never started,
-        so they end UNAVAILABLE, like a connection that could not be made.
-        """
-        message = f"HTTP/2 protocol error from peer: {message}"
-        self._h2.send_goaway(error_code, 0, message.encode("utf-8", "replace"))
-        return self._connection_failed(error_code, message, StatusCode.UNAVAILABLE)
 
     def _connection_failed(
         self, error_code: int, message: str, code: StatusCode = StatusCode.INTERNAL

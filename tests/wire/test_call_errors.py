@@ -373,3 +373,20 @@ def test_server_end_call_while_client_sends_resets_no_error() -> None:
     # The client sees the status, not a reset.
     assert [type(e) for e in client_events] == [CallEnded]
     assert ended_of(client_events).status.ok
+
+
+@pytest.mark.parametrize("trailers_only", [True, False], ids=["trailers-only", "trailers"])
+def test_malformed_trailer_fields_end_the_call_internal(trailers_only: bool) -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.client.end_stream(sid)
+    raw.exchange()
+    bad = [(b"grpc-status", b"3"), (b"Grpc-Message", b"upper-case name")]
+    if trailers_only:
+        raw.h2.send_headers(sid, RESPONSE + bad, end_stream=True)
+    else:
+        raw.h2.send_headers(sid, RESPONSE)
+        raw.h2.send_headers(sid, bad, end_stream=True)
+    ended = ended_of(raw.exchange())
+    assert ended.status.code is StatusCode.INTERNAL
+    assert "Grpc-Message" in ended.status.details
