@@ -240,6 +240,22 @@ class ServerCallStream(CallStream[ServerConnection]):
         self.cancel_scope.cancel()
         super().on_end(event)
 
+    async def wait_half_close(self) -> bool:
+        """Wait for the client's half-close; False if a message arrives first.
+
+        A unary-request method takes its one request and then calls this
+        before running its handler: a further message is a request
+        cardinality violation, seen without parsing (or taking) it. Raises
+        like :meth:`receive` when the call is cut short instead.
+        """
+        while not self.inbox:
+            if self.half_closed:
+                return True
+            if self.end_event is not None or self.transport.closed:
+                await self.raise_ended(None)
+            await self._lot.park()
+        return False
+
     def send_headers(
         self, metadata: Metadata | None = None, *, encoding: str | None = None
     ) -> None:

@@ -195,6 +195,8 @@ class Transport(Generic[ConnT]):
                 data = await receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 logger.debug("read from %s failed: %r", self.peer, exc)
+                if not self._closed:
+                    self._close_reason = _read_failure(exc)
                 data = b""
             if not data:
                 return
@@ -376,3 +378,10 @@ class Transport(Generic[ConnT]):
         for call in list(self._calls.values()):
             call.wake()
         self._calls.clear()
+
+
+def _read_failure(exc: BaseException) -> str:
+    """Why a failed read ended the connection: "connection lost (Connection reset by peer)"."""
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    reason = cause.strerror if isinstance(cause, OSError) and cause.strerror else str(cause)
+    return f"connection lost ({reason})" if reason else "connection lost"

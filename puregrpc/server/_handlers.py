@@ -90,12 +90,7 @@ async def _invoke(handler: MethodHandler, call: ServerCall[Any, Any]) -> None:
     if cardinality.client_streaming:
         request: Any = RequestIterator(call)
     else:
-        request = await call.receive()
-        if request is None:
-            raise RpcError(
-                StatusCode.INTERNAL,
-                f"{handler.method.path} takes exactly one request message; the client sent none",
-            )
+        request = await _single_request(call)
     if cardinality.server_streaming:
         result = handler.func(request, context)
         if inspect.isasyncgen(result):
@@ -109,3 +104,26 @@ async def _invoke(handler: MethodHandler, call: ServerCall[Any, Any]) -> None:
     else:
         response = await handler.func(request, context)
         await call.send(response)
+
+
+async def _single_request(call: ServerCall[Any, Any]) -> Any:
+    """The one request of a unary-request method, taken once the client half-closed.
+
+    Any other number of requests is a request cardinality violation, which
+    gRPC answers with UNIMPLEMENTED (doc/statuscodes.md). The handler does
+    not run then: like grpc-java, the server waits for the half-close before
+    calling it, so a second message is seen first (and never parsed).
+    """
+    path = call.method.path
+    request = await call.receive()
+    if request is None:
+        raise RpcError(
+            StatusCode.UNIMPLEMENTED,
+            f"{path} takes exactly one request message; the client sent none",
+        )
+    if not await call.context._stream.wait_half_close():
+        raise RpcError(
+            StatusCode.UNIMPLEMENTED,
+            f"{path} takes exactly one request message; the client sent more than one",
+        )
+    return request

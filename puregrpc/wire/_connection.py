@@ -61,6 +61,7 @@ from ._inbound_flow import InboundFlow
 from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
 from ._outbound_flow import OutboundFlow
+from ._preface import PeerPreface
 from ._statistics import ConnectionStatistics, StreamStatistics, flow_fields, stream_windows
 from ._status import Status, StatusCode
 from ._status_codec import h2_error_name, status_from_h2_reset
@@ -131,6 +132,8 @@ class GrpcConnection:
         self._closed = False
         #: True after a connection error: receive_data ignores further bytes.
         self._failed = False
+        #: Checks the peer's preface and first frame; None once they passed.
+        self._preface: PeerPreface | None = PeerPreface(client_preface=not self._client_side)
         self._tracer: Tracer | None = tracer if tracer.enabled else None
         self._trace_id = next_connection_id() if self._tracer is not None else 0
         self._scan_in = FrameScanner(expect_preface=not self._client_side)
@@ -165,6 +168,17 @@ class GrpcConnection:
             return []
         if self._tracer is not None:
             self._trace_frames(self._scan_in.feed(data), "frame_in")
+        if self._preface is not None:
+            violation = self._preface.feed(data, self._h2.max_inbound_frame_size)
+            if violation is not None:
+                # No call was processed on a connection that never started
+                # (RFC 9113 §3.4): they end UNAVAILABLE, as if it could not be made.
+                error_code, problem = violation
+                self._h2.send_goaway(error_code, 0, problem.encode())
+                message = f"HTTP/2 protocol error from peer: {problem}"
+                return self._connection_failed(error_code, message, StatusCode.UNAVAILABLE)
+            if self._preface.done:
+                self._preface = None
         try:
             h2_events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
@@ -220,6 +234,8 @@ class GrpcConnection:
         still open, its status details saying ``reason``, so the driver fails
         them all through the same path as any other end.
         """
+        if self._preface is not None and self._calls:
+            reason = f"{reason}: {self._preface.unfinished()}"
         return self._end_all(Status(code=StatusCode.UNAVAILABLE, details=reason))
 
     # ------------------------------------------------------------ call API
@@ -335,10 +351,14 @@ class GrpcConnection:
     # ------------------------------------------------------ connection API
 
     def ping(self, data: bytes) -> None:
-        """Send a PING with 8 bytes of opaque ``data``; a PingAcknowledged follows."""
+        """Send a PING with 8 bytes of opaque ``data``; a PingAcknowledged follows.
+
+        A no-op after a connection error: nothing more goes out then.
+        """
         if len(data) != 8:
             raise LocalProtocolError(f"PING data must be 8 bytes, got {len(data)}")
-        self._h2.ping(data)
+        if not self._failed:
+            self._h2.ping(data)
 
     def close(
         self, error_code: int = 0, debug_data: bytes = b"", last_stream_id: int | None = None
@@ -446,7 +466,12 @@ class GrpcConnection:
                 try:
                     payload = decompress(encoding, payload, self.config.max_receive_message_size)
                 except RemoteProtocolError as exc:
-                    self._fail_call(call, exc.code, str(exc), events)
+                    # compression.md: an unsupported encoding is UNIMPLEMENTED
+                    # for a server, INTERNAL for a client.
+                    code = exc.code
+                    if code is StatusCode.UNIMPLEMENTED and self._client_side:
+                        code = StatusCode.INTERNAL
+                    self._fail_call(call, code, str(exc), events)
                     return
             call.messages_received += 1
             if self._tracer is not None:
@@ -622,7 +647,8 @@ class GrpcConnection:
         self._calls.pop(call.stream_id, None)
         self._outbound.drop(call)
         call.close()
-        self._inbound.release(call)
+        if not self._failed:  # after a connection error h2 sends nothing more
+            self._inbound.release(call)
 
     def _reset_stream(self, stream_id: int, error_code: int) -> None:
         try:
@@ -630,9 +656,11 @@ class GrpcConnection:
         except h2.exceptions.StreamClosedError:
             pass  # the peer closed it first; nothing left to reset
 
-    def _connection_failed(self, error_code: int, message: str) -> list[Event]:
+    def _connection_failed(
+        self, error_code: int, message: str, code: StatusCode = StatusCode.INTERNAL
+    ) -> list[Event]:
         self._failed = True
-        events = self._end_all(Status(code=StatusCode.INTERNAL, details=message))
+        events = self._end_all(Status(code=code, details=message))
         events.append(
             ConnectionClosed(
                 error_code=error_code,

@@ -181,11 +181,16 @@ def _parse_http_status(raw: bytes | None, block: str) -> int:
 def _status_from_fields(raw_status: bytes, fields: dict[bytes, bytes]) -> Status:
     """Build the :class:`Status` of a block that carried ``grpc-status``.
 
-    A malformed ``grpc-status`` or ``grpc-status-details-bin`` raises
-    :class:`RemoteProtocolError` with INTERNAL; ``grpc-message`` never fails
-    to decode (PROTOCOL-HTTP2.md forbids erroring on it).
+    A malformed ``grpc-status`` gives UNKNOWN, saying so (how the call
+    ended is unknown; the block's metadata is still good). A malformed
+    ``grpc-status-details-bin`` raises :class:`RemoteProtocolError` with
+    INTERNAL; ``grpc-message`` never fails to decode (PROTOCOL-HTTP2.md
+    forbids erroring on it).
     """
-    code = parse_grpc_status(raw_status)
+    try:
+        code = parse_grpc_status(raw_status)
+    except RemoteProtocolError as exc:
+        return Status(code=exc.code, details=str(exc))
     raw_message = fields.get(b"grpc-message")
     raw_details = fields.get(b"grpc-status-details-bin")
     return Status(
@@ -248,16 +253,19 @@ def parse_trailers(
     """Parse the trailers (END_STREAM) that follow response headers.
 
     Returns the call's :class:`Status` and trailing metadata. Trailers without
-    ``grpc-status`` yield ``Status(INTERNAL, "missing grpc-status in
-    trailers")``. Raises :class:`RemoteProtocolError` with INTERNAL for any
-    pseudo-header (RFC 9113 §8.1) or other malformed field, a malformed
-    ``grpc-status`` or ``grpc-status-details-bin``; RESOURCE_EXHAUSTED when
-    the block exceeds ``max_metadata_size``.
+    ``grpc-status`` yield UNKNOWN (the server never said how the call ended:
+    doc/statuscodes.md, doc/http-grpc-status-mapping.md), and so does a
+    malformed one (not a decimal integer). Raises
+    :class:`RemoteProtocolError` with INTERNAL for any pseudo-header (RFC
+    9113 §8.1) or other malformed field, or a malformed
+    ``grpc-status-details-bin``; RESOURCE_EXHAUSTED when the block exceeds
+    ``max_metadata_size``.
     """
     fields, metadata = _scan_response(headers, NO_PSEUDO, "trailers", max_metadata_size)
     raw_status = fields.get(b"grpc-status")
     if raw_status is None:
-        return Status(code=StatusCode.INTERNAL, details="missing grpc-status in trailers"), metadata
+        missing = "missing grpc-status in trailers: the server did not say how the call ended"
+        return Status(code=StatusCode.UNKNOWN, details=missing), metadata
     return _status_from_fields(raw_status, fields), metadata
 
 
@@ -275,8 +283,8 @@ def parse_trailers_only(
     a Status & Status-Message").
 
     Raises :class:`RemoteProtocolError` like :func:`parse_response_headers`
-    for a malformed block or ``:status``, and like :func:`parse_trailers` for
-    malformed status fields.
+    for a malformed block or ``:status``; status fields are read as
+    :func:`parse_trailers` reads them.
     """
     fields, metadata = _scan_response(
         headers, RESPONSE_PSEUDO, "trailers-only response", max_metadata_size

@@ -122,7 +122,7 @@ class ServerConnection(GrpcConnection):
         the client started before it still arrive and run. The driver waits
         for :attr:`open_calls` to reach zero (or a grace period), then closes.
         """
-        if self._draining or self._last_accepted is not None:
+        if self._draining or self._last_accepted is not None or self._failed:
             return
         self._draining = True
         self._closed = True

@@ -121,7 +121,9 @@ def parse_grpc_status(value: str | bytes) -> StatusCode:
     to their :class:`StatusCode`; any other non-negative integer becomes
     UNKNOWN, as doc/statuscodes.md asks of codes a client does not know. A
     value that is not a decimal integer raises :class:`RemoteProtocolError`
-    with code INTERNAL: the peer broke the protocol.
+    with code UNKNOWN: the peer broke the protocol, and how the call really
+    ended is unknown (doc/statuscodes.md: UNKNOWN is for errors that carry
+    no usable status).
     """
     code = _STATUS_BY_TEXT.get(value)
     if code is not None:
@@ -138,7 +140,7 @@ def parse_grpc_status(value: str | bytes) -> StatusCode:
         return _STATUS_BY_TEXT.get(digits, StatusCode.UNKNOWN)
     raise RemoteProtocolError(
         f"malformed grpc-status {_quote(value)}: expected a decimal integer such as '0' or '14'",
-        StatusCode.INTERNAL,
+        StatusCode.UNKNOWN,
     )
 
 

@@ -224,11 +224,16 @@ def test_truncated_message_before_ok_trailers_is_internal() -> None:
 @pytest.mark.parametrize(
     ("http_status", "code"),
     [
-        (b"503", StatusCode.UNAVAILABLE),
-        (b"404", StatusCode.UNIMPLEMENTED),
+        (b"400", StatusCode.INTERNAL),
         (b"401", StatusCode.UNAUTHENTICATED),
+        (b"403", StatusCode.PERMISSION_DENIED),
+        (b"404", StatusCode.UNIMPLEMENTED),
         (b"429", StatusCode.UNAVAILABLE),
+        (b"502", StatusCode.UNAVAILABLE),
+        (b"503", StatusCode.UNAVAILABLE),
+        (b"504", StatusCode.UNAVAILABLE),
         (b"500", StatusCode.UNKNOWN),
+        (b"418", StatusCode.UNKNOWN),
     ],
 )
 def test_non_200_response_maps_to_a_status(http_status: bytes, code: StatusCode) -> None:
@@ -252,6 +257,50 @@ def test_non_200_trailers_only_maps_to_a_status() -> None:
     ended = ended_of(raw.exchange())
     assert ended.status.code is StatusCode.UNAVAILABLE
     assert ended.trailers_only
+
+
+@pytest.mark.parametrize(
+    ("trailers", "fragment"),
+    [
+        ([(b"x-note", b"kept")], "missing grpc-status in trailers"),
+        ([(b"grpc-status", b"fine"), (b"x-note", b"kept")], "malformed grpc-status b'fine'"),
+        ([(b"grpc-status", b"-1")], "malformed grpc-status b'-1'"),
+        ([(b"grpc-status", b"17")], ""),
+        ([(b"grpc-status", b"99999999999999999999")], ""),
+    ],
+)
+def test_trailers_without_a_usable_grpc_status_end_the_call_unknown(
+    trailers: list[tuple[bytes, bytes]], fragment: str
+) -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.client.end_stream(sid)
+    raw.exchange()
+    raw.h2.send_headers(sid, RESPONSE)
+    raw.h2.send_data(sid, b"\x00\x00\x00\x00\x02ok")
+    raw.h2.send_headers(sid, trailers, end_stream=True)
+    events = raw.exchange()
+    assert [m.data for m in of_type(events, MessageReceived)] == [b"ok"]
+    ended = ended_of(events)
+    assert ended.status.code is StatusCode.UNKNOWN
+    assert fragment in ended.status.details
+    assert ended.cause is EndCause.TRAILERS
+    if (b"x-note", b"kept") in trailers:
+        assert ended.trailing_metadata["x-note"] == "kept"
+    assert raw.client.open_calls == 0
+
+
+def test_trailers_only_without_grpc_status_and_200_is_unknown() -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.exchange()
+    raw.h2.send_headers(
+        sid, [(b":status", b"200"), (b"content-type", b"application/grpc")], end_stream=True
+    )
+    ended = ended_of(raw.exchange())
+    assert ended.status.code is StatusCode.UNKNOWN
+    assert ended.status.details.startswith("HTTP status 200")
+    assert "without grpc-status" in ended.status.details
 
 
 # ------------------------------------------------------------ resets
@@ -324,3 +373,20 @@ def test_server_end_call_while_client_sends_resets_no_error() -> None:
     # The client sees the status, not a reset.
     assert [type(e) for e in client_events] == [CallEnded]
     assert ended_of(client_events).status.ok
+
+
+@pytest.mark.parametrize("trailers_only", [True, False], ids=["trailers-only", "trailers"])
+def test_malformed_trailer_fields_end_the_call_internal(trailers_only: bool) -> None:
+    raw = RawServer()
+    sid = raw.client.start_call(PATH)
+    raw.client.end_stream(sid)
+    raw.exchange()
+    bad = [(b"grpc-status", b"3"), (b"Grpc-Message", b"upper-case name")]
+    if trailers_only:
+        raw.h2.send_headers(sid, RESPONSE + bad, end_stream=True)
+    else:
+        raw.h2.send_headers(sid, RESPONSE)
+        raw.h2.send_headers(sid, bad, end_stream=True)
+    ended = ended_of(raw.exchange())
+    assert ended.status.code is StatusCode.INTERNAL
+    assert "Grpc-Message" in ended.status.details

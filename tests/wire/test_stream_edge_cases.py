@@ -86,7 +86,7 @@ def test_data_on_a_stream_the_peer_ended_is_a_stream_error() -> None:
 
 
 @pytest.mark.parametrize("trailers_only", [True, False], ids=["trailers-only", "trailers"])
-def test_a_malformed_grpc_status_ends_the_call_internal(trailers_only: bool) -> None:
+def test_a_malformed_grpc_status_ends_the_call_unknown(trailers_only: bool) -> None:
     raw = RawServer()
     sid = raw.client.start_call(PATH)
     raw.client.end_stream(sid)
@@ -98,7 +98,7 @@ def test_a_malformed_grpc_status_ends_the_call_internal(trailers_only: bool) -> 
         raw.h2.send_headers(sid, RESPONSE)
         raw.h2.send_headers(sid, bad_status, end_stream=True)
     ended = ended_of(raw.exchange())
-    assert ended.status.code is StatusCode.INTERNAL
+    assert ended.status.code is StatusCode.UNKNOWN
     assert "malformed grpc-status" in ended.status.details
     expected = EndCause.TRAILERS_ONLY if trailers_only else EndCause.TRAILERS
     assert ended.cause is expected
