@@ -444,11 +444,6 @@ async def test_a_settings_flood_is_acknowledged_and_the_call_succeeds(good_port:
     await _good_call_works(good_port)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a response that does not parse escapes as the deserializer's exception, not "
-    "RpcError(INTERNAL) (statuscodes.md); the fix is in puregrpc/client/_call.py",
-)
 async def test_a_response_that_is_not_valid_protobuf_is_internal(good_port: int) -> None:
     script = _after_request(_headers, _message(b"\xff\xff\xff\xff"), _ok_trailers)
     async with hostile_server(script) as port, Channel(f"127.0.0.1:{port}") as channel:
@@ -456,6 +451,7 @@ async def test_a_response_that_is_not_valid_protobuf_is_internal(good_port: int)
         with trio.fail_after(DEADLINE + 2), pytest.raises(RpcError) as caught:
             await stub.Unary(echo_pb2.EchoRequest(message="hi"), timeout=DEADLINE)
     assert caught.value.code is StatusCode.INTERNAL
+    assert "could not deserialize a response (DecodeError" in caught.value.details
     await _good_call_works(good_port)
 
 
