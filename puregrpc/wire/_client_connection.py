@@ -34,6 +34,7 @@ from ._metadata import Metadata
 from ._request_headers import DEFAULT_USER_AGENT, build_request_headers
 from ._response_headers import parse_response_headers, parse_trailers, parse_trailers_only
 from ._status import Status, StatusCode
+from ._status_codec import h2_error_name
 from ._trace import NULL_TRACER, Tracer
 
 
@@ -190,8 +191,13 @@ class ClientConnection(GrpcConnection):
             events.append(self._end(call, EndCause.REFUSED, status))
         if event.error_code:
             # An error GOAWAY ends the connection: everything still open fails.
-            for closed in self.connection_lost():
-                events.append(closed)
+            debug = bytes(event.additional_data or b"").decode("utf-8", "replace")
+            reason = (
+                f"the server closed the connection: GOAWAY {h2_error_name(int(event.error_code))}"
+            )
+            details = f"{reason} ({debug})" if debug else reason
+            unavailable = Status(code=StatusCode.UNAVAILABLE, details=details)
+            events.extend(self._end_all(unavailable))
             events.sort(key=lambda e: isinstance(e, ConnectionClosed))
 
     def _remote_ended(self, call: Call, events: list[Event]) -> None:
