@@ -191,8 +191,8 @@ class ClientConnection(GrpcConnection):
         if event.error_code:
             # An error GOAWAY ends the connection: everything still open fails,
             # saying why (ENHANCE_YOUR_CALM "too_many_pings", say).
-            for closed in self.connection_lost(_goaway_reason(event)):
-                events.append(closed)
+            unavailable = Status(code=StatusCode.UNAVAILABLE, details=_goaway_reason(event))
+            events.extend(self._end_all(unavailable))
             events.sort(key=lambda e: isinstance(e, ConnectionClosed))
 
     def _remote_ended(self, call: Call, events: list[Event]) -> None:

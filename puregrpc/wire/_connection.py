@@ -236,6 +236,7 @@ class GrpcConnection:
         """
         if self._preface is not None and self._calls:
             reason = f"{reason}: {self._preface.unfinished()}"
+        self._failed = True  # nothing more is read or sent
         return self._end_all(Status(code=StatusCode.UNAVAILABLE, details=reason))
 
     # ------------------------------------------------------------ call API

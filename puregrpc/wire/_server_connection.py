@@ -230,12 +230,13 @@ class ServerConnection(GrpcConnection):
         """Send a final HEADERS (END_STREAM) unless the client reset the stream.
 
         A RST_STREAM later in the same read has closed h2's stream already
-        (h2 reads the whole batch before we see its first event); the answer
-        then has nobody to go to. Returns whether it was sent.
+        (h2 reads the whole batch before we see its first event), and a new
+        stream later still may have made h2 forget it (a StreamIDTooLowError
+        then); the answer has nobody to go to. Returns whether it was sent.
         """
         try:
             self._h2.send_headers(stream_id, headers, end_stream=True)
-        except h2.exceptions.StreamClosedError:
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
             return False
         return True
 

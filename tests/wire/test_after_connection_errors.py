@@ -1,4 +1,4 @@
-"""What the core does once a connection error has ended everything, and per-role statuses.
+"""Edge cases of the core: after a connection error, per-role statuses, fuzzer finds.
 
 After h2 has found a connection error it refuses to send anything: the core
 must neither hand back credit of calls that were still open, nor let a
@@ -9,11 +9,21 @@ escape (only puregrpc's ProtocolError family may).
 from __future__ import annotations
 
 import h2.errors
-from helpers import RESPONSE, Pair, RawServer, WireLog, ended_of, of_type
+from helpers import (
+    RESPONSE,
+    Pair,
+    RawClient,
+    RawServer,
+    WireLog,
+    ended_of,
+    grpc_request_headers,
+    of_type,
+)
 from hyperframe.frame import DataFrame, GoAwayFrame, PingFrame
 
 from puregrpc.wire import (
     CallEnded,
+    CallStarted,
     ConnectionClosed,
     ConnectionConfig,
     MessageReceived,
@@ -95,3 +105,22 @@ def test_a_response_in_an_encoding_the_client_lacks_is_internal() -> None:
     assert ended.status.code is StatusCode.INTERNAL
     assert "unsupported encoding 'snappy'" in ended.status.details
     assert "gzip" in ended.status.details  # the supported ones are listed
+
+
+def test_an_oversized_request_reset_and_followed_by_a_new_stream_in_one_read() -> None:
+    # Found by the stateful fuzzer: in one read, a message over the limit on
+    # stream 1, the client's RST_STREAM of it, and a new stream 3. When the
+    # server comes to refuse the message, h2 has already forgotten stream 1
+    # (opening stream 3 prunes closed streams), so the refusal has nobody to
+    # go to; it must not escape as h2's StreamIDTooLowError.
+    raw = RawClient(ConnectionConfig(max_receive_message_size=10))
+    raw.h2.send_headers(1, grpc_request_headers())
+    raw.h2.send_data(1, b"\x00\x00\x00\x00\x20" + b"x" * 32)
+    raw.h2.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+    raw.h2.send_headers(3, grpc_request_headers(), end_stream=True)
+    server_events, _ = raw.exchange()
+    (ended,) = of_type(server_events, CallEnded)
+    assert ended.stream_id == 1
+    assert ended.status.code is StatusCode.RESOURCE_EXHAUSTED
+    assert [e.stream_id for e in of_type(server_events, CallStarted)] == [1, 3]
+    assert raw.server.is_open(3) and not raw.server.is_open(1)
