@@ -2,10 +2,11 @@
 
 :class:`CallPolicy` is a server interceptor. A call whose client sent no
 deadline (``grpc-timeout``) runs under the method's default from
-:data:`DEFAULT_DEADLINES`: short for the unary GetData, long for transfers,
-longest for the open-ended streams (watch, chat, sync, query). A call that
-runs out ends DEADLINE_EXCEEDED, with a message that says how to choose
-another. :attr:`CallPolicy.active_calls` counts the calls in progress per
+:data:`DEFAULT_DEADLINES`: short for the unary GetData, long for transfers.
+The open-ended streams (watch, chat, sync, query) have none: they are meant
+to run for days, and keepalive, not a timer, finds their dead clients. A
+call that runs out ends DEADLINE_EXCEEDED, with a message that says how to
+choose another. :attr:`CallPolicy.active_calls` counts the calls in progress per
 method (shutdown logs them; tests wait for them to drain).
 
 The deadline's cancel scope wraps the whole handler run, outside the
@@ -31,18 +32,19 @@ logger = logging.getLogger("puregrpc_streaming")
 SERVICE_PATH = "streaming.v1.StreamingService"
 
 _HOUR = 3600.0
-#: Seconds a call may run when the client set no deadline, per method.
-DEFAULT_DEADLINES: Mapping[str, float] = {
+#: Seconds a call may run when the client set no deadline, per method
+#: (``None``: as long as the client stays).
+DEFAULT_DEADLINES: Mapping[str, float | None] = {
     "GetData": 10.0,
     "DownloadFile": 6 * _HOUR,
     "UploadFile": 6 * _HOUR,
     "ListLargeDataset": 1 * _HOUR,
     "CollectMetrics": 1 * _HOUR,
     "BatchProcess": 1 * _HOUR,
-    "WatchEvents": 24 * _HOUR,
-    "Chat": 24 * _HOUR,
-    "SyncData": 24 * _HOUR,
-    "InteractiveQuery": 24 * _HOUR,
+    "WatchEvents": None,
+    "Chat": None,
+    "SyncData": None,
+    "InteractiveQuery": None,
 }
 
 
@@ -53,12 +55,12 @@ class CallPolicy:
     method name is a :class:`ValueError`).
     """
 
-    def __init__(self, deadlines: Mapping[str, float] | None = None) -> None:
+    def __init__(self, deadlines: Mapping[str, float | None] | None = None) -> None:
         unknown = set(deadlines or {}) - set(DEFAULT_DEADLINES)
         if unknown:
             raise ValueError(f"deadlines for unknown methods: {sorted(unknown)}")
         #: Seconds a call may run without a client deadline, by method name.
-        self.deadlines: dict[str, float] = {**DEFAULT_DEADLINES, **(deadlines or {})}
+        self.deadlines: dict[str, float | None] = {**DEFAULT_DEADLINES, **(deadlines or {})}
         #: Calls in progress, by method name.
         self.active_calls: dict[str, int] = dict.fromkeys(DEFAULT_DEADLINES, 0)
 
@@ -71,10 +73,10 @@ class CallPolicy:
             return
         self.active_calls[name] += 1
         try:
-            if call.deadline is not None:
+            default = self.deadlines[name]
+            if call.deadline is not None or default is None:
                 await proceed(call)
                 return
-            default = self.deadlines[name]
             logger.debug("%s: no deadline from the client, %g s server default", name, default)
             with trio.move_on_after(default) as scope:
                 await proceed(call)

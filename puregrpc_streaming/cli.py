@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import signal
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC
@@ -47,12 +49,15 @@ from .client_helpers import (
     unwrap_group,
     upload_file,
 )
+from .identity import Identity, TokenTableError, load_token_file, parse_token_spec
 from .progress import Progress, format_bytes
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
 
 __all__ = ["amain", "build_parser", "main"]
 
+#: The environment variable client commands read their bearer token from.
+TOKEN_VARIABLE = "PUREGRPC_STREAMING_TOKEN"
 DEFAULT_PORT = 50051
 DEFAULT_TARGET = f"127.0.0.1:{DEFAULT_PORT}"
 #: Deadline of a unary call when --timeout does not say.
@@ -150,6 +155,26 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--query-timeout", type=_positive_float, default=5.0, metavar="SECONDS")
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    serve.add_argument(
+        "--client-ca",
+        type=Path,
+        metavar="PEM",
+        help="mutual TLS: accept client certificates of this CA (user id = CN or SAN)",
+    )
+    serve.add_argument(
+        "--tokens", type=Path, metavar="FILE", help="bearer tokens: token:user:roles lines or TOML"
+    )
+    serve.add_argument(
+        "--token",
+        dest="token_specs",
+        action="append",
+        default=[],
+        metavar="TOKEN:USER[:ROLES]",
+        help="a bearer token (repeatable; prefer --tokens, command lines are visible)",
+    )
+    serve.add_argument(
+        "--admin", dest="admins", action="append", default=[], metavar="USER", help="admin role"
+    )
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
 
     client = argparse.ArgumentParser(add_help=False)
@@ -157,6 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="default %(default)s"
     )
     client.add_argument("--tls-ca", type=Path, metavar="PEM", help="use TLS, trusting this CA")
+    client.add_argument(
+        "--tls-cert", type=Path, metavar="PEM", help="client certificate (mutual TLS)"
+    )
+    client.add_argument("--tls-key", type=Path, metavar="PEM", help="key of --tls-cert")
+    client.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_VARIABLE),
+        metavar="TOKEN",
+        help=f"bearer token (default: ${TOKEN_VARIABLE})",
+    )
     client.add_argument(
         "--timeout", type=_positive_float, metavar="SECONDS", help="deadline of each call"
     )
@@ -202,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("file", nargs="?", type=Path, help="the items (default: stdin)")
 
     chat = add("chat", "Chat: each stdin line is a message; '/room R' switches room")
-    chat.add_argument("--user", required=True)
+    chat.add_argument(
+        "--user", help="who you are, for an open-mode server (with a token: the token's user)"
+    )
     chat.add_argument("--room", default="lobby")
     chat.add_argument(
         "--linger",
@@ -270,12 +307,26 @@ def _describe(exc: RpcError) -> str:
 # ------------------------------------------------------------------ server
 
 
+def _token_table(args: argparse.Namespace) -> dict[str, Identity]:
+    """The bearer tokens of ``--tokens FILE`` and ``--token`` flags together."""
+    table = load_token_file(args.tokens) if args.tokens is not None else {}
+    for index, spec in enumerate(args.token_specs, 1):
+        token, identity = parse_token_spec(spec, f"--token #{index}")
+        if token in table:
+            raise UsageError(f"--token #{index}: this token is already given to {table[token]}")
+        table[token] = identity
+    return table
+
+
 async def _serve(args: argparse.Namespace, io: Streams) -> int:
     # Imported here: client subcommands need none of the server's backends.
     from .server import ServeConfig, serve
 
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
+    if args.client_ca is not None and args.tls_cert is None:
+        raise UsageError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
+    tokens = _token_table(args)
     logging.basicConfig(
         level=args.log_level,
         stream=io.stderr,
@@ -293,6 +344,9 @@ async def _serve(args: argparse.Namespace, io: Streams) -> int:
         query_timeout=args.query_timeout,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        client_ca=args.client_ca,
+        tokens=tokens,
+        admins=frozenset(args.admins),
     )
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
@@ -493,7 +547,12 @@ async def _batch(stub: StreamingServiceStub, args: argparse.Namespace, io: Strea
 
 
 async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Streams) -> int:
-    metadata = [("user-id", args.user), ("room-id", args.room)]
+    metadata = [("room-id", args.room)]
+    if args.user:
+        metadata.append(("user-id", args.user))
+    #: (room, text) of our messages not seen back yet: the server stamps the
+    #: sender, and with a token we may not know our own user id.
+    unseen: Counter[tuple[str, str]] = Counter()
     sent = 0
     echoed = 0
     all_back = trio.Event()
@@ -507,7 +566,9 @@ async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
             async for message in call:
                 when = _when(message.timestamp)[11:19]
                 io.out(f"[{when}] #{message.room_id} {message.user_id}: {message.content}")
-                if message.user_id == args.user:
+                mine = (message.room_id, message.content)
+                if unseen[mine] and (not args.user or message.user_id == args.user):
+                    unseen[mine] -= 1
                     echoed += 1
                     if echoed >= sent and input_done:
                         all_back.set()
@@ -522,6 +583,7 @@ async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
                 continue
             if not line.strip():
                 continue
+            unseen[(room, line)] += 1
             await call.send(streaming_pb2.ChatMessage(room_id=room, content=line))
             sent += 1
         input_done = True
@@ -678,7 +740,15 @@ async def _run(args: argparse.Namespace, io: Streams) -> int:
     if args.command == "serve":
         return await _serve(args, io)
     command = _CLIENT_COMMANDS[args.command]
-    async with open_channel(args.target, tls_ca=args.tls_ca) as channel:
+    if (args.tls_key is not None) and args.tls_cert is None:
+        raise UsageError("--tls-key needs --tls-cert")
+    async with open_channel(
+        args.target,
+        tls_ca=args.tls_ca,
+        token=args.token or None,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+    ) as channel:
         return await command(StreamingServiceStub(channel), args, io)
 
 
@@ -703,7 +773,7 @@ async def amain(
         if isinstance(exc, RpcError):
             io.note(f"error: {_describe(exc)}")
             return EXIT_FAILURE
-        if isinstance(exc, UsageError):
+        if isinstance(exc, UsageError | TokenTableError):
             io.note(f"error: {exc}")
             return EXIT_USAGE
         if isinstance(exc, TransferError | OSError | ValueError):

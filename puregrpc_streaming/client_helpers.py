@@ -26,13 +26,13 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import trio
 
 from puregrpc import RpcError, StatusCode
-from puregrpc.client import BackoffPolicy, Channel, ChannelOptions
+from puregrpc.client import BackoffPolicy, CallOptions, Channel, ChannelOptions
 
 from .progress import Progress
 from .protos import streaming_pb2
@@ -95,9 +95,24 @@ class RetryPolicy:
         return base * (1 + random.uniform(-self.jitter, self.jitter))
 
 
-def client_tls_context(ca_file: Path | None) -> ssl.SSLContext:
-    """A TLS client context trusting ``ca_file`` (or the system store when ``None``)."""
-    return ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+def client_tls_context(
+    ca_file: Path | None, *, cert: Path | None = None, key: Path | None = None
+) -> ssl.SSLContext:
+    """A TLS client context trusting ``ca_file`` (or the system store when ``None``).
+
+    With ``cert`` (and ``key``, unless the key is in the same PEM) the client
+    presents that certificate: the server's mutual TLS takes the user id
+    from it.
+    """
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    if cert is not None:
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"cannot load client certificate {cert} / key {key}: {exc}") from exc
+    elif key is not None:
+        raise ValueError("a client key needs its certificate (tls_cert)")
+    return context
 
 
 def unwrap_group(exc: BaseException) -> BaseException:
@@ -118,18 +133,28 @@ async def open_channel(
     tls_ca: Path | None = None,
     tls: bool = False,
     server_name: str | None = None,
+    token: str | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
 ) -> AsyncIterator[Channel]:
-    """A channel to ``target`` (``HOST:PORT``), over TLS if ``tls`` or ``tls_ca`` is given.
+    """A channel to ``target`` (``HOST:PORT``), over TLS if ``tls``, ``tls_ca`` or ``tls_cert``.
 
+    ``token`` goes with every call as ``authorization: Bearer <token>``;
+    ``tls_cert``/``tls_key`` are the client certificate of mutual TLS.
     Errors raised in the block come out as themselves, not wrapped in the
     exception group of the channel's nursery. The channel's own reconnection
     backoff is kept short (0.1 s growing to 2 s) because the helpers here
     pace their retries themselves; a connection attempt is given 5 s.
     """
+    if token is not None and (not token or any(c.isspace() for c in token)):
+        raise ValueError("a bearer token must be non-empty and without spaces")
+    defaults = CallOptions(metadata=[("authorization", f"Bearer {token}")] if token else None)
     options = ChannelOptions(
-        backoff=BackoffPolicy(initial_backoff=0.1, max_backoff=2.0, min_connect_timeout=5.0)
+        backoff=BackoffPolicy(initial_backoff=0.1, max_backoff=2.0, min_connect_timeout=5.0),
+        call_defaults=defaults,
     )
-    ssl_context = client_tls_context(tls_ca) if tls or tls_ca is not None else None
+    secure = tls or tls_ca is not None or tls_cert is not None
+    ssl_context = client_tls_context(tls_ca, cert=tls_cert, key=tls_key) if secure else None
     try:
         async with Channel(
             target, ssl_context=ssl_context, options=options, server_hostname=server_name
@@ -413,7 +438,7 @@ class EventWatcher:
 
     ``async for event in watcher.events():`` yields events in order; after a
     transient failure (or the server ending the stream, e.g. to shed a slow
-    subscriber or on shutdown) it reopens the stream with metadata
+    subscriber, on shutdown, or when a deadline ends it) it reopens the stream with metadata
     ``last-event-id`` = the id of the last event yielded, so the server
     replays what was missed and nothing is seen twice.
     """
@@ -435,14 +460,13 @@ class EventWatcher:
         #: Streams reopened so far.
         self.reconnects = 0
         policy = retry if retry is not None else RetryPolicy()
-        # A slow subscriber is ended with RESOURCE_EXHAUSTED: it may resume.
-        self._retry = RetryPolicy(
-            attempts=policy.attempts,
-            initial_backoff=policy.initial_backoff,
-            multiplier=policy.multiplier,
-            max_backoff=policy.max_backoff,
-            jitter=policy.jitter,
-            retryable=policy.retryable | {StatusCode.RESOURCE_EXHAUSTED},
+        # A slow subscriber is ended with RESOURCE_EXHAUSTED, and a deadline
+        # (a proxy's, a server's default) ends a watch that is still wanted
+        # with DEADLINE_EXCEEDED: both resume as after UNAVAILABLE.
+        self._retry = replace(
+            policy,
+            retryable=policy.retryable
+            | {StatusCode.RESOURCE_EXHAUSTED, StatusCode.DEADLINE_EXCEEDED},
         )
         self._on_retry = on_retry
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -25,9 +25,12 @@ from puregrpc.reflection import enable_reflection
 from puregrpc.server import Server, ServerOptions
 from puregrpc.wire import ConnectionConfig
 
+from .authentication import CallerInterceptor, PeerIdentities
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
+from .identity import Identity, with_admins
 from .service import StreamingService
+from .tls import serve_mutual_tls, server_ssl_context
 
 __all__ = ["SERVICE_NAME", "RunningServer", "ServeConfig", "open_server", "serve"]
 
@@ -64,12 +67,22 @@ class ServeConfig:
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: PEM CA of client certificates: mutual TLS, the user id from each
+    #: client's certificate (needs ``tls_cert``/``tls_key``).
+    client_ca: Path | None = None
+    #: Bearer token -> caller (see :mod:`.identity`). With neither tokens nor
+    #: ``client_ca`` the server runs in open development mode.
+    tokens: Mapping[str, Identity] = field(default_factory=dict)
+    #: User ids given the ``admin`` role, however they authenticate.
+    admins: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, got {self.port}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("TLS needs both a certificate and a key (tls_cert and tls_key)")
+        if self.client_ca is not None and self.tls_cert is None:
+            raise ValueError("client_ca (mutual TLS) needs tls_cert and tls_key")
         if self.dataset_rows < 0:
             raise ValueError("dataset_rows must not be negative")
         if not 1 <= self.batch_size <= MAX_PAGE_SIZE:
@@ -90,14 +103,11 @@ class ServeConfig:
         """A server TLS context, if a certificate and key are configured."""
         if self.tls_cert is None or self.tls_key is None:
             return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            context.load_cert_chain(self.tls_cert, self.tls_key)
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(
-                f"cannot load TLS certificate {self.tls_cert} / key {self.tls_key}: {exc}"
-            ) from exc
-        return context
+        return server_ssl_context(self.tls_cert, self.tls_key, self.client_ca)
+
+    def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
+        """The interceptor that settles each call's caller (``peers``: mutual TLS)."""
+        return CallerInterceptor(tokens=with_admins(self.tokens, self.admins), peers=peers)
 
 
 #: Server options: keepalive PINGs after a minute of silence, and clients may
@@ -134,7 +144,7 @@ def _address(host: str, port: int) -> str:
 
 @asynccontextmanager
 async def open_server(
-    config: ServeConfig, *, deadlines: dict[str, float] | None = None
+    config: ServeConfig, *, deadlines: Mapping[str, float | None] | None = None
 ) -> AsyncIterator[RunningServer]:
     """Serve ``config`` for the ``async with`` block, then stop gracefully.
 
@@ -142,10 +152,16 @@ async def open_server(
     :data:`~.service.DEFAULT_DEADLINES`).
     """
     ssl_context = config.ssl_context()
+    peers = PeerIdentities() if config.client_ca is not None else None
+    authentication = config.authentication(peers)
+    # The first line says who may call: open mode must never go unnoticed.
+    (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     async with open_embedded_backends(
         config.data_dir, dataset_rows=config.dataset_rows
     ) as backends:
-        service = StreamingService(backends, config.settings(), deadlines=deadlines)
+        service = StreamingService(
+            backends, config.settings(), deadlines=deadlines, authentication=authentication
+        )
         server = Server(
             [service],
             options=SERVER_OPTIONS,
@@ -162,14 +178,25 @@ async def open_server(
 
             async def run_server(*, task_status: trio.TaskStatus[int]) -> None:
                 with server_scope:
-                    await server.serve(config.host, config.port, task_status=task_status)
+                    if peers is None or ssl_context is None:
+                        await server.serve(config.host, config.port, task_status=task_status)
+                        return
+                    await serve_mutual_tls(
+                        server,
+                        config.host,
+                        config.port,
+                        context=ssl_context,
+                        peers=peers,
+                        admins=config.admins,
+                        task_status=task_status,
+                    )
 
             port = await nursery.start(run_server)
             address = _address(config.host, port)
             logger.info(
                 "serving streaming.v1.StreamingService on %s (%s, data in %s)",
                 address,
-                "TLS" if ssl_context is not None else "plaintext",
+                _transport(config),
                 config.data_dir,
             )
             try:
@@ -192,6 +219,12 @@ async def open_server(
                         await server.stop(grace=SHUTDOWN_GRACE)
                     server_scope.cancel()
                 logger.info("stopped")
+
+
+def _transport(config: ServeConfig) -> str:
+    if config.client_ca is not None:
+        return "mutual TLS"
+    return "TLS" if config.tls_cert is not None else "plaintext"
 
 
 def _active_summary(service: StreamingService) -> str:

@@ -8,6 +8,9 @@ gets, from the interceptors of :meth:`StreamingService.interceptors`:
   (:class:`puregrpc.interceptors.CallLogInterceptor`): a start line (method,
   peer, deadline), and an end line with the status, the duration and the
   message counts in and out (errors at WARNING);
+* its **caller** (:class:`.authentication.CallerInterceptor`): from a client
+  certificate or a bearer token, or anonymous in open development mode;
+  handlers read it with :func:`.authentication.caller_of`;
 * a **default deadline** when the client sent none (``grpc-timeout``), and a
   count of the calls in progress (:class:`.call_policy.CallPolicy`, defaults
   in :data:`DEFAULT_DEADLINES`).
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING
 from puregrpc.interceptors import CallLogInterceptor
 from puregrpc.server import RequestIterator, ServerInterceptor, ServicerContext
 
+from .authentication import CallerInterceptor
 from .backends.base import Backends
 from .call_policy import DEFAULT_DEADLINES, CallPolicy
 from .handlers._common import ServiceSettings
@@ -51,10 +55,17 @@ class StreamingService(StreamingServiceServicer):
         backends: Backends,
         settings: ServiceSettings | None = None,
         *,
-        deadlines: Mapping[str, float] | None = None,
+        deadlines: Mapping[str, float | None] | None = None,
+        authentication: CallerInterceptor | None = None,
     ) -> None:
-        """Serve ``backends``; ``deadlines`` overrides entries of :data:`DEFAULT_DEADLINES`."""
+        """Serve ``backends``; ``deadlines`` overrides entries of :data:`DEFAULT_DEADLINES`.
+
+        ``authentication`` settles each call's caller (default: open
+        development mode, every caller anonymous).
+        """
         self.backends = backends
+        #: Who is calling (an interceptor).
+        self.authentication = authentication if authentication is not None else CallerInterceptor()
         self.settings = settings if settings is not None else ServiceSettings()
         #: Default deadlines and call counts (a server interceptor).
         self.call_policy = CallPolicy(deadlines)
@@ -144,13 +155,14 @@ class StreamingService(StreamingServiceServicer):
     # ------------------------------------------------------- every call
 
     def interceptors(self) -> list[ServerInterceptor]:
-        """The server's interceptors for this service: the call log, then the call policy.
+        """The server's interceptors for this service: the call log, the caller, the call policy.
 
-        The call log is outermost, so it logs the status the policy decided
-        (a default deadline run out).
+        The call log is outermost, so it logs the status the others decided
+        (UNAUTHENTICATED, a default deadline run out).
         """
         return [
             CallLogInterceptor(logger, start_level=logging.INFO),
+            self.authentication,
             self.call_policy,
         ]
 

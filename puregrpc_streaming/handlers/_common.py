@@ -104,4 +104,8 @@ async def flat_nursery() -> AsyncIterator[trio.Nursery]:
         errors = [leaf for leaf in leaves if not isinstance(leaf, trio.Cancelled)]
         if len(errors) == 1 and len(leaves) == 1:
             raise errors[0] from None
+        if not errors:
+            # Only cancellations: one of them, bare, reaches its cancel scope
+            # the same way, and the server's status is not UNKNOWN.
+            raise leaves[0] from None
         raise

@@ -9,9 +9,12 @@ sender included, stamped with the server's time.
 
 Rules:
 
-* metadata ``user-id`` is required (UNAUTHENTICATED without it) and is the
-  ``user_id`` of every message the call sends, whatever the client wrote;
-  ``system`` is reserved.
+* The sender is the authenticated caller (token or client certificate):
+  its user id is the ``user_id`` of every message the call sends, whatever
+  the client wrote. A ``user-id`` metadata naming someone else is
+  PERMISSION_DENIED. Only in open development mode (anonymous callers) is
+  the declared ``user-id`` metadata the sender (UNAUTHENTICATED without
+  it). ``system`` is reserved.
 * metadata ``room-id`` joins that room when the call starts; a message whose
   ``room_id`` names a room the call has not joined joins it first; a message
   with no ``room_id`` goes to the most recently joined room.
@@ -32,6 +35,7 @@ import trio
 from puregrpc import StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..authentication import caller_of
 from ..backends.base import BusClosed, BusEvent, EventBus, SubscriberTooSlow, Subscription
 from ..protos import streaming_pb2 as pb
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
@@ -60,6 +64,25 @@ def chat_message(event: BusEvent) -> pb.ChatMessage:
     )
 
 
+def _sender(context: ServicerContext) -> str:
+    """The user id messages of this call are sent as."""
+    caller = caller_of(context)
+    declared = metadata_text(context, "user-id")
+    if caller.anonymous:
+        if not declared:
+            fail(
+                StatusCode.UNAUTHENTICATED,
+                "metadata user-id is required to chat anonymously (open development mode)",
+            )
+        return _check_name("user-id", declared)
+    if declared and declared != caller.user_id:
+        fail(
+            StatusCode.PERMISSION_DENIED,
+            f"metadata user-id {declared!r} is not the authenticated user {caller.user_id!r}",
+        )
+    return _check_name("user id", caller.user_id)
+
+
 class ChatHandlers:
     """Serves Chat calls."""
 
@@ -73,10 +96,7 @@ class ChatHandlers:
         self, requests: RequestIterator[pb.ChatMessage], context: ServicerContext
     ) -> None:
         """Run one chat client until it leaves; responses go out with ``context.send``."""
-        user = metadata_text(context, "user-id")
-        if not user:
-            fail(StatusCode.UNAUTHENTICATED, "metadata user-id is required to chat")
-        _check_name("user-id", user)
+        user = _sender(context)
         if user == SYSTEM_USER:
             invalid(f"user-id {SYSTEM_USER!r} is reserved")
         first_room = metadata_text(context, "room-id")

@@ -12,6 +12,7 @@ import trio
 from puregrpc import StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..authentication import caller_of
 from ..backends.base import (
     BusClosed,
     EventBus,
@@ -84,9 +85,11 @@ class RecordHandlers:
         version (0, or a deleted key's last version, for "does not exist");
         the ACK carries the new version. Otherwise CONFLICT carries the
         server's current value and version and why. Every applied change is
-        a ``sync.changed`` event, which every *other* SyncData stream turns
-        into a CHANGE with the key's current state.
+        a ``sync.changed`` event naming the authenticated caller as
+        ``user_id`` ("" when anonymous), which every *other* SyncData stream
+        turns into a CHANGE with the key's current state.
         """
+        author = caller_of(context).user_id
         stream_id = secrets.token_hex(8)
         send_lock = trio.Lock()
 
@@ -133,6 +136,7 @@ class RecordHandlers:
                             "version": outcome.current.version,
                             "deleted": outcome.current.deleted,
                             "origin": stream_id,
+                            "user_id": author,
                         },
                     )
                 else:

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 import trio
+import trustme
 
 from puregrpc.client import Channel
 from puregrpc_streaming.protos import streaming_pb2 as pb
@@ -170,3 +171,13 @@ async def wait_until(condition: Callable[[], bool], limit: float = 5.0) -> None:
     with trio.fail_after(limit):
         while not condition():  # noqa: ASYNC110 - see the docstring
             await trio.sleep(0.01)
+
+
+def write_leaf(cert: trustme.LeafCert, directory: Path, stem: str) -> tuple[Path, Path]:
+    """Write a trustme leaf certificate (chain) and its key as ``stem.pem``/``stem.key``."""
+    cert_file, key_file = directory / f"{stem}.pem", directory / f"{stem}.key"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for blob in cert.cert_chain_pems[1:]:
+        blob.write_to_path(str(cert_file), append=True)
+    cert.private_key_pem.write_to_path(str(key_file))
+    return cert_file, key_file

@@ -71,11 +71,15 @@ async def test_open_streams_end_with_unavailable_on_shutdown(tmp_path: Path) -> 
     assert trio.current_time() - started < 2
 
 
-def test_stream_deadlines_are_longer_than_unary() -> None:
-    streams = {name: s for name, s in DEFAULT_DEADLINES.items() if name != "GetData"}
-    assert min(streams.values()) > DEFAULT_DEADLINES["GetData"]
-    for open_ended in ("WatchEvents", "Chat", "SyncData", "InteractiveQuery"):
-        assert DEFAULT_DEADLINES[open_ended] >= max(streams.values())
+def test_stream_deadlines_are_longer_than_unary_and_open_streams_have_none() -> None:
+    open_ended = {"WatchEvents", "Chat", "SyncData", "InteractiveQuery"}
+    unary = DEFAULT_DEADLINES["GetData"]
+    assert unary is not None
+    for name, seconds in DEFAULT_DEADLINES.items():
+        if name in open_ended:
+            assert seconds is None, name
+        elif name != "GetData":
+            assert seconds is not None and seconds > unary, name
 
 
 async def test_server_default_deadline(tmp_path: Path) -> None:
