@@ -93,8 +93,8 @@ def _after_request(
 ) -> Script:
     """A script: our SETTINGS, read the request, send ``chunks`` (built then), drain.
 
-    ``close`` closes the connection instead of draining it; ``serve_on``
-    answers further requests on it as a good server would.
+    ``close`` closes our side of the connection first; ``serve_on`` answers
+    further requests on it as a good server would.
     """
 
     async def script(peer: RawPeer, index: int) -> None:
@@ -102,8 +102,9 @@ def _after_request(
         await peer.read_request()
         await peer.send(*(chunk(peer) for chunk in chunks))
         if close:
-            return
-        if serve_on:
+            # A FIN, not a RST: the client's unread bytes are read and dropped.
+            await peer.stream.send_eof()
+        elif serve_on:
             await serve_requests(peer)
         await peer.drain()
 

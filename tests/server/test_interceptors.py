@@ -238,7 +238,12 @@ async def test_the_outcome_seen_is_the_status_the_client_gets() -> None:
         StatusCode.ALREADY_EXISTS,
     ]
     assert seen == expected
-    assert [s.code for s in recorder.statuses] == expected
+    recorded = [s.code for s in recorder.statuses]
+    # The client's deadline and its RST_STREAM race the server's copy of the
+    # deadline (grpc-timeout): the server ends that call DEADLINE_EXCEEDED,
+    # or CANCELLED when the reset is read first (on a loaded machine).
+    assert recorded[3] in (StatusCode.DEADLINE_EXCEEDED, StatusCode.CANCELLED)
+    assert recorded[:3] + recorded[4:] == expected[:3] + expected[4:]
     assert recorder.statuses[1].details == "not now"
     # The exception's text stays on the server.
     assert recorder.statuses[2].details == "unexpected KeyError in the method handler"
