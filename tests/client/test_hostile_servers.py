@@ -244,9 +244,7 @@ HOSTILE: list[tuple[str, Script, StatusCode, str, bool]] = [
         "GOAWAY then close with the call in flight",
         _after_request(_const(goaway_frame(SID)), close=True),
         StatusCode.UNAVAILABLE,
-        # "connection closed", or "connection lost (Connection reset by peer)"
-        # when the server's close meets request bytes it never read.
-        "connection ",
+        "connection closed",
         True,
     ),
     (
