@@ -9,10 +9,27 @@ the same keywords; :class:`ClientInterceptor` objects given to the channel
 wrap every call. :class:`ConnectivityState` is what
 :meth:`Channel.get_state` and :meth:`Channel.wait_for_state_change` report;
 keepalive pings are set up in :class:`ChannelOptions` (``keepalive_time``...).
+
+Name resolution and load balancing (docs/client-channel.md): a target's
+scheme picks its :class:`Resolver` (``dns:``, ``ipv4:``, ``ipv6:``,
+``unix:``, ``unix-abstract:``, or one added with :func:`register_resolver`;
+:class:`StaticResolver` holds a list the program sets), which finds the
+:class:`Address` list; ``ChannelOptions(load_balancing=...)`` chooses the
+policy over their subchannels (:class:`PickFirst`, the default, or
+:class:`RoundRobin`; a :class:`LoadBalancer` of one's own is registered
+with :func:`register_load_balancer`).
 """
 
 from ._backoff import Backoff as Backoff
 from ._backoff import BackoffPolicy as BackoffPolicy
+from ._balancer import LoadBalancer as LoadBalancer
+from ._balancer import LoadBalancingConfig as LoadBalancingConfig
+from ._balancer import Pick as Pick
+from ._balancer import SubchannelHandle as SubchannelHandle
+from ._balancer import aggregate_state as aggregate_state
+from ._balancer import load_balancing_config as load_balancing_config
+from ._balancer import register_load_balancer as register_load_balancer
+from ._builtin_resolvers import DnsResolver as DnsResolver
 from ._call import ClientCall as ClientCall
 from ._call import Requests as Requests
 from ._call import StreamStreamCall as StreamStreamCall
@@ -30,9 +47,22 @@ from ._interceptor import ForwardingClientStream as ForwardingClientStream
 from ._options import CallKeywords as CallKeywords
 from ._options import CallOptions as CallOptions
 from ._options import MetadataLike as MetadataLike
-from ._subchannel import parse_target as parse_target
+from ._pick_first import PickFirst as PickFirst
+from ._resolver import PollingResolver as PollingResolver
+from ._resolver import ResolutionSchedule as ResolutionSchedule
+from ._resolver import Resolver as Resolver
+from ._resolver import ResolverFactory as ResolverFactory
+from ._resolver import ResolverListener as ResolverListener
+from ._resolver import StaticResolver as StaticResolver
+from ._resolver import register_resolver as register_resolver
+from ._resolver import unregister_resolver as unregister_resolver
+from ._round_robin import RoundRobin as RoundRobin
+from ._target import Address as Address
+from ._target import Target as Target
+from ._target import parse_target as parse_target
 
 __all__ = [
+    "Address",
     "Backoff",
     "BackoffPolicy",
     "CallKeywords",
@@ -45,12 +75,31 @@ __all__ = [
     "ClientInterceptor",
     "ClientStream",
     "ConnectivityState",
+    "DnsResolver",
     "ForwardingClientStream",
+    "LoadBalancer",
+    "LoadBalancingConfig",
     "MetadataLike",
+    "Pick",
+    "PickFirst",
+    "PollingResolver",
     "Requests",
+    "ResolutionSchedule",
+    "Resolver",
+    "ResolverFactory",
+    "ResolverListener",
+    "RoundRobin",
+    "StaticResolver",
     "StreamStreamCall",
     "StreamUnaryCall",
+    "SubchannelHandle",
+    "Target",
     "UnaryStreamCall",
     "UnaryUnaryCall",
+    "aggregate_state",
+    "load_balancing_config",
     "parse_target",
+    "register_load_balancer",
+    "register_resolver",
+    "unregister_resolver",
 ]

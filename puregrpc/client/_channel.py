@@ -1,13 +1,16 @@
-"""The channel: where calls are made, over a multiplexed connection to a target.
+"""The channel: where calls are made, over multiplexed connections to a target's servers.
 
 ``async with Channel("127.0.0.1:50051") as channel:`` owns a nursery in which
-the connection's reader and writer tasks (and request feeders of streaming
-calls) run; leaving the block closes the connection and ends them all.
+the resolver, the connections' reader and writer tasks (and request feeders
+of streaming calls) run; leaving the block closes the connections and ends
+them all.
 
-A call asks the channel for a stream: the channel gets a connection from its
-:class:`~._subchannel.Subchannel` (which connects, reconnects and backs off),
-waits for a free stream slot under the server's MAX_CONCURRENT_STREAMS, and
-opens the call's :class:`~puregrpc.runtime.ClientCallStream` on it.
+A call asks the channel for a stream: the channel's
+:class:`~._router.CallRouter` picks a READY connection for it (resolving the
+target, connecting a subchannel per address and balancing over them as the
+load balancing policy says), the channel waits for a free stream slot under
+that server's MAX_CONCURRENT_STREAMS, and opens the call's
+:class:`~puregrpc.runtime.ClientCallStream` on it.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import trio
 from ..runtime import ClientCallStream, Method, require_trio, tracer_or_environment
 from ..wire import NULL_TRACER, ConnectionConfig, LocalProtocolError, Metadata, RpcError, Tracer
 from ._backoff import BackoffPolicy
+from ._balancer import LoadBalancingConfig, load_balancing_config
+from ._builtin_resolvers import default_authority, resolver_for
 from ._call import Requests, StreamStreamCall, StreamUnaryCall, UnaryStreamCall, UnaryUnaryCall
 from ._channel_stream import ChannelStream
 from ._connectivity import ConnectivityState
@@ -38,7 +43,13 @@ from ._interceptor import (
 )
 from ._keepalive import ChannelKeepalive
 from ._options import NO_OPTIONS, CallKeywords, CallOptions, resolve_call_options
-from ._subchannel import StreamFactory, Subchannel, parse_target
+from ._resolver import Resolver, StaticResolver
+from ._router import CallRouter
+from ._subchannel import StreamFactory, Subchannel
+from ._target import Address
+
+# The built-in policies register themselves (by name) when imported.
+from . import _pick_first, _round_robin  # noqa: F401  isort: skip
 
 logger = logging.getLogger("puregrpc.client")
 
@@ -71,16 +82,27 @@ class ChannelOptions:
     keepalive_timeout: float = 20.0
     #: Ping even while no call is open (the server must permit it).
     keepalive_without_calls: bool = False
+    #: How calls are spread over the target's addresses: ``"pick_first"``
+    #: (every call to the first address that connects), ``"round_robin"``
+    #: (in turn over every READY address), or a config object
+    #: (``PickFirst(shuffle_address_list=True)``, ``RoundRobin()``, or one
+    #: of a registered policy). A service config's choice will override it.
+    load_balancing: str | LoadBalancingConfig = "pick_first"
 
 
 class Channel:
-    """A client connection to one gRPC server, shared by all calls made on it.
+    """A client channel to a target's servers, shared by all calls made on it.
 
-    ``target`` names the server (``host:port``, ``unix:path``... see
-    :func:`parse_target`). ``connect``, an async function returning a trio
-    stream, replaces the dialling: the channel runs over whatever it returns
-    (TLS on top when ``ssl_context`` is given), and ``target`` may then be
-    left out (it only names the ``:authority``, ``localhost`` by default).
+    ``target`` names the servers (``host:port``, ``dns:host``,
+    ``ipv4:a:port,b:port``, ``unix:path``... see docs/client-channel.md):
+    its scheme's resolver finds their addresses, and
+    ``ChannelOptions.load_balancing`` spreads calls over them.
+    ``resolver`` replaces the target's resolver (``target`` then only names
+    the channel and its ``:authority``). ``connect``, an async function
+    returning a trio stream, replaces the dialling: the channel runs over
+    whatever it returns (TLS on top when ``ssl_context`` is given), and
+    ``target`` may then be left out (it only names the ``:authority``,
+    ``localhost`` by default). A malformed target raises :class:`ValueError`.
     """
 
     def __init__(
@@ -92,50 +114,71 @@ class Channel:
         server_hostname: str | None = None,
         connect: StreamFactory | None = None,
         interceptors: Sequence[ClientInterceptor] = (),
+        resolver: Resolver | None = None,
     ) -> None:
-        if target is None:
-            if connect is None:
-                raise ValueError("a Channel needs a target, or a connect= stream factory")
-            self.target = "localhost"
-            kind, host, port = "stream", "localhost", 0
+        if target is None and connect is None and resolver is None:
+            raise ValueError("a Channel needs a target, or a connect= stream factory")
+        self.target = target if target is not None else "localhost"
+        if target is None or (resolver is not None and connect is None):
+            authority = self.target
         else:
-            self.target = target
-            kind, host, port = parse_target(target)
+            parsed, target_resolver = resolver_for(self.target)
+            authority = default_authority(parsed)
+            resolver = resolver or target_resolver
+        if connect is not None:
+            # One connection, over the factory's streams: nothing to resolve.
+            resolver = StaticResolver([Address(self.target)])
+        assert resolver is not None
         self.options = options if options is not None else ChannelOptions()
         # No tracer given: PUREGRPC_TRACE may ask for one.
         self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
-        default_authority = (
-            "localhost"
-            if kind in ("unix", "stream")
-            else (f"[{host}]" if ":" in host else host) + f":{port}"
-        )
-        self._authority = self.options.authority or default_authority
-        self._subchannel = Subchannel(
+        self._ssl_context = ssl_context
+        self._server_hostname = server_hostname or _host_of(authority)
+        self._connect = connect
+        self._authority = self.options.authority or authority
+        self._new_keepalive()  # refuses bad settings here, where the channel is made
+        self._router = CallRouter(
             self.target,
-            kind,
-            host,
-            port,
-            authority=self._authority,
+            resolver=resolver,
+            balancer=load_balancing_config(self.options.load_balancing).build(),
+            make_subchannel=self._make_subchannel,
             spawn=self._spawn,
-            connection_config=self.options.connection,
-            backoff=self.options.backoff,
-            keepalive=ChannelKeepalive(
-                self.options.keepalive_time,
-                self.options.keepalive_timeout,
-                without_calls=self.options.keepalive_without_calls,
-            ),
-            tracer=self.options.tracer,
-            connect=connect,
-            ssl_context=ssl_context,
-            server_hostname=server_hostname,
         )
         #: Every call runs through these (first outermost); ``None``: no chain.
         self.interceptors: tuple[ClientInterceptor, ...] = tuple(interceptors)
         self._chain = chain(self.interceptors, self._innermost) if self.interceptors else None
         self._nursery: trio.Nursery | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
+
+    def _new_keepalive(self) -> ChannelKeepalive:
+        options = self.options
+        return ChannelKeepalive(
+            options.keepalive_time,
+            options.keepalive_timeout,
+            without_calls=options.keepalive_without_calls,
+        )
+
+    def _make_subchannel(self, address: Address, router: CallRouter) -> Subchannel:
+        """The subchannel of one address, with the channel's settings."""
+        options = self.options
+        return Subchannel(
+            self.target if self._connect is not None else str(address),
+            address,
+            authority=self._authority,
+            spawn=self._spawn,
+            on_change=router.subchannel_changed,
+            connection_config=options.connection,
+            backoff=options.backoff,
+            # Each server has its own keepalive (a too_many_pings from one
+            # slows the pings to that one only).
+            keepalive=self._new_keepalive(),
+            tracer=options.tracer,
+            connect=self._connect,
+            ssl_context=self._ssl_context,
+            server_hostname=self._server_hostname,
+        )
 
     # ------------------------------------------------------------ lifetime
 
@@ -168,8 +211,8 @@ class Channel:
             raise
 
     async def close(self) -> None:
-        """Close the connection; calls still running fail with UNAVAILABLE."""
-        await self._subchannel.close()
+        """Close the connections; calls still running fail with UNAVAILABLE."""
+        await self._router.close()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
 
@@ -271,11 +314,11 @@ class Channel:
         compression: str | None,
         wait_for_ready: bool,
     ) -> ClientCallStream:
-        """Open a stream for a call: connect if needed, wait for a stream slot."""
+        """Open a stream for a call: pick a connection, wait for a stream slot."""
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
         while True:
-            current = await self._subchannel.connection(wait_for_ready)
+            current = await self._router.pick(wait_for_ready)
             if current.transport.connection.available_streams <= 0:
                 # The server's MAX_CONCURRENT_STREAMS is reached: wait for a
                 # call to end (or the connection to change).
@@ -307,14 +350,15 @@ class Channel:
     def get_state(self, try_to_connect: bool = False) -> ConnectivityState:
         """The channel's :class:`ConnectivityState` now.
 
-        ``try_to_connect``: when IDLE (or TRANSIENT_FAILURE with its backoff
-        over), start connecting in the background; the state returned is
+        ``try_to_connect``: when IDLE (or TRANSIENT_FAILURE with a backoff
+        over), start resolving and connecting in the background, as the
+        load balancing policy connects; the state returned is
         still the one before (watch it with :meth:`wait_for_state_change`).
         Connecting needs the channel's nursery: inside ``async with`` only.
         """
-        state = self._subchannel.connectivity.state
+        state = self._router.connectivity.state
         if try_to_connect:
-            self._subchannel.try_to_connect()
+            self._router.exit_idle()
         return state
 
     async def wait_for_state_change(self, source_state: ConnectivityState) -> ConnectivityState:
@@ -323,7 +367,7 @@ class Channel:
         Returns at once if the state already differs. No timeout of its own:
         bound it with a cancel scope (``with trio.move_on_after(5):``).
         """
-        return await self._subchannel.connectivity.wait_for_change(source_state)
+        return await self._router.connectivity.wait_for_change(source_state)
 
     async def channel_ready(self) -> None:
         """Connect if need be and wait until the channel is READY (like grpcio's).
@@ -332,4 +376,12 @@ class Channel:
         cancel scope allows; raises :class:`RpcError` UNAVAILABLE if the
         channel is closed.
         """
-        await self._subchannel.connection(wait_for_ready=True, for_call=False)
+        await self._router.wait_until_ready()
+
+
+def _host_of(authority: str) -> str:
+    """The host of ``host:port``, ``[v6]:port`` or ``host`` (TLS checks this name)."""
+    if authority.startswith("["):
+        return authority[1:].partition("]")[0]
+    host, colon, port = authority.rpartition(":")
+    return host if colon and port.isdigit() and ":" not in host else authority

@@ -1,7 +1,9 @@
 """Channel connectivity states (grpc/grpc doc/connectivity-semantics-and-api.md).
 
-Theory of operation. A channel is in one of five states; its subchannel
-moves it as connections are attempted, made and lost, and applications
+Theory of operation. A channel is in one of five states, and so is each of
+its subchannels (one per address); a subchannel moves as its connections
+are attempted, made and lost, the channel as its balancer aggregates them
+(:mod:`._router`, :mod:`._balancer`), and applications
 watch it through :meth:`Channel.get_state
 <puregrpc.client.Channel.get_state>` and :meth:`Channel.wait_for_state_change
 <puregrpc.client.Channel.wait_for_state_change>`::
@@ -17,11 +19,14 @@ watch it through :meth:`Channel.get_state
 
         any state ── Channel.close() ──▶ SHUTDOWN (final)
 
-The allowed moves are the table of the document (:data:`TRANSITIONS`); a move
-outside it is a bug in the subchannel and raises :class:`RuntimeError`
-naming both states. Moving to the state one is in is no change and wakes
-nobody. Once SHUTDOWN, the channel stays there: late news from connections
-still winding down is ignored.
+The allowed moves of a subchannel are the table of the document
+(:data:`TRANSITIONS`); a move outside it is a bug in the subchannel and
+raises :class:`RuntimeError` naming both states. The channel's own state,
+an aggregate, is not held to the table (``strict=False``: READY may go to
+CONNECTING when the last READY subchannel fails while another connects);
+with a single address it follows the table all the same. Moving to the
+state one is in is no change and wakes nobody. Once SHUTDOWN, the channel
+stays there: late news from connections still winding down is ignored.
 
 Waiting. Each change fills in one :class:`_Change` record and sets its
 event; the next change gets a fresh record. A waiter holds the record of the
@@ -83,11 +88,14 @@ class _Change:
 class Connectivity:
     """The connectivity state of one channel, and the tasks waiting for it to change."""
 
-    __slots__ = ("_pending", "_state", "target")
+    __slots__ = ("_pending", "_state", "_strict", "target")
 
-    def __init__(self, target: str) -> None:
-        #: The channel's target, for logs.
+    def __init__(self, target: str, *, strict: bool = True) -> None:
+        #: The channel's target (or the subchannel's address), for logs.
         self.target = target
+        #: Enforce :data:`TRANSITIONS` (one connection's life); a channel
+        #: aggregating several subchannels may move between any two states.
+        self._strict = strict
         self._state = ConnectivityState.IDLE
         #: The link the next change fills in.
         self._pending = _Change()
@@ -106,7 +114,7 @@ class Connectivity:
         old = self._state
         if new is old or old is ConnectivityState.SHUTDOWN:
             return False
-        if new not in TRANSITIONS[old]:
+        if self._strict and new not in TRANSITIONS[old]:
             raise RuntimeError(
                 f"connectivity of {self.target}: no transition from {old.name} to {new.name}"
             )

@@ -1,29 +1,40 @@
 """A subchannel: one HTTP/2 connection to one address, reopened as needed.
 
-The connection opens when a call first asks for it, over TCP or a Unix
-socket, or over whatever stream a ``connect`` factory returns (one end of
-``trio.testing.memory_stream_pair()`` in a test without sockets), with TLS on
-top when an ``ssl_context`` is given. If it is lost, the next call opens a
-new one; failed attempts are spaced by exponential backoff with jitter
-(doc/connection-backoff.md). A call made while the subchannel is backing off
-fails at once with UNAVAILABLE, unless it asked ``wait_for_ready=True``, in
-which case it waits for the next attempt (bounded by its deadline).
+Theory of operation. A channel has one subchannel per address its resolver
+found; its balancer decides when each connects
+(:meth:`Subchannel.request_connection`) and which READY one a call goes to.
+An attempt runs in the background, in the channel's nursery, over TCP or a
+Unix socket, or over whatever stream a ``connect`` factory returns (one end
+of ``trio.testing.memory_stream_pair()`` in a test without sockets), with
+TLS on top when an ``ssl_context`` is given. Failed attempts are spaced by
+exponential backoff with jitter (doc/connection-backoff.md): the subchannel
+stays in TRANSIENT_FAILURE until ``retry_at``, and no attempt starts before.
 
-The subchannel drives the channel's :class:`~._connectivity.Connectivity`:
-an attempt moves it to CONNECTING, a made connection to READY, a failed one
-to TRANSIENT_FAILURE; when the connection it made READY gets a GOAWAY or
-closes, IDLE (the next call reconnects), or TRANSIENT_FAILURE when keepalive
-found it dead; :meth:`Subchannel.close` to SHUTDOWN.
+Each subchannel has its own :class:`~._connectivity.Connectivity`, and
+tells the channel of each change (``on_change``)::
+
+          request_connection            handshake done
+    IDLE ───────────────────▶ CONNECTING ──────────────▶ READY
+     ▲  ▲                      │  ▲   │                   │  │
+     │  └─ channel closing ────┘  │   │ attempt failed    │  │
+     │                            │   ▼                   │  │
+     │    request_connection,  TRANSIENT_FAILURE ◀────────┘  │
+     │    backoff over                 keepalive: dead       │
+     └──────────────── GOAWAY, or the connection closed ─────┘
+
+    any state ── close() ──▶ SHUTDOWN (final)
+
+A READY connection that gets a GOAWAY or closes makes the subchannel IDLE
+(the balancer reconnects when it wants to); keepalive finding it dead makes
+it TRANSIENT_FAILURE.
 
 Keepalive (gRFC A8, :mod:`._keepalive`): each connection runs a keepalive
 task next to its transport (in the connection's own nursery, so it ends with
 it) that pings after ``keepalive_time`` without reads while calls are open,
 and closes the connection when a PING goes unanswered: its calls fail with
 UNAVAILABLE, and the next call opens a new connection. A GOAWAY
-"too_many_pings" doubles the keepalive time of the channel's new connections.
-
-The :class:`~puregrpc.client.Channel` owns one subchannel and the nursery
-its connections run in (given here as ``spawn``).
+"too_many_pings" doubles the keepalive time of the subchannel's new
+connections.
 """
 
 from __future__ import annotations
@@ -43,9 +54,7 @@ from ..wire import (
     ConnectionConfig,
     Event,
     PingAcknowledged,
-    RpcError,
     SettingsChanged,
-    StatusCode,
     Tracer,
 )
 from ._backoff import Backoff, BackoffPolicy
@@ -57,6 +66,7 @@ from ._keepalive import (
     KeepaliveAction,
     is_too_many_pings,
 )
+from ._target import Address
 
 logger = logging.getLogger("puregrpc.client")
 
@@ -64,43 +74,11 @@ logger = logging.getLogger("puregrpc.client")
 StreamFactory = Callable[[], Awaitable[trio.abc.Stream]]
 #: Starts a task in the channel's nursery.
 Spawner = Callable[..., None]
+#: Hears that a subchannel changed state: ``(subchannel, old_state)``.
+StateListener = Callable[["Subchannel", ConnectivityState], None]
 
 #: The shortest sleep of the keepalive task (no busy loop on equal deadlines).
 _MIN_KEEPALIVE_SLEEP = 0.005
-
-
-def parse_target(target: str) -> tuple[str, str, int]:
-    """Split a target into ``(kind, host_or_path, port)``.
-
-    Accepted: ``host:port``, ``[v6]:port``, ``dns:host:port``,
-    ``ipv4:a.b.c.d:port``, ``ipv6:[addr]:port``, ``unix:path``,
-    ``unix:///abs/path``. Raises :class:`ValueError` naming the problem.
-    """
-    if target.startswith("unix:"):
-        path = target[len("unix:") :]
-        if path.startswith("//"):
-            path = path[2:]
-        if not path:
-            raise ValueError(f"target {target!r} has no socket path")
-        return "unix", path, 0
-    for prefix in ("dns:///", "dns:", "ipv4:", "ipv6:"):
-        if target.startswith(prefix):
-            target = target[len(prefix) :]
-            break
-    if target.startswith("["):
-        host, sep, rest = target[1:].partition("]")
-        if not sep or not rest.startswith(":"):
-            raise ValueError(f"target {target!r}: expected [address]:port")
-        port_text = rest[1:]
-    else:
-        host, sep, port_text = target.rpartition(":")
-        if not sep:
-            raise ValueError(f"target {target!r} has no port (expected host:port)")
-    if not host:
-        raise ValueError(f"target {target!r} has no host")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"target {target!r} has an invalid port {port_text!r}")
-    return "tcp", host, int(port_text)
 
 
 def _connect_error_text(exc: OSError) -> str:
@@ -136,6 +114,8 @@ class SubchannelConnection:
         self.keepalive_lot = trio.lowlevel.ParkingLot()
         #: True while the keepalive task sleeps until a call starts.
         self.keepalive_dormant = False
+        #: The server's first SETTINGS frame has arrived.
+        self.settings_received = False
 
     @property
     def usable(self) -> bool:
@@ -144,23 +124,23 @@ class SubchannelConnection:
 
 
 class Subchannel:
-    """The connection to one address, with its own backoff.
+    """The connection to one address, with its own backoff and connectivity state.
 
-    ``kind``, ``host`` and ``port`` come from :func:`parse_target` (``kind``
-    ``"stream"`` when ``connect`` replaces the dialling); ``target`` names the
-    address in errors and logs; ``spawn`` starts the connection's task in the
-    channel's nursery.
+    ``name`` names the address in errors and logs (``127.0.0.1:50051``);
+    ``address`` is dialled (TCP or a Unix socket), unless ``connect``
+    replaces the dialling (``address`` then only tells subchannels apart).
+    ``spawn`` starts tasks in the channel's nursery; ``on_change(subchannel,
+    old_state)`` hears of every change of state.
     """
 
     def __init__(
         self,
-        target: str,
-        kind: str,
-        host: str,
-        port: int,
+        name: str,
+        address: Address,
         *,
         authority: str,
         spawn: Spawner,
+        on_change: StateListener,
         connection_config: ConnectionConfig,
         backoff: BackoffPolicy,
         keepalive: ChannelKeepalive,
@@ -169,143 +149,168 @@ class Subchannel:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
     ) -> None:
-        self.target = target
-        self._kind, self._host, self._port = kind, host, port
+        self._name = name
+        self.address = address
         self._authority = authority
         self._spawn = spawn
+        self._on_change = on_change
         self._connection_config = connection_config
         self._tracer = tracer
         self._connect_stream = connect
         self._ssl_context = ssl_context
-        self._server_hostname = server_hostname or host
+        self._server_hostname = server_hostname
         self._backoff = Backoff(backoff)
         self._retry_at = -float("inf")
         self._last_error = ""
         self._current: SubchannelConnection | None = None
-        self._connect_lock = trio.Lock()
+        #: True while an attempt runs (at most one at a time).
+        self._connecting = False
         self._closed = False
         self._keepalive = keepalive
-        #: The channel's connectivity state, driven from here.
-        self.connectivity = Connectivity(target)
+        #: This subchannel's connectivity state.
+        self.connectivity = Connectivity(name)
         #: The connection whose success the READY state reports.
         self._ready: SubchannelConnection | None = None
 
-    async def connection(
-        self, wait_for_ready: bool, *, for_call: bool = True
-    ) -> SubchannelConnection:
-        """The usable connection, opened (or waited for, with ``wait_for_ready``) if need be.
+    # ------------------------------------------- what a balancer sees
+
+    @property
+    def name(self) -> str:
+        """The address, as errors and logs name it."""
+        return self._name
+
+    @property
+    def state(self) -> ConnectivityState:
+        """The subchannel's connectivity state."""
+        return self.connectivity.state
+
+    @property
+    def retry_at(self) -> float:
+        """When the next attempt may start after a failed one (trio time)."""
+        return self._retry_at
+
+    @property
+    def last_error(self) -> str:
+        """Why the last attempt failed."""
+        return self._last_error
+
+    def request_connection(self) -> None:
+        """Start an attempt in the background if IDLE, or TRANSIENT_FAILURE past the backoff.
+
+        The attempt runs in the channel's nursery: CONNECTING now, then
+        READY or TRANSIENT_FAILURE (with the next backoff) when it ends.
+        """
+        if self._closed or self._connecting:
+            return
+        state = self.connectivity.state
+        if not (
+            state is ConnectivityState.IDLE
+            or (
+                state is ConnectivityState.TRANSIENT_FAILURE
+                and trio.current_time() >= self._retry_at
+            )
+        ):
+            return
+        self._connecting = True
+        self._move_to(ConnectivityState.CONNECTING)
+        self._spawn(self._attempt)
+
+    def __repr__(self) -> str:
+        return f"<Subchannel {self._name} {self.connectivity.state.name}>"
+
+    # ------------------------------------------------------- calls
+
+    def ready_connection(self, *, for_call: bool = True) -> SubchannelConnection | None:
+        """The READY connection, or None if it just became unusable (the state leaves READY).
 
         ``for_call``: a call is about to start on it (keepalive may ping
         first); false for :meth:`Channel.channel_ready`, which only waits.
-        Raises :class:`RpcError` UNAVAILABLE when the subchannel is closed, or
-        backing off and the call does not wait for ready.
         """
-        if self._closed:
-            raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
         current = self._current
         if current is not None and current.usable:
             if for_call:
                 self._call_starting(current)
             return current
-        async with self._connect_lock:
-            while True:
-                if self._closed:
-                    raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
-                current = self._current
-                if current is not None and current.usable:
-                    if for_call:
-                        self._call_starting(current)
-                    return current
-                wait = self._retry_at - trio.current_time()
-                if wait > 0:
-                    if not wait_for_ready:
-                        raise RpcError(
-                            StatusCode.UNAVAILABLE,
-                            f"cannot connect to {self.target}: {self._last_error}",
-                        )
-                    await trio.sleep(wait)
-                if self._closed:
-                    raise RpcError(StatusCode.UNAVAILABLE, "channel is closed")
-                # A connection still shown READY is gone if we are here
-                # (closed, not yet wound down): say so before the new attempt.
-                if self._ready is not None:
-                    self._lost(self._ready, ConnectivityState.IDLE)
-                self.connectivity.move_to(ConnectivityState.CONNECTING)
-                try:
-                    self._current = await self._connect()
-                except OSError as exc:
-                    self._last_error = _connect_error_text(exc)
-                    self._retry_at = trio.current_time() + self._backoff.next_delay()
-                    self.connectivity.move_to(ConnectivityState.TRANSIENT_FAILURE)
-                    logger.info("connecting to %s failed: %s", self.target, self._last_error)
-                    if not wait_for_ready:
-                        raise RpcError(
-                            StatusCode.UNAVAILABLE,
-                            f"cannot connect to {self.target}: {self._last_error}",
-                        ) from None
-                    continue
-                except BaseException:
-                    # Cancelled mid-attempt (the caller's deadline): nobody
-                    # is connecting any more.
-                    self.connectivity.move_to(ConnectivityState.IDLE)
-                    raise
-                self._backoff.reset()
-                self._ready = self._current
-                self.connectivity.move_to(ConnectivityState.READY)
-                if for_call:
-                    self._call_starting(self._current)
-                return self._current
+        # Closed, not yet wound down: say so, so that the balancer looks elsewhere.
+        if self._ready is not None:
+            self._lost(self._ready, ConnectivityState.IDLE)
+        return None
 
-    def try_to_connect(self) -> None:
-        """Start a connection attempt in the background if none is running or due to wait.
+    async def close(self, *, wait_for_calls: bool = False) -> None:
+        """Shut down: GOAWAY, briefly drained; calls still running fail UNAVAILABLE.
 
-        Acts in IDLE, and in TRANSIENT_FAILURE once the backoff is over
-        (``Channel.get_state(try_to_connect=True)``).
+        ``wait_for_calls``: first let the calls on the connection end (an
+        address the resolver dropped: its calls finish, no new ones start).
         """
-        if self._connect_lock.locked():
-            return  # an attempt (or a call's connect) is under way
-        state = self.connectivity.state
-        if state is ConnectivityState.IDLE or (
-            state is ConnectivityState.TRANSIENT_FAILURE and trio.current_time() >= self._retry_at
-        ):
-            self._spawn(self._attempt)
-
-    async def _attempt(self) -> None:
-        try:
-            await self.connection(wait_for_ready=False, for_call=False)
-        except RpcError:
-            pass  # the state says TRANSIENT_FAILURE; the next call fails or waits
-
-    async def close(self) -> None:
-        """Close the connection (GOAWAY, briefly drained); calls still running fail UNAVAILABLE."""
         self._closed = True
-        self.connectivity.move_to(ConnectivityState.SHUTDOWN)
+        self._move_to(ConnectivityState.SHUTDOWN)
         current = self._current
         self._current = None
-        if current is not None:
-            with current.transport.send_context() as connection:
-                connection.close()
-            # Shielded but bounded: the GOAWAY gets its chance to go out even
-            # when close() runs because the caller's scope was cancelled.
-            with trio.move_on_after(1.0) as drain_scope:
-                drain_scope.shield = True
-                await current.transport.drain()
+        if current is None:
+            return
+        if wait_for_calls:
+            transport = current.transport
+            while transport.connection.open_calls and not transport.closed:
+                await current.slots.park()
+        with current.transport.send_context() as connection:
+            connection.close()
+        # Shielded but bounded: the GOAWAY gets its chance to go out even
+        # when close() runs because the caller's scope was cancelled.
+        with trio.move_on_after(1.0) as drain_scope:
+            drain_scope.shield = True
+            await current.transport.drain()
+        current.transport.abort("channel closed")
+
+    # -------------------------------------------------------- attempts
+
+    async def _attempt(self) -> None:
+        """One connection attempt: READY, or TRANSIENT_FAILURE and the next backoff."""
+        try:
+            current = await self._connect()
+        except Exception as exc:
+            self._connecting = False
+            if isinstance(exc, OSError):
+                self._last_error = _connect_error_text(exc)
+            else:
+                logger.warning("connecting to %s raised", self._name, exc_info=True)
+                self._last_error = f"{type(exc).__name__}: {exc}"
+            self._retry_at = trio.current_time() + self._backoff.next_delay()
+            logger.info("connecting to %s failed: %s", self._name, self._last_error)
+            self._move_to(ConnectivityState.TRANSIENT_FAILURE)
+            return
+        except BaseException:
+            # Cancelled mid-attempt (the channel closes): nobody is connecting any more.
+            self._connecting = False
+            self._move_to(ConnectivityState.IDLE)
+            raise
+        self._connecting = False
+        if self._closed:
             current.transport.abort("channel closed")
+            return
+        self._backoff.reset()
+        self._current = current
+        self._ready = current
+        self._move_to(ConnectivityState.READY)
+
+    def _move_to(self, state: ConnectivityState) -> None:
+        old = self.connectivity.state
+        if self.connectivity.move_to(state):
+            self._on_change(self, old)
 
     async def _connect(self) -> SubchannelConnection:
         stream: trio.abc.Stream | None = None
-        peer = {"unix": f"unix:{self._host}", "stream": "stream"}.get(
-            self._kind, f"{self._host}:{self._port}"
-        )
-        # The attempt's time limit covers TCP and TLS; running out of it is a
-        # failed attempt like any other (backoff, then UNAVAILABLE).
-        with trio.move_on_after(self._backoff.connect_timeout()):
+        address = self.address
+        peer = "stream" if self._connect_stream is not None else str(address)
+        # The attempt's time limit covers TCP, TLS and the server's SETTINGS;
+        # running out of it is a failed attempt like any other (backoff).
+        deadline = trio.current_time() + self._backoff.connect_timeout()
+        with trio.move_on_at(deadline):
             if self._connect_stream is not None:
                 stream = await self._connect_stream()
-            elif self._kind == "unix":
-                stream = await trio.open_unix_socket(self._host)
+            elif address.kind != "tcp":
+                stream = await trio.open_unix_socket(address.socket_path)
             else:
-                stream = await trio.open_tcp_stream(self._host, self._port)
+                stream = await trio.open_tcp_stream(address.host, address.port)
             if self._ssl_context is not None:
                 try:
                     stream = await self._start_tls(stream)
@@ -325,6 +330,8 @@ class Subchannel:
         def on_event(event: Event) -> None:
             current = holder[0]
             if isinstance(event, CallEnded | SettingsChanged):
+                if isinstance(event, SettingsChanged):
+                    current.settings_received = True
                 current.slots.unpark_all()
             elif isinstance(event, PingAcknowledged):
                 if event.data == KEEPALIVE_PING and current.keepalive is not None:
@@ -343,7 +350,39 @@ class Subchannel:
         )
         holder.append(current)
         self._spawn(self._run_connection, current)
+        # Send the preface (and our SETTINGS) now: the server answers with its own.
+        with current.transport.send_context():
+            pass
+        try:
+            await self._wait_for_settings(current, deadline)
+        except BaseException:
+            current.transport.abort("connection attempt abandoned")
+            raise
         return current
+
+    async def _wait_for_settings(self, current: SubchannelConnection, deadline: float) -> None:
+        """READY only once the server's SETTINGS arrived (as grpc-go and C-core do).
+
+        Calls then start under the server's MAX_CONCURRENT_STREAMS, not
+        HTTP/2's unlimited default: a burst of calls waiting for the
+        connection would otherwise all open streams before the server's
+        limit is known. Raises :class:`OSError` if the connection ends or
+        the deadline passes first.
+        """
+        with trio.move_on_at(deadline):
+            while not current.settings_received and current.usable:
+                await current.slots.park()
+        if current.settings_received and current.usable:
+            return
+        transport = current.transport
+        if transport.closed:
+            reason = transport.close_reason
+        elif transport.connection.closed:
+            reason = "the server sent GOAWAY"
+        else:
+            reason = "no SETTINGS from the server before the attempt timed out"
+        transport.abort(reason)
+        raise OSError(f"connection closed before the server's SETTINGS: {reason}")
 
     def _on_goaway(self, current: SubchannelConnection, event: ConnectionClosed) -> None:
         """The connection takes no new calls: the channel is IDLE until the next one."""
@@ -353,18 +392,18 @@ class Subchannel:
             logger.warning(
                 "%s closed the connection: too_many_pings (GOAWAY ENHANCE_YOUR_CALM); "
                 "keepalive_time for new connections is now %s",
-                self.target,
+                self._name,
                 "off" if time is None else f"{time:g} s",
             )
         elif event.error_code:
-            logger.info("%s closed the connection: code %d", self.target, event.error_code)
+            logger.info("%s closed the connection: code %d", self._name, event.error_code)
         self._lost(current, ConnectivityState.IDLE)
 
     def _lost(self, current: SubchannelConnection, state: ConnectivityState) -> None:
         """``current`` can take no more calls: leave READY if it was the ready one."""
         if self._ready is current:
             self._ready = None
-            self.connectivity.move_to(state)
+            self._move_to(state)
 
     async def _start_tls(self, stream: trio.abc.Stream) -> trio.SSLStream[trio.abc.Stream]:
         """Wrap ``stream`` in TLS and insist on ALPN h2; close it on any failure."""
@@ -446,7 +485,7 @@ class Subchannel:
             )
             if action is KeepaliveAction.CLOSE:
                 reason = (
-                    f"keepalive timeout: {self.target} did not answer a PING within "
+                    f"keepalive timeout: {self._name} did not answer a PING within "
                     f"{keepalive.timeout:g} s (keepalive_timeout); the connection is closed"
                 )
                 logger.info("%s", reason)
