@@ -71,10 +71,10 @@ class StreamingService(StreamingServiceServicer):
         self.call_policy = CallPolicy(deadlines)
         self.deadlines = self.call_policy.deadlines
         self.files = FileHandlers(backends.files, backends.events, self.settings)
-        self.events = EventHandlers(backends.events, self.settings)
+        self.events = EventHandlers(backends.events, backends.rooms, self.settings)
         self.dataset = DatasetHandlers(backends.dataset, self.settings)
         self.processing = ProcessingHandlers(backends.metrics, backends.events)
-        self.chat = ChatHandlers(backends.events)
+        self.chat = ChatHandlers(backends.events, backends.rooms)
         self.records = RecordHandlers(backends.kv, backends.events)
 
     # ------------------------------------------------------------------ unary

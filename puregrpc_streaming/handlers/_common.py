@@ -28,6 +28,8 @@ class ServiceSettings:
     batch_size: int = 100
     #: Time limit of one InteractiveQuery statement, in seconds.
     query_timeout: float = 5.0
+    #: Largest InteractiveQuery row (encoded JSON, hence response message) and value.
+    max_query_row_bytes: int = 1 << 20
 
     def __post_init__(self) -> None:
         if not 16 * 1024 <= self.chunk_size <= 64 * 1024:
@@ -40,10 +42,17 @@ class ServiceSettings:
             raise ValueError(f"batch_size must be 1..{MAX_PAGE_SIZE}, got {self.batch_size}")
         if self.query_timeout <= 0:
             raise ValueError("query_timeout must be positive")
+        if not 1024 <= self.max_query_row_bytes <= MAX_MESSAGE_BYTES - 1024:
+            raise ValueError(
+                f"max_query_row_bytes must be 1 KiB..{MAX_MESSAGE_BYTES - 1024}, "
+                f"got {self.max_query_row_bytes}"
+            )
 
 
 #: Largest ListRequest.page_size.
 MAX_PAGE_SIZE = 10_000
+#: The largest message gRPC clients accept by default (4 MiB): no response may be bigger.
+MAX_MESSAGE_BYTES = 4 << 20
 
 
 def fail(code: StatusCode, message: str) -> NoReturn:

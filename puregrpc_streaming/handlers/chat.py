@@ -35,8 +35,17 @@ import trio
 from puregrpc import StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..access import room_audience
 from ..authentication import caller_of
-from ..backends.base import BusClosed, BusEvent, EventBus, SubscriberTooSlow, Subscription
+from ..backends.base import (
+    BusClosed,
+    BusEvent,
+    EventBus,
+    MembershipFull,
+    RoomStore,
+    SubscriberTooSlow,
+    Subscription,
+)
 from ..protos import streaming_pb2 as pb
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
 
@@ -44,6 +53,8 @@ logger = logging.getLogger("puregrpc_streaming.chat")
 
 SYSTEM_USER = "system"
 MAX_CONTENT = 64 * 1024
+#: Rooms one Chat call may be in at once.
+MAX_ROOMS_PER_CALL = 100
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
@@ -86,9 +97,10 @@ def _sender(context: ServicerContext) -> str:
 class ChatHandlers:
     """Serves Chat calls."""
 
-    def __init__(self, events: EventBus) -> None:
-        """Carry rooms over ``events``."""
+    def __init__(self, events: EventBus, rooms: RoomStore) -> None:
+        """Carry rooms over ``events``; record members in ``rooms``."""
         self._events = events
+        self._rooms = rooms
         #: Chat calls in progress.
         self.active = 0
 
@@ -97,6 +109,7 @@ class ChatHandlers:
     ) -> None:
         """Run one chat client until it leaves; responses go out with ``context.send``."""
         user = _sender(context)
+        member = not caller_of(context).anonymous  # only proven users become members
         if user == SYSTEM_USER:
             invalid(f"user-id {SYSTEM_USER!r} is reserved")
         first_room = metadata_text(context, "room-id")
@@ -114,7 +127,9 @@ class ChatHandlers:
                 await context.send_initial_metadata()  # subscribed: tell the client
                 try:
                     if first_room:
-                        await self._join(user, _check_name("room-id", first_room), rooms, joined)
+                        await self._join(
+                            user, member, _check_name("room-id", first_room), rooms, joined
+                        )
                     async with flat_nursery() as nursery:
                         nursery.start_soon(self._deliver, subscription, context)
                         async for message in requests:
@@ -124,10 +139,13 @@ class ChatHandlers:
                             if len(message.content.encode()) > MAX_CONTENT:
                                 invalid(f"message content is longer than {MAX_CONTENT} bytes")
                             if room not in joined:
-                                await self._join(user, _check_name("room-id", room), rooms, joined)
+                                await self._join(
+                                    user, member, _check_name("room-id", room), rooms, joined
+                                )
                             await self._events.publish(
                                 "chat.message",
                                 {"user_id": user, "room_id": room, "content": message.content},
+                                audience=room_audience(room),
                             )
                         # Half-close: the client is done; leave now.
                         nursery.cancel_scope.cancel()
@@ -136,7 +154,19 @@ class ChatHandlers:
         finally:
             self.active -= 1
 
-    async def _join(self, user: str, room: str, rooms: list[str], joined: set[str]) -> None:
+    async def _join(
+        self, user: str, member: bool, room: str, rooms: list[str], joined: set[str]
+    ) -> None:
+        if len(rooms) >= MAX_ROOMS_PER_CALL:
+            fail(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"a Chat call may be in at most {MAX_ROOMS_PER_CALL} rooms; cannot join {room!r}",
+            )
+        if member:
+            try:
+                await self._rooms.join(room, user)
+            except MembershipFull as exc:
+                fail(StatusCode.RESOURCE_EXHAUSTED, f"cannot join room {room!r}: {exc}")
         joined.add(room)
         rooms.append(room)
         logger.info("%s joined room %s", user, room)
@@ -155,7 +185,9 @@ class ChatHandlers:
 
     async def _notice(self, room: str, content: str) -> None:
         await self._events.publish(
-            "chat.message", {"user_id": SYSTEM_USER, "room_id": room, "content": content}
+            "chat.message",
+            {"user_id": SYSTEM_USER, "room_id": room, "content": content},
+            audience=room_audience(room),
         )
 
     async def _deliver(self, subscription: Subscription, context: ServicerContext) -> None:

@@ -15,6 +15,8 @@ import trio
 from puregrpc import StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..access import owner_audience
+from ..authentication import caller_of
 from ..backends.base import EventBus, MetricSample, MetricsStore
 from ..protos import streaming_pb2 as pb
 from ._common import fail, invalid
@@ -155,6 +157,7 @@ class ProcessingHandlers:
                 "names": sorted(aggregates)[:100],
                 "name_count": len(aggregates),
             },
+            audience=owner_audience(caller_of(context)),
         )
         return summary
 
@@ -197,5 +200,6 @@ class ProcessingHandlers:
         await self._events.publish(
             "batch.processed",
             {"total": response.total, "succeeded": response.succeeded, "failed": response.failed},
+            audience=owner_audience(caller_of(context)),
         )
         return response

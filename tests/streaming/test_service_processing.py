@@ -11,7 +11,14 @@ from types import ModuleType
 import grpc
 import pytest
 import trio
-from service_support import grpcio_stub, grpcio_stubs, in_thread, running, wait_until
+from service_support import (
+    grpcio_stub,
+    grpcio_stubs,
+    in_thread,
+    running,
+    stored_metrics,
+    wait_until,
+)
 
 from puregrpc import RpcError, StatusCode
 from puregrpc_streaming.protos import streaming_pb2 as pb
@@ -45,15 +52,8 @@ async def test_metrics_summary_and_storage(tmp_path: Path) -> None:
             "mem.mean": 10.5,
         }
         # Every sample is in SQLite, with its labels.
-        async with served.stub.InteractiveQuery() as call:
-            await call.send(
-                pb.QueryRequest(query="SELECT name, value, labels FROM metrics ORDER BY id")
-            )
-            rows = []
-            with trio.fail_after(5):
-                while not (response := await call.receive()).complete:  # type: ignore[union-attr]
-                    rows.append(json.loads(response.data))
-        assert [(r["name"], r["value"], json.loads(r["labels"])) for r in rows] == [
+        rows = await stored_metrics(served)
+        assert [(name, value, json.loads(labels)) for name, value, labels in rows] == [
             ("cpu", 1.0, {"host": "a"}),
             ("cpu", 2.0, {"host": "b"}),
             ("cpu", 3.0, {"host": "a"}),
