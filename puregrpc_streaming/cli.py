@@ -158,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--query-row-limit", type=_size, default=1 << 20, metavar="BYTES", help="per query row"
     )
+    serve.add_argument(
+        "--chat-rate", type=_positive_float, default=20.0, metavar="N", help="messages/s a caller"
+    )
+    serve.add_argument("--chat-burst", type=_count, default=50, metavar="N")
     history = Retention()
     serve.add_argument(
         "--retain-events", type=_count, default=history.max_events, metavar="N", help="event log"
@@ -362,6 +366,8 @@ async def _serve(args: argparse.Namespace, io: Streams) -> int:
         batch_size=args.batch_size,
         query_timeout=args.query_timeout,
         max_query_row_bytes=args.query_row_limit,
+        chat_rate=args.chat_rate,
+        chat_burst=args.chat_burst,
         retention=Retention(
             max_events=args.retain_events,
             max_bytes=args.retain_bytes,

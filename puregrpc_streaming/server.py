@@ -67,6 +67,9 @@ class ServeConfig:
     query_timeout: float = 5.0
     #: Largest InteractiveQuery row (and value), as JSON.
     max_query_row_bytes: int = 1 << 20
+    #: Chat messages a caller may send per second, and in one burst.
+    chat_rate: float = 20.0
+    chat_burst: int = 50
     #: How much of the event log is kept (count, bytes, age).
     retention: Retention = field(default_factory=Retention)
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
@@ -103,6 +106,8 @@ class ServeConfig:
             batch_size=self.batch_size,
             query_timeout=self.query_timeout,
             max_query_row_bytes=self.max_query_row_bytes,
+            chat_rate=self.chat_rate,
+            chat_burst=self.chat_burst,
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:

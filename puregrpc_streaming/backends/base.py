@@ -379,11 +379,23 @@ class MetricSample:
     timestamp: float
 
 
+class MetricsStaging(Protocol):
+    """Samples of one call, kept aside until :meth:`commit` stores them all at once."""
+
+    async def add(self, samples: Sequence[MetricSample]) -> None:
+        """Keep ``samples`` aside (they are not visible yet)."""
+        ...
+
+    async def commit(self) -> int:
+        """Store every sample kept aside, in one transaction; returns how many."""
+        ...
+
+
 class MetricsStore(Protocol):
     """Where received metrics are kept."""
 
-    async def record(self, samples: Sequence[MetricSample]) -> None:
-        """Store a batch of samples."""
+    def staging(self) -> AbstractAsyncContextManager[MetricsStaging]:
+        """A staging area for the block: what is not committed when it ends is dropped."""
         ...
 
 

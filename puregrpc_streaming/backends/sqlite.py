@@ -134,6 +134,14 @@ class SqliteDatabase:
                 return
         conn.close()
 
+    async def connect(self) -> sqlite3.Connection:
+        """A new connection of the caller's own (not pooled; close it with :meth:`run_on`)."""
+        return await trio.to_thread.run_sync(_connect, self.path, limiter=self._limiter)
+
+    async def run_on(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in a worker thread, for a connection from :meth:`connect`."""
+        return await trio.to_thread.run_sync(fn, conn, limiter=self._limiter)
+
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` in a worker thread with a pooled connection."""
         if self._closed:
@@ -329,17 +337,17 @@ class SqliteKeyValueStore:
 # ----------------------------------------------------------------- metrics
 
 
-class SqliteMetricsStore:
-    """Received metrics in the ``metrics`` table (a :class:`~.base.MetricsStore`)."""
+class SqliteMetricsStaging:
+    """One call's samples in a TEMP table of its own connection (:class:`SqliteMetricsStore`)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        """Keep samples in ``db``."""
-        self.db = db
-        #: Samples stored since start.
-        self.stored = 0
+    def __init__(self, store: SqliteMetricsStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._db = store.db
+        self._conn = conn
+        self._count = 0
 
-    async def record(self, samples: Sequence[MetricSample]) -> None:
-        """Insert a batch in one transaction; labels are stored as a JSON object."""
+    async def add(self, samples: Sequence[MetricSample]) -> None:
+        """Write ``samples`` to the staging table (no lock on the main database)."""
         if not samples:
             return
         rows = [
@@ -348,11 +356,68 @@ class SqliteMetricsStore:
         ]
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN")
             conn.executemany(
-                "INSERT INTO metrics (name, value, labels, timestamp) VALUES (?, ?, ?, ?)", rows
+                "INSERT INTO temp.staged (name, value, labels, timestamp) VALUES (?, ?, ?, ?)",
+                rows,
             )
-            conn.execute("COMMIT")
 
-        await self.db.run(run)
-        self.stored += len(samples)
+        await self._db.run_on(self._conn, run)
+        self._count += len(rows)
+
+    async def commit(self) -> int:
+        """Move every staged sample into ``metrics`` in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO main.metrics (name, value, labels, timestamp) "
+                    "SELECT name, value, labels, timestamp FROM temp.staged ORDER BY rowid"
+                )
+                conn.execute("DELETE FROM temp.staged")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        with trio.CancelScope(shield=True):  # half a commit is no commit: let it finish
+            await self._db.run_on(self._conn, run)
+        committed, self._count = self._count, 0
+        self._store.stored += committed
+        return committed
+
+
+class SqliteMetricsStore:
+    """Received metrics in the ``metrics`` table (a :class:`~.base.MetricsStore`).
+
+    Each CollectMetrics call stages its samples in a TEMP table of a
+    connection of its own (temporary tables are private to a connection and
+    live in a temporary file, so staging takes no lock on the database and
+    no memory), then :meth:`SqliteMetricsStaging.commit` moves them into
+    ``metrics`` in one transaction. Closing the connection drops whatever
+    was not committed: a failed call stores nothing.
+    """
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        """Keep samples in ``db``."""
+        self.db = db
+        #: Samples committed since start.
+        self.stored = 0
+
+    @asynccontextmanager
+    async def staging(self) -> AsyncIterator[SqliteMetricsStaging]:
+        """A staging area for one call (see the class docstring)."""
+        conn = await self.db.connect()
+        try:
+
+            def create(conn: sqlite3.Connection) -> None:
+                conn.execute(
+                    "CREATE TEMP TABLE staged (name TEXT NOT NULL, value REAL NOT NULL, "
+                    "labels TEXT NOT NULL, timestamp REAL NOT NULL)"
+                )
+
+            await self.db.run_on(conn, create)
+            yield SqliteMetricsStaging(self, conn)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.db.run_on(conn, lambda conn: conn.close())

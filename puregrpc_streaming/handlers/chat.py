@@ -20,7 +20,13 @@ Rules:
   with no ``room_id`` goes to the most recently joined room.
 * The client leaves every room when it half-closes, cancels or disconnects;
   the others get a leave notice at once.
-* A client more than 1,024 messages behind is cut off with RESOURCE_EXHAUSTED.
+* A caller may send ``chat_rate`` messages a second, in bursts of
+  ``chat_burst`` (per authenticated user, or per client address when
+  anonymous, across all its calls); one more ends the call with
+  RESOURCE_EXHAUSTED carrying a ``google.rpc.RetryInfo`` that says when to
+  come back. Join and leave notices do not count.
+* A client more than 1,024 messages (or 16 MiB) behind is cut off with
+  RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Any
 import trio
 
 from puregrpc import StatusCode
+from puregrpc.error_details import RetryInfo, rich_error
 from puregrpc.server import RequestIterator, ServicerContext
 
 from ..access import room_audience
@@ -47,6 +54,7 @@ from ..backends.base import (
     Subscription,
 )
 from ..protos import streaming_pb2 as pb
+from ..rate_limit import RateLimiter
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
 
 logger = logging.getLogger("puregrpc_streaming.chat")
@@ -94,13 +102,23 @@ def _sender(context: ServicerContext) -> str:
     return _check_name("user id", caller.user_id)
 
 
+def _host(peer: str) -> str:
+    """The address part of a peer name (``ipv4:10.0.0.1:5555`` -> ``ipv4:10.0.0.1``)."""
+    host, _, port = peer.rpartition(":")
+    return host if host and port.isdigit() else peer
+
+
 class ChatHandlers:
     """Serves Chat calls."""
 
-    def __init__(self, events: EventBus, rooms: RoomStore) -> None:
-        """Carry rooms over ``events``; record members in ``rooms``."""
+    def __init__(
+        self, events: EventBus, rooms: RoomStore, *, rate: float = 20.0, burst: int = 50
+    ) -> None:
+        """Carry rooms over ``events``; members go to ``rooms``; ``rate`` messages/s per caller."""
         self._events = events
         self._rooms = rooms
+        #: Messages per second per caller, shared by all its Chat calls.
+        self.limiter = RateLimiter(rate, burst)
         #: Chat calls in progress.
         self.active = 0
 
@@ -109,7 +127,10 @@ class ChatHandlers:
     ) -> None:
         """Run one chat client until it leaves; responses go out with ``context.send``."""
         user = _sender(context)
-        member = not caller_of(context).anonymous  # only proven users become members
+        caller = caller_of(context)
+        member = not caller.anonymous  # only proven users become members
+        # Anonymous callers are told apart by address: their declared names prove nothing.
+        rate_key = f"user:{caller.user_id}" if member else f"peer:{_host(context.peer())}"
         if user == SYSTEM_USER:
             invalid(f"user-id {SYSTEM_USER!r} is reserved")
         first_room = metadata_text(context, "room-id")
@@ -138,6 +159,7 @@ class ChatHandlers:
                                 invalid("message has no room_id and the call has joined no room")
                             if len(message.content.encode()) > MAX_CONTENT:
                                 invalid(f"message content is longer than {MAX_CONTENT} bytes")
+                            self._check_rate(rate_key)
                             if room not in joined:
                                 await self._join(
                                     user, member, _check_name("room-id", room), rooms, joined
@@ -153,6 +175,19 @@ class ChatHandlers:
                     await self._leave_all(user, rooms, joined)
         finally:
             self.active -= 1
+
+    def _check_rate(self, key: str) -> None:
+        wait = self.limiter.acquire(key, trio.current_time())
+        if wait > 0:
+            retry = RetryInfo()
+            retry.retry_delay.FromNanoseconds(max(1, int(wait * 1e9)))
+            limiter = self.limiter
+            raise rich_error(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"chat rate limit: at most {limiter.rate:g} messages a second "
+                f"(bursts of {limiter.burst}); retry in {wait:.2f} s",
+                [retry],
+            )
 
     async def _join(
         self, user: str, member: bool, room: str, rooms: list[str], joined: set[str]
