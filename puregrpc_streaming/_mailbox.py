@@ -6,13 +6,14 @@ at once or, when the mailbox is full, *overflows* it. An overflowed mailbox
 drops everything it holds (so a stuck subscriber pins no memory) and its
 reader gets :class:`MailboxOverflow` on the next :meth:`Mailbox.get`. That is
 the slow-subscriber policy of the whole service: a reader that falls more
-than ``capacity`` items behind is cut off, and resumes if it can (watchers
-from their last event id).
+than ``capacity`` items (or, with ``max_bytes``, that many bytes) behind is
+cut off, and resumes if it can (watchers from their last event id).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import trio
@@ -21,10 +22,11 @@ T = TypeVar("T")
 
 
 class MailboxOverflow(Exception):
-    """The reader fell ``capacity`` items behind and was cut off."""
+    """The reader fell ``capacity`` items (or ``max_bytes``) behind and was cut off."""
 
-    def __init__(self, capacity: int) -> None:
-        super().__init__(f"more than {capacity} items were waiting for this subscriber")
+    def __init__(self, capacity: int, max_bytes: int | None = None) -> None:
+        limit = f"{capacity} items" + (f" or {max_bytes} bytes" if max_bytes is not None else "")
+        super().__init__(f"more than {limit} were waiting for this subscriber")
         self.capacity = capacity
 
 
@@ -37,14 +39,38 @@ class MailboxClosed(Exception):
 
 
 class Mailbox(Generic[T]):
-    """A FIFO of at most ``capacity`` items with one reader and any number of writers."""
+    """A FIFO of at most ``capacity`` items with one reader and any number of writers.
 
-    __slots__ = ("_closed", "_items", "_lot", "capacity", "overflowed")
+    With ``max_bytes`` and ``size_of`` (an item's size), the items waiting
+    are also bounded in bytes: a put that would pass it overflows too.
+    """
 
-    def __init__(self, capacity: int) -> None:
+    __slots__ = (
+        "_bytes",
+        "_closed",
+        "_items",
+        "_lot",
+        "_size_of",
+        "capacity",
+        "max_bytes",
+        "overflowed",
+    )
+
+    def __init__(
+        self,
+        capacity: int,
+        *,
+        max_bytes: int | None = None,
+        size_of: Callable[[T], int] | None = None,
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if (max_bytes is None) != (size_of is None):
+            raise ValueError("max_bytes and size_of go together")
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        self._size_of = size_of
+        self._bytes = 0
         self._items: deque[T] = deque()
         self._lot = trio.lowlevel.ParkingLot()
         self._closed: str | None = None
@@ -64,13 +90,17 @@ class Mailbox(Generic[T]):
         """Queue ``item``; never waits. False if the mailbox is (or just became) dead."""
         if not self.open:
             return False
-        if len(self._items) >= self.capacity:
+        size = self._size_of(item) if self._size_of is not None else 0
+        too_big = self.max_bytes is not None and self._bytes + size > self.max_bytes
+        if len(self._items) >= self.capacity or (too_big and self._items):
             # Cut the reader off rather than block the writer or grow memory.
             self.overflowed = True
             self._items.clear()
+            self._bytes = 0
             self._lot.unpark_all()
             return False
         self._items.append(item)
+        self._bytes += size
         self._lot.unpark_all()
         return True
 
@@ -83,9 +113,12 @@ class Mailbox(Generic[T]):
     def get_nowait(self) -> T | None:
         """The next item if one is waiting, else ``None`` (raises like :meth:`get`)."""
         if self.overflowed:
-            raise MailboxOverflow(self.capacity)
+            raise MailboxOverflow(self.capacity, self.max_bytes)
         if self._items:
-            return self._items.popleft()
+            item = self._items.popleft()
+            if self._size_of is not None:
+                self._bytes -= self._size_of(item)
+            return item
         if self._closed is not None:
             raise MailboxClosed(self._closed)
         return None

@@ -38,8 +38,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from puregrpc import RpcError, StatusCode
 
+from .backends.base import Retention
 from .client_helpers import (
     DEFAULT_CHUNK_SIZE,
+    EventGap,
     EventWatcher,
     RetryPolicy,
     TransferError,
@@ -153,6 +155,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--dataset-rows", type=_count, default=1_000_000, metavar="N")
     serve.add_argument("--batch-size", type=_count, default=100, metavar="N", help="list page")
     serve.add_argument("--query-timeout", type=_positive_float, default=5.0, metavar="SECONDS")
+    serve.add_argument(
+        "--query-row-limit", type=_size, default=1 << 20, metavar="BYTES", help="per query row"
+    )
+    serve.add_argument(
+        "--chat-rate", type=_positive_float, default=20.0, metavar="N", help="messages/s a caller"
+    )
+    serve.add_argument("--chat-burst", type=_count, default=50, metavar="N")
+    history = Retention()
+    serve.add_argument(
+        "--retain-events", type=_count, default=history.max_events, metavar="N", help="event log"
+    )
+    serve.add_argument(
+        "--retain-bytes", type=_size, default=history.max_bytes, metavar="BYTES", help="event log"
+    )
+    serve.add_argument(
+        "--retain-seconds",
+        type=_positive_float,
+        default=history.max_age,
+        metavar="SECONDS",
+        help="event log: oldest event kept (default 7 days)",
+    )
     serve.add_argument("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     serve.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     serve.add_argument(
@@ -342,6 +365,14 @@ async def _serve(args: argparse.Namespace, io: Streams) -> int:
         dataset_rows=args.dataset_rows,
         batch_size=args.batch_size,
         query_timeout=args.query_timeout,
+        max_query_row_bytes=args.query_row_limit,
+        chat_rate=args.chat_rate,
+        chat_burst=args.chat_burst,
+        retention=Retention(
+            max_events=args.retain_events,
+            max_bytes=args.retain_bytes,
+            max_age=args.retain_seconds,
+        ),
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         client_ca=args.client_ca,
@@ -432,6 +463,9 @@ async def _watch(stub: StreamingServiceStub, args: argparse.Namespace, io: Strea
         after = watcher.last_event_id or "the start"
         io.note(f"watch interrupted ({reason}); resuming after {after} in {delay:.1f} s")
 
+    def on_gap(gap: EventGap) -> None:
+        io.note(f"warning: {gap.reason}; going on after {gap.resumed_after}")
+
     watcher = EventWatcher(
         stub,
         event_types=args.types,
@@ -439,6 +473,7 @@ async def _watch(stub: StreamingServiceStub, args: argparse.Namespace, io: Strea
         last_event_id=args.last_event_id,
         retry=RetryPolicy(attempts=args.retries),
         on_retry=on_retry,
+        on_gap=on_gap,
     )
     seen = 0
     if args.limit == 0:

@@ -9,7 +9,9 @@ These are the reconnection best practice, on the client side:
   the server announced (and a sha256, when it knows one), and only then
   renames the file into place.
 * :class:`EventWatcher` reconnects a WatchEvents stream the same way and
-  sends metadata ``last-event-id`` so the server replays what was missed.
+  sends metadata ``last-event-id`` so the server replays what was missed;
+  when the server says some of it is gone (a ``gap`` event), the watcher
+  tells its ``on_gap`` callback, or raises :class:`EventsLost`.
 * :func:`upload_file` streams a file in chunks with contiguous offsets and
   checks the server's size and checksum against its own.
 
@@ -20,6 +22,7 @@ stalls the event loop.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import random
 import ssl
@@ -41,7 +44,9 @@ from .protos.streaming_puregrpc import StreamingServiceStub
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "DownloadResult",
+    "EventGap",
     "EventWatcher",
+    "EventsLost",
     "RetryPolicy",
     "TransferError",
     "UploadResult",
@@ -433,6 +438,40 @@ async def upload_file(
 # --------------------------------------------------------------------- watch
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventGap:
+    """Events the server could not replay: what a ``gap`` event says."""
+
+    #: The id the watch resumed after.
+    last_event_id: str
+    #: Where the replay went on from (the watcher continues after this id).
+    resumed_after: str
+    #: Why, in the server's words.
+    reason: str
+
+
+class EventsLost(Exception):
+    """A resumed watch missed events (the server no longer has them), and no ``on_gap`` was set."""
+
+    def __init__(self, gap: EventGap) -> None:
+        super().__init__(gap.reason)
+        self.gap = gap
+
+
+def _gap_of(event: streaming_pb2.Event) -> EventGap:
+    try:
+        fields = json.loads(event.payload)
+    except ValueError:
+        fields = {}
+    if not isinstance(fields, dict):
+        fields = {}
+    return EventGap(
+        last_event_id=str(fields.get("last_event_id", "")),
+        resumed_after=str(fields.get("resumed_after", event.id)),
+        reason=str(fields.get("reason", "the server lost some events")),
+    )
+
+
 class EventWatcher:
     """A WatchEvents subscription that survives reconnections.
 
@@ -452,8 +491,16 @@ class EventWatcher:
         last_event_id: str | None = None,
         retry: RetryPolicy | None = None,
         on_retry: Callable[[RpcError | None, float], None] | None = None,
+        on_gap: Callable[[EventGap], None] | None = None,
     ) -> None:
+        """Watch ``event_types`` matching ``filter``, after ``last_event_id`` if given.
+
+        ``on_gap(gap)`` is told when a resume missed events the server no
+        longer has (without it, :class:`EventsLost` is raised); gap events
+        are never yielded.
+        """
         self._stub = stub
+        self._on_gap = on_gap
         self._request = streaming_pb2.WatchRequest(event_types=list(event_types), filter=filter)
         #: The id of the last event yielded (what a reconnection resumes after).
         self.last_event_id = last_event_id
@@ -486,6 +533,13 @@ class EventWatcher:
                 async with call:
                     async for event in call:
                         failures = 0
+                        if event.type == "gap":
+                            gap = _gap_of(event)
+                            if self._on_gap is None:
+                                raise EventsLost(gap)
+                            self._on_gap(gap)
+                            self.last_event_id = event.id
+                            continue
                         self.last_event_id = event.id
                         yield event
             except RpcError as exc:

@@ -316,10 +316,10 @@ async def step_metrics(stub: StreamingServiceStub, tally: Tally) -> None:
     say(f"  total_count {summary.total_count:,}")
     for name in ("cpu", "latency_ms"):
         say(
-            f"  {name}: count {aggregates.get(name + '.count', 0):,.0f}, "
-            f"sum {aggregates.get(name, 0):,.0f}, min {aggregates.get(name + '.min', 0):g}, "
-            f"max {aggregates.get(name + '.max', 0):g}, "
-            f"mean {aggregates.get(name + '.mean', 0):.2f}"
+            f"  {name}: count {aggregates.get(name + '#count', 0):,.0f}, "
+            f"sum {aggregates.get(name, 0):,.0f}, min {aggregates.get(name + '#min', 0):g}, "
+            f"max {aggregates.get(name + '#max', 0):g}, "
+            f"mean {aggregates.get(name + '#mean', 0):.2f}"
         )
     tally.lines.append(f"CollectMetrics: {count:,} metrics aggregated, labels persisted")
 

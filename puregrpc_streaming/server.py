@@ -26,6 +26,7 @@ from puregrpc.server import Server, ServerOptions
 from puregrpc.wire import ConnectionConfig
 
 from .authentication import CallerInterceptor, PeerIdentities
+from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
@@ -64,6 +65,13 @@ class ServeConfig:
     batch_size: int = 100
     #: Time limit of one InteractiveQuery statement (seconds).
     query_timeout: float = 5.0
+    #: Largest InteractiveQuery row (and value), as JSON.
+    max_query_row_bytes: int = 1 << 20
+    #: Chat messages a caller may send per second, and in one burst.
+    chat_rate: float = 20.0
+    chat_burst: int = 50
+    #: How much of the event log is kept (count, bytes, age).
+    retention: Retention = field(default_factory=Retention)
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -97,6 +105,9 @@ class ServeConfig:
             chunk_size=self.chunk_size,
             batch_size=self.batch_size,
             query_timeout=self.query_timeout,
+            max_query_row_bytes=self.max_query_row_bytes,
+            chat_rate=self.chat_rate,
+            chat_burst=self.chat_burst,
         )
 
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -157,7 +168,7 @@ async def open_server(
     # The first line says who may call: open mode must never go unnoticed.
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     async with open_embedded_backends(
-        config.data_dir, dataset_rows=config.dataset_rows
+        config.data_dir, dataset_rows=config.dataset_rows, retention=config.retention
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

@@ -37,6 +37,7 @@ from .handlers.chat import ChatHandlers
 from .handlers.dataset import DatasetHandlers
 from .handlers.events import EventHandlers
 from .handlers.files import FileHandlers
+from .handlers.metrics import MetricsHandlers
 from .handlers.processing import ProcessingHandlers
 from .handlers.records import RecordHandlers
 from .protos import streaming_pb2 as pb
@@ -71,10 +72,16 @@ class StreamingService(StreamingServiceServicer):
         self.call_policy = CallPolicy(deadlines)
         self.deadlines = self.call_policy.deadlines
         self.files = FileHandlers(backends.files, backends.events, self.settings)
-        self.events = EventHandlers(backends.events, self.settings)
+        self.events = EventHandlers(backends.events, backends.rooms, self.settings)
         self.dataset = DatasetHandlers(backends.dataset, self.settings)
-        self.processing = ProcessingHandlers(backends.metrics, backends.events)
-        self.chat = ChatHandlers(backends.events)
+        self.metrics = MetricsHandlers(backends.metrics, backends.events)
+        self.processing = ProcessingHandlers(backends.events)
+        self.chat = ChatHandlers(
+            backends.events,
+            backends.rooms,
+            rate=self.settings.chat_rate,
+            burst=self.settings.chat_burst,
+        )
         self.records = RecordHandlers(backends.kv, backends.events)
 
     # ------------------------------------------------------------------ unary
@@ -117,7 +124,7 @@ class StreamingService(StreamingServiceServicer):
         self, requests: RequestIterator[pb.Metric], context: ServicerContext
     ) -> pb.MetricsSummary:
         """Aggregate and store metrics."""
-        return await self.processing.collect_metrics(requests, context)
+        return await self.metrics.collect_metrics(requests, context)
 
     async def BatchProcess(
         self, requests: RequestIterator[pb.ProcessRequest], context: ServicerContext

@@ -1,10 +1,11 @@
 """Backends of the streaming service: small interfaces and their embedded defaults.
 
 The handlers see only the interfaces of :mod:`.base` (``FileStore``,
-``EventBus``, ``DatasetStore``, ``KeyValueStore``, ``MetricsStore``). The
-embedded defaults are local files (:mod:`.files`), an in-process bus
-(:mod:`.events`) and SQLite (:mod:`.sqlite`), opened together by
-:func:`open_embedded_backends`.
+``EventBus``, ``DatasetStore``, ``KeyValueStore``, ``MetricsStore``,
+``RoomStore``). The embedded defaults are local files (:mod:`.files`), an
+in-process bus (:mod:`.events`) over a durable log (:mod:`.event_log`),
+room membership (:mod:`.rooms`) and SQLite (:mod:`.sqlite`), opened
+together by :func:`open_embedded_backends`.
 """
 
 from .base import Backends as Backends
@@ -21,19 +22,25 @@ from .base import KeyValueStore as KeyValueStore
 from .base import KvChange as KvChange
 from .base import KvOutcome as KvOutcome
 from .base import KvRecord as KvRecord
+from .base import MembershipFull as MembershipFull
 from .base import MetricSample as MetricSample
 from .base import MetricsStore as MetricsStore
+from .base import QueryCursor as QueryCursor
 from .base import QueryError as QueryError
-from .base import QueryResult as QueryResult
+from .base import QueryLimits as QueryLimits
 from .base import QuerySession as QuerySession
+from .base import Retention as Retention
+from .base import RoomStore as RoomStore
 from .base import StoredFile as StoredFile
 from .base import SubscriberTooSlow as SubscriberTooSlow
 from .base import Subscription as Subscription
 from .base import UploadSink as UploadSink
 from .embedded import EmbeddedBackends as EmbeddedBackends
 from .embedded import open_embedded_backends as open_embedded_backends
+from .event_log import SqliteEventLog as SqliteEventLog
 from .events import InProcessEventBus as InProcessEventBus
 from .files import LocalFileStore as LocalFileStore
+from .rooms import RoomDirectory as RoomDirectory
 from .sqlite import SqliteDatabase as SqliteDatabase
 from .sqlite import SqliteDatasetStore as SqliteDatasetStore
 from .sqlite import SqliteKeyValueStore as SqliteKeyValueStore
@@ -57,13 +64,19 @@ __all__ = [
     "KvOutcome",
     "KvRecord",
     "LocalFileStore",
+    "MembershipFull",
     "MetricSample",
     "MetricsStore",
+    "QueryCursor",
     "QueryError",
-    "QueryResult",
+    "QueryLimits",
     "QuerySession",
+    "Retention",
+    "RoomDirectory",
+    "RoomStore",
     "SqliteDatabase",
     "SqliteDatasetStore",
+    "SqliteEventLog",
     "SqliteKeyValueStore",
     "SqliteMetricsStore",
     "StoredFile",

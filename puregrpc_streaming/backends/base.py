@@ -13,7 +13,7 @@ backend raises the same ones.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -105,10 +105,12 @@ class FileStore(Protocol):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BusEvent:
-    """One published event."""
+    """One published event (or a heartbeat or gap marker made for one subscriber)."""
 
-    #: Increases with every event of the bus (heartbeats included).
-    id: int
+    #: Opaque to clients, chosen by the bus; unique across restarts and instances.
+    id: str
+    #: Where the event is in the bus's order (what resuming compares).
+    position: int
     type: str
     #: The JSON object the event carries (what filters look at).
     payload: Mapping[str, Any]
@@ -116,6 +118,26 @@ class BusEvent:
     payload_json: bytes
     #: Nanoseconds since the epoch, when it was published.
     timestamp_ns: int
+    #: Who may see it: principals of :mod:`puregrpc_streaming.access`.
+    audience: tuple[str, ...] = ("*",)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retention:
+    """How much of the log is kept: the newest events within all three bounds."""
+
+    max_events: int = 100_000
+    max_bytes: int = 256 << 20
+    #: Seconds.
+    max_age: float = 7 * 24 * 3600.0
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_bytes < 1 or not self.max_age > 0:
+            raise ValueError("retention bounds must be positive")
+
+    def oldest_kept_ns(self, now: float) -> int:
+        """Events stamped before this (nanoseconds) are expired at ``now`` (seconds)."""
+        return int((now - self.max_age) * 1e9)
 
 
 class SubscriberTooSlow(Exception):
@@ -141,12 +163,27 @@ class Subscription(Protocol):
         """Events waiting to be taken (replayed ones included)."""
         ...
 
+    @property
+    def resume_id(self) -> str:
+        """An id that, as ``after_id``, resumes exactly where the subscriber stands."""
+        ...
+
+    def heartbeat(self) -> BusEvent:
+        """A ``heartbeat`` event for this idle subscriber, not stored.
+
+        Its id resumes exactly where the subscriber stands: a subscription
+        with it as ``after_id`` misses nothing and repeats nothing.
+        """
+        ...
+
 
 class EventBus(Protocol):
-    """Publish/subscribe of :class:`BusEvent`, with a replay buffer."""
+    """Publish/subscribe of :class:`BusEvent`, with a durable, replayable history."""
 
-    async def publish(self, type: str, payload: Mapping[str, Any]) -> BusEvent:
-        """Publish an event to every matching subscriber; never waits for them."""
+    async def publish(
+        self, type: str, payload: Mapping[str, Any], *, audience: Sequence[str] = ("*",)
+    ) -> BusEvent:
+        """Store an event, then offer it to every matching subscriber; never waits for them."""
         ...
 
     def subscribe(
@@ -154,18 +191,18 @@ class EventBus(Protocol):
         *,
         types: frozenset[str] = frozenset(),
         predicate: Predicate | None = None,
-        after_id: int | None = None,
+        after_id: str | None = None,
+        visible: Callable[[BusEvent], bool] | None = None,
     ) -> AbstractAsyncContextManager[Subscription]:
         """Subscribe for the ``async with`` block.
 
-        ``types`` empty means every type; ``predicate`` is applied to the
-        payload; with ``after_id``, retained events with a greater id are
-        delivered first (in order, without gap or duplicate with live ones).
+        ``types`` empty means every type; ``visible`` (the caller's access
+        check) and ``predicate`` (applied to the payload) must both pass.
+        With ``after_id``, stored events after it are delivered first (in
+        order, without gap or duplicate with live ones); if some are no
+        longer stored, a ``gap`` event says so first. An ``after_id`` the
+        bus never issued raises :class:`ValueError`.
         """
-        ...
-
-    async def heartbeat(self) -> BusEvent:
-        """A ``heartbeat`` event for one idle subscriber: a fresh id, not retained."""
         ...
 
     @property
@@ -174,8 +211,8 @@ class EventBus(Protocol):
         ...
 
     @property
-    def last_id(self) -> int:
-        """The id of the most recent event or heartbeat."""
+    def last_id(self) -> str:
+        """The id of the most recent event this bus delivered."""
         ...
 
 
@@ -201,24 +238,52 @@ DATASET_FIELDS = ("id", "category", "value")
 
 
 class QueryError(Exception):
-    """A query was refused or failed (the message is safe to show the client)."""
+    """A query was refused or failed (the message is safe to show the client).
+
+    ``code`` names the gRPC status the failure corresponds to:
+    INVALID_ARGUMENT (not a SELECT, a syntax error), PERMISSION_DENIED (a
+    table the caller may not read), RESOURCE_EXHAUSTED (a row over the
+    limit), DEADLINE_EXCEEDED (over the time limit).
+    """
+
+    def __init__(self, message: str, code: str = "INVALID_ARGUMENT") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QueryResult:
-    """The rows of one query, already fetched (at most the row limit)."""
+class QueryLimits:
+    """What one query may cost."""
 
-    columns: tuple[str, ...]
-    rows: list[tuple[Any, ...]]
-    #: True when the row limit cut the result short.
-    truncated: bool
+    #: Rows returned at most (more: ``truncated``).
+    max_rows: int
+    #: Seconds of database work (fetching included; waiting for the client not).
+    time_limit: float
+    #: Largest row, as encoded JSON (also the largest single value).
+    max_row_bytes: int
+
+
+class QueryCursor(Protocol):
+    """The rows of one running query, fetched a batch at a time."""
+
+    @property
+    def truncated(self) -> bool:
+        """True once the fetches stopped at ``max_rows`` with rows left over."""
+        ...
+
+    async def fetch(self) -> list[bytes]:
+        """The next rows as JSON objects (a bounded batch); empty at the end.
+
+        Raises :class:`QueryError` when a row is over the limit or time runs out.
+        """
+        ...
 
 
 class QuerySession(Protocol):
     """A read-only connection for one InteractiveQuery stream."""
 
-    async def run(self, sql: str, *, max_rows: int, time_limit: float) -> QueryResult:
-        """Run one SELECT; raises :class:`QueryError`."""
+    def execute(self, sql: str, limits: QueryLimits) -> AbstractAsyncContextManager[QueryCursor]:
+        """Start one SELECT for the block; raises :class:`QueryError` if refused."""
         ...
 
 
@@ -244,8 +309,10 @@ class DatasetStore(Protocol):
         """Rows in the dataset."""
         ...
 
-    def query_session(self) -> AbstractAsyncContextManager[QuerySession]:
-        """A read-only session for ad-hoc SELECTs."""
+    def query_session(
+        self, *, all_tables: bool = False
+    ) -> AbstractAsyncContextManager[QuerySession]:
+        """A read-only session for ad-hoc SELECTs of the dataset table (``all_tables``: any)."""
         ...
 
 
@@ -312,11 +379,42 @@ class MetricSample:
     timestamp: float
 
 
+class MetricsStaging(Protocol):
+    """Samples of one call, kept aside until :meth:`commit` stores them all at once."""
+
+    async def add(self, samples: Sequence[MetricSample]) -> None:
+        """Keep ``samples`` aside (they are not visible yet)."""
+        ...
+
+    async def commit(self) -> int:
+        """Store every sample kept aside, in one transaction; returns how many."""
+        ...
+
+
 class MetricsStore(Protocol):
     """Where received metrics are kept."""
 
-    async def record(self, samples: Sequence[MetricSample]) -> None:
-        """Store a batch of samples."""
+    def staging(self) -> AbstractAsyncContextManager[MetricsStaging]:
+        """A staging area for the block: what is not committed when it ends is dropped."""
+        ...
+
+
+# ------------------------------------------------------------------ rooms
+
+
+class MembershipFull(Exception):
+    """A join would pass a bound of the room directory (the message says which)."""
+
+
+class RoomStore(Protocol):
+    """Who has joined which chat room (the audience of room messages)."""
+
+    def is_member(self, room: str, user_id: str) -> bool:
+        """True if ``user_id`` has joined ``room``; never waits."""
+        ...
+
+    async def join(self, room: str, user_id: str) -> None:
+        """Make ``user_id`` a member of ``room`` for good; :class:`MembershipFull` if full."""
         ...
 
 
@@ -349,4 +447,9 @@ class Backends(Protocol):
     @property
     def metrics(self) -> MetricsStore:
         """Received metrics."""
+        ...
+
+    @property
+    def rooms(self) -> RoomStore:
+        """Chat room membership."""
         ...

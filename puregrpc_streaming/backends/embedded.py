@@ -3,11 +3,13 @@
 Everything lives under one data directory::
 
     <data_dir>/files/           uploads (LocalFileStore)
-    <data_dir>/streaming.sqlite3  dataset, key-value records and metrics
+    <data_dir>/streaming.sqlite3  dataset, key-value records, metrics,
+                                  the event log and chat room membership
 
-and the event bus is in-process. :func:`open_embedded_backends` prepares them
-(directories, schema, the dataset seeded on first start, leftovers of a crash
-removed) and closes them at the end of its block.
+and the event bus is in-process, over the durable event log.
+:func:`open_embedded_backends` prepares them (directories, schema, the
+dataset seeded on first start, leftovers of a crash removed, retention
+applied to the log) and closes them at the end of its block.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from pathlib import Path
 
 import trio
 
+from .base import Retention
+from .event_log import SqliteEventLog
 from .events import InProcessEventBus
 from .files import LocalFileStore
+from .rooms import RoomDirectory
 from .sqlite import SqliteDatabase, SqliteDatasetStore, SqliteKeyValueStore, SqliteMetricsStore
 
 __all__ = ["EmbeddedBackends", "open_embedded_backends"]
@@ -38,14 +43,18 @@ class EmbeddedBackends:
     dataset: SqliteDatasetStore
     kv: SqliteKeyValueStore
     metrics: SqliteMetricsStore
+    rooms: RoomDirectory
     database: SqliteDatabase
 
 
 @asynccontextmanager
 async def open_embedded_backends(
-    data_dir: Path, *, dataset_rows: int
+    data_dir: Path, *, dataset_rows: int, retention: Retention | None = None
 ) -> AsyncIterator[EmbeddedBackends]:
-    """Open (creating if needed) the backends under ``data_dir`` for the block."""
+    """Open (creating if needed) the backends under ``data_dir`` for the block.
+
+    ``retention`` bounds the event log (default :class:`~.event_log.Retention`).
+    """
     await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
     files = LocalFileStore(data_dir / "files")
     removed = await files.prepare()
@@ -59,17 +68,28 @@ async def open_embedded_backends(
         if seeded is not None:
             rows, seconds = seeded
             logger.info("seeded the dataset with %d rows in %.2f s", rows, seconds)
-        events = InProcessEventBus()
+        rooms = RoomDirectory(database)
+        await rooms.load()
+        # The log appends through a connection of its own: publishing never
+        # waits behind the pool's readers.
+        writer = SqliteDatabase(database.path, max_connections=1)
         try:
-            yield EmbeddedBackends(
-                files=files,
-                events=events,
-                dataset=dataset,
-                kv=SqliteKeyValueStore(database),
-                metrics=SqliteMetricsStore(database),
-                database=database,
-            )
+            log = SqliteEventLog(writer, database, retention)
+            last = await log.open()
+            events = InProcessEventBus(log, last_position=last)
+            try:
+                yield EmbeddedBackends(
+                    files=files,
+                    events=events,
+                    dataset=dataset,
+                    kv=SqliteKeyValueStore(database),
+                    metrics=SqliteMetricsStore(database),
+                    rooms=rooms,
+                    database=database,
+                )
+            finally:
+                events.close()
         finally:
-            events.close()
+            await writer.close()
     finally:
         await database.close()

@@ -5,16 +5,14 @@ on the event loop. :class:`SqliteDatabase` holds a small pool of connections
 (one per concurrent worker, at most ``max_connections``, bounded by a trio
 ``CapacityLimiter``) in WAL mode, so readers and the single writer do not
 block each other. InteractiveQuery gets its own read-only connection per
-stream (:class:`SqliteQuerySession`), restricted by an authorizer to
-SELECT statements and by a progress handler to a time limit.
+stream (:class:`~.query.SqliteQuerySession`), restricted by an authorizer
+to SELECTs of the dataset table, bounded in rows, bytes and time.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
-import math
 import sqlite3
 import threading
 import time
@@ -32,16 +30,14 @@ from .base import (
     KvOutcome,
     KvRecord,
     MetricSample,
-    QueryError,
-    QueryResult,
 )
+from .query import SqliteQuerySession
 
 __all__ = [
     "SqliteDatabase",
     "SqliteDatasetStore",
     "SqliteKeyValueStore",
     "SqliteMetricsStore",
-    "SqliteQuerySession",
 ]
 
 logger = logging.getLogger("puregrpc_streaming.sqlite")
@@ -74,6 +70,12 @@ CREATE TABLE IF NOT EXISTS metrics (
     timestamp REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, timestamp);
+CREATE TABLE IF NOT EXISTS room_members (
+    room TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    joined_at REAL NOT NULL,
+    PRIMARY KEY (room, user_id)
+);
 """
 
 #: Rows generated entirely inside SQLite (a recursive CTE): no Python per
@@ -91,29 +93,6 @@ SELECT
     CAST(printf('{"id":%d,"name":"item-%07d","score":%d}', x, x, (x * 7919) % 1000) AS BLOB)
 FROM seq
 """
-
-#: Authorizer actions an InteractiveQuery may perform: reading, selecting,
-#: calling functions, and recursive CTEs. Everything else (writes, PRAGMA,
-#: ATTACH, schema changes, transactions) is denied.
-_QUERY_ACTIONS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    sqlite3.SQLITE_RECURSIVE,
-}
-
-_ACTIONS = (
-    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
-    "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE",
-    "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
-    "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
-    "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
-    "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE",
-)  # fmt: skip
-#: Authorizer action code -> name, for the refusal message.
-_ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name for name in _ACTIONS}
-#: The progress handler runs every this many SQLite VM instructions.
-_PROGRESS_STEPS = 1000
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -154,6 +133,14 @@ class SqliteDatabase:
                 self._idle.append(conn)
                 return
         conn.close()
+
+    async def connect(self) -> sqlite3.Connection:
+        """A new connection of the caller's own (not pooled; close it with :meth:`run_on`)."""
+        return await trio.to_thread.run_sync(_connect, self.path, limiter=self._limiter)
+
+    async def run_on(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in a worker thread, for a connection from :meth:`connect`."""
+        return await trio.to_thread.run_sync(fn, conn, limiter=self._limiter)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(connection)`` in a worker thread with a pooled connection."""
@@ -200,10 +187,12 @@ class SqliteDatabase:
 class SqliteDatasetStore:
     """The dataset table (a :class:`~.base.DatasetStore`)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        """Serve the dataset of ``db``."""
+    def __init__(self, db: SqliteDatabase, *, query_threads: int = 4) -> None:
+        """Serve the dataset of ``db``; at most ``query_threads`` queries run at once."""
         self.db = db
         self.counters = DatasetCounters()
+        #: The worker threads of InteractiveQuery (its own: see :mod:`.query`).
+        self.query_limiter = trio.CapacityLimiter(query_threads)
 
     async def ensure_seeded(self, rows: int) -> tuple[int, float] | None:
         """Seed ``rows`` rows if the table was never seeded; returns (rows, seconds) if it did.
@@ -253,119 +242,15 @@ class SqliteDatasetStore:
         return await self.db.run(run)
 
     @asynccontextmanager
-    async def query_session(self) -> AsyncIterator[SqliteQuerySession]:
-        """A read-only connection for one InteractiveQuery stream."""
-        session = await SqliteQuerySession.open(self.db.path, self.counters)
+    async def query_session(self, *, all_tables: bool = False) -> AsyncIterator[SqliteQuerySession]:
+        """A read-only connection for one InteractiveQuery stream (see :mod:`.query`)."""
+        session = await SqliteQuerySession.open(
+            self.db.path, self.counters, self.query_limiter, all_tables=all_tables
+        )
         try:
             yield session
         finally:
             await session.aclose()
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def row_to_json(columns: Sequence[str], row: Sequence[Any]) -> bytes:
-    """One result row as a compact JSON object (BLOBs as text, or base64 if not UTF-8)."""
-    return json.dumps(
-        {column: _json_value(value) for column, value in zip(columns, row, strict=True)},
-        separators=(",", ":"),
-    ).encode()
-
-
-class SqliteQuerySession:
-    """A read-only, SELECT-only, time-limited connection (one per query stream)."""
-
-    def __init__(self, conn: sqlite3.Connection, counters: DatasetCounters) -> None:
-        self._conn: sqlite3.Connection | None = conn
-        self._counters = counters
-        self._deadline = math.inf
-        self._denied: list[str] = []
-        conn.set_authorizer(self._authorize)
-        conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
-
-    @classmethod
-    async def open(cls, path: Path, counters: DatasetCounters) -> SqliteQuerySession:
-        """Open ``path`` read-only (``mode=ro``: even an authorizer bug could not write)."""
-
-        def run() -> sqlite3.Connection:
-            return sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro",
-                uri=True,
-                isolation_level=None,
-                check_same_thread=False,
-                timeout=5.0,
-            )
-
-        conn = await trio.to_thread.run_sync(run)
-        return cls(conn, counters)
-
-    def _authorize(
-        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
-    ) -> int:
-        if action in _QUERY_ACTIONS:
-            return sqlite3.SQLITE_OK
-        self._denied.append(_ACTION_NAMES.get(action, str(action)))
-        return sqlite3.SQLITE_DENY
-
-    def _progress(self) -> int:
-        # A non-zero return aborts the statement ("interrupted").
-        return 1 if time.monotonic() > self._deadline else 0
-
-    async def run(self, sql: str, *, max_rows: int, time_limit: float) -> QueryResult:
-        """Run one SELECT and fetch at most ``max_rows`` rows within ``time_limit`` seconds."""
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("query session is closed")
-        if not sql.strip():
-            raise QueryError("empty query")
-
-        def in_thread() -> QueryResult:
-            self._denied.clear()
-            self._deadline = time.monotonic() + time_limit
-            try:
-                cursor = conn.execute(sql)
-                if cursor.description is None:
-                    raise QueryError("only SELECT statements are allowed")
-                columns = tuple(d[0] for d in cursor.description)
-                rows = cursor.fetchmany(max_rows + 1)
-                cursor.close()
-            except QueryError:
-                raise
-            except sqlite3.Warning as exc:  # e.g. "You can only execute one statement"
-                raise QueryError(str(exc)) from None
-            except sqlite3.Error as exc:
-                if self._denied:
-                    raise QueryError(
-                        "only SELECT statements are allowed (refused: "
-                        f"{', '.join(dict.fromkeys(self._denied))})"
-                    ) from None
-                if time.monotonic() > self._deadline:
-                    raise QueryError(f"query exceeded its time limit of {time_limit:g} s") from None
-                raise QueryError(str(exc)) from None
-            finally:
-                self._deadline = math.inf
-            return QueryResult(
-                columns=columns, rows=rows[:max_rows], truncated=len(rows) > max_rows
-            )
-
-        self._counters.queries_run += 1
-        return await trio.to_thread.run_sync(in_thread)
-
-    async def aclose(self) -> None:
-        """Close the connection."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(conn.close)
 
 
 # --------------------------------------------------------------- key-value
@@ -452,17 +337,17 @@ class SqliteKeyValueStore:
 # ----------------------------------------------------------------- metrics
 
 
-class SqliteMetricsStore:
-    """Received metrics in the ``metrics`` table (a :class:`~.base.MetricsStore`)."""
+class SqliteMetricsStaging:
+    """One call's samples in a TEMP table of its own connection (:class:`SqliteMetricsStore`)."""
 
-    def __init__(self, db: SqliteDatabase) -> None:
-        """Keep samples in ``db``."""
-        self.db = db
-        #: Samples stored since start.
-        self.stored = 0
+    def __init__(self, store: SqliteMetricsStore, conn: sqlite3.Connection) -> None:
+        self._store = store
+        self._db = store.db
+        self._conn = conn
+        self._count = 0
 
-    async def record(self, samples: Sequence[MetricSample]) -> None:
-        """Insert a batch in one transaction; labels are stored as a JSON object."""
+    async def add(self, samples: Sequence[MetricSample]) -> None:
+        """Write ``samples`` to the staging table (no lock on the main database)."""
         if not samples:
             return
         rows = [
@@ -471,11 +356,68 @@ class SqliteMetricsStore:
         ]
 
         def run(conn: sqlite3.Connection) -> None:
-            conn.execute("BEGIN")
             conn.executemany(
-                "INSERT INTO metrics (name, value, labels, timestamp) VALUES (?, ?, ?, ?)", rows
+                "INSERT INTO temp.staged (name, value, labels, timestamp) VALUES (?, ?, ?, ?)",
+                rows,
             )
-            conn.execute("COMMIT")
 
-        await self.db.run(run)
-        self.stored += len(samples)
+        await self._db.run_on(self._conn, run)
+        self._count += len(rows)
+
+    async def commit(self) -> int:
+        """Move every staged sample into ``metrics`` in one transaction."""
+
+        def run(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(
+                    "INSERT INTO main.metrics (name, value, labels, timestamp) "
+                    "SELECT name, value, labels, timestamp FROM temp.staged ORDER BY rowid"
+                )
+                conn.execute("DELETE FROM temp.staged")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+        with trio.CancelScope(shield=True):  # half a commit is no commit: let it finish
+            await self._db.run_on(self._conn, run)
+        committed, self._count = self._count, 0
+        self._store.stored += committed
+        return committed
+
+
+class SqliteMetricsStore:
+    """Received metrics in the ``metrics`` table (a :class:`~.base.MetricsStore`).
+
+    Each CollectMetrics call stages its samples in a TEMP table of a
+    connection of its own (temporary tables are private to a connection and
+    live in a temporary file, so staging takes no lock on the database and
+    no memory), then :meth:`SqliteMetricsStaging.commit` moves them into
+    ``metrics`` in one transaction. Closing the connection drops whatever
+    was not committed: a failed call stores nothing.
+    """
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        """Keep samples in ``db``."""
+        self.db = db
+        #: Samples committed since start.
+        self.stored = 0
+
+    @asynccontextmanager
+    async def staging(self) -> AsyncIterator[SqliteMetricsStaging]:
+        """A staging area for one call (see the class docstring)."""
+        conn = await self.db.connect()
+        try:
+
+            def create(conn: sqlite3.Connection) -> None:
+                conn.execute(
+                    "CREATE TEMP TABLE staged (name TEXT NOT NULL, value REAL NOT NULL, "
+                    "labels TEXT NOT NULL, timestamp REAL NOT NULL)"
+                )
+
+            await self.db.run_on(conn, create)
+            yield SqliteMetricsStaging(self, conn)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.db.run_on(conn, lambda conn: conn.close())

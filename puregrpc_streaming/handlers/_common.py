@@ -28,6 +28,11 @@ class ServiceSettings:
     batch_size: int = 100
     #: Time limit of one InteractiveQuery statement, in seconds.
     query_timeout: float = 5.0
+    #: Largest InteractiveQuery row (encoded JSON, hence response message) and value.
+    max_query_row_bytes: int = 1 << 20
+    #: Chat messages a caller may send per second, and in one burst.
+    chat_rate: float = 20.0
+    chat_burst: int = 50
 
     def __post_init__(self) -> None:
         if not 16 * 1024 <= self.chunk_size <= 64 * 1024:
@@ -40,10 +45,19 @@ class ServiceSettings:
             raise ValueError(f"batch_size must be 1..{MAX_PAGE_SIZE}, got {self.batch_size}")
         if self.query_timeout <= 0:
             raise ValueError("query_timeout must be positive")
+        if not self.chat_rate > 0 or self.chat_burst < 1:
+            raise ValueError("chat_rate and chat_burst must be positive")
+        if not 1024 <= self.max_query_row_bytes <= MAX_MESSAGE_BYTES - 1024:
+            raise ValueError(
+                f"max_query_row_bytes must be 1 KiB..{MAX_MESSAGE_BYTES - 1024}, "
+                f"got {self.max_query_row_bytes}"
+            )
 
 
 #: Largest ListRequest.page_size.
 MAX_PAGE_SIZE = 10_000
+#: The largest message gRPC clients accept by default (4 MiB): no response may be bigger.
+MAX_MESSAGE_BYTES = 4 << 20
 
 
 def fail(code: StatusCode, message: str) -> NoReturn:

@@ -20,7 +20,13 @@ Rules:
   with no ``room_id`` goes to the most recently joined room.
 * The client leaves every room when it half-closes, cancels or disconnects;
   the others get a leave notice at once.
-* A client more than 1,024 messages behind is cut off with RESOURCE_EXHAUSTED.
+* A caller may send ``chat_rate`` messages a second, in bursts of
+  ``chat_burst`` (per authenticated user, or per client address when
+  anonymous, across all its calls); one more ends the call with
+  RESOURCE_EXHAUSTED carrying a ``google.rpc.RetryInfo`` that says when to
+  come back. Join and leave notices do not count.
+* A client more than 1,024 messages (or 16 MiB) behind is cut off with
+  RESOURCE_EXHAUSTED.
 """
 
 from __future__ import annotations
@@ -33,17 +39,30 @@ from typing import Any
 import trio
 
 from puregrpc import StatusCode
+from puregrpc.error_details import RetryInfo, rich_error
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..access import room_audience
 from ..authentication import caller_of
-from ..backends.base import BusClosed, BusEvent, EventBus, SubscriberTooSlow, Subscription
+from ..backends.base import (
+    BusClosed,
+    BusEvent,
+    EventBus,
+    MembershipFull,
+    RoomStore,
+    SubscriberTooSlow,
+    Subscription,
+)
 from ..protos import streaming_pb2 as pb
+from ..rate_limit import RateLimiter
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
 
 logger = logging.getLogger("puregrpc_streaming.chat")
 
 SYSTEM_USER = "system"
 MAX_CONTENT = 64 * 1024
+#: Rooms one Chat call may be in at once.
+MAX_ROOMS_PER_CALL = 100
 _NAME = re.compile(r"[^\x00-\x1f\x7f]{1,128}")
 
 
@@ -83,12 +102,23 @@ def _sender(context: ServicerContext) -> str:
     return _check_name("user id", caller.user_id)
 
 
+def _host(peer: str) -> str:
+    """The address part of a peer name (``ipv4:10.0.0.1:5555`` -> ``ipv4:10.0.0.1``)."""
+    host, _, port = peer.rpartition(":")
+    return host if host and port.isdigit() else peer
+
+
 class ChatHandlers:
     """Serves Chat calls."""
 
-    def __init__(self, events: EventBus) -> None:
-        """Carry rooms over ``events``."""
+    def __init__(
+        self, events: EventBus, rooms: RoomStore, *, rate: float = 20.0, burst: int = 50
+    ) -> None:
+        """Carry rooms over ``events``; members go to ``rooms``; ``rate`` messages/s per caller."""
         self._events = events
+        self._rooms = rooms
+        #: Messages per second per caller, shared by all its Chat calls.
+        self.limiter = RateLimiter(rate, burst)
         #: Chat calls in progress.
         self.active = 0
 
@@ -97,6 +127,10 @@ class ChatHandlers:
     ) -> None:
         """Run one chat client until it leaves; responses go out with ``context.send``."""
         user = _sender(context)
+        caller = caller_of(context)
+        member = not caller.anonymous  # only proven users become members
+        # Anonymous callers are told apart by address: their declared names prove nothing.
+        rate_key = f"user:{caller.user_id}" if member else f"peer:{_host(context.peer())}"
         if user == SYSTEM_USER:
             invalid(f"user-id {SYSTEM_USER!r} is reserved")
         first_room = metadata_text(context, "room-id")
@@ -114,7 +148,9 @@ class ChatHandlers:
                 await context.send_initial_metadata()  # subscribed: tell the client
                 try:
                     if first_room:
-                        await self._join(user, _check_name("room-id", first_room), rooms, joined)
+                        await self._join(
+                            user, member, _check_name("room-id", first_room), rooms, joined
+                        )
                     async with flat_nursery() as nursery:
                         nursery.start_soon(self._deliver, subscription, context)
                         async for message in requests:
@@ -123,11 +159,15 @@ class ChatHandlers:
                                 invalid("message has no room_id and the call has joined no room")
                             if len(message.content.encode()) > MAX_CONTENT:
                                 invalid(f"message content is longer than {MAX_CONTENT} bytes")
+                            self._check_rate(rate_key)
                             if room not in joined:
-                                await self._join(user, _check_name("room-id", room), rooms, joined)
+                                await self._join(
+                                    user, member, _check_name("room-id", room), rooms, joined
+                                )
                             await self._events.publish(
                                 "chat.message",
                                 {"user_id": user, "room_id": room, "content": message.content},
+                                audience=room_audience(room),
                             )
                         # Half-close: the client is done; leave now.
                         nursery.cancel_scope.cancel()
@@ -136,7 +176,32 @@ class ChatHandlers:
         finally:
             self.active -= 1
 
-    async def _join(self, user: str, room: str, rooms: list[str], joined: set[str]) -> None:
+    def _check_rate(self, key: str) -> None:
+        wait = self.limiter.acquire(key, trio.current_time())
+        if wait > 0:
+            retry = RetryInfo()
+            retry.retry_delay.FromNanoseconds(max(1, int(wait * 1e9)))
+            limiter = self.limiter
+            raise rich_error(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"chat rate limit: at most {limiter.rate:g} messages a second "
+                f"(bursts of {limiter.burst}); retry in {wait:.2f} s",
+                [retry],
+            )
+
+    async def _join(
+        self, user: str, member: bool, room: str, rooms: list[str], joined: set[str]
+    ) -> None:
+        if len(rooms) >= MAX_ROOMS_PER_CALL:
+            fail(
+                StatusCode.RESOURCE_EXHAUSTED,
+                f"a Chat call may be in at most {MAX_ROOMS_PER_CALL} rooms; cannot join {room!r}",
+            )
+        if member:
+            try:
+                await self._rooms.join(room, user)
+            except MembershipFull as exc:
+                fail(StatusCode.RESOURCE_EXHAUSTED, f"cannot join room {room!r}: {exc}")
         joined.add(room)
         rooms.append(room)
         logger.info("%s joined room %s", user, room)
@@ -155,7 +220,9 @@ class ChatHandlers:
 
     async def _notice(self, room: str, content: str) -> None:
         await self._events.publish(
-            "chat.message", {"user_id": SYSTEM_USER, "room_id": room, "content": content}
+            "chat.message",
+            {"user_id": SYSTEM_USER, "room_id": room, "content": content},
+            audience=room_audience(room),
         )
 
     async def _deliver(self, subscription: Subscription, context: ServicerContext) -> None:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 
 from puregrpc.server import RequestIterator, ServicerContext
 
-from ..backends.base import DATASET_FIELDS, DatasetStore, QueryError
-from ..backends.sqlite import row_to_json
+from ..authentication import caller_of
+from ..backends.base import DATASET_FIELDS, DatasetStore, QueryError, QueryLimits
 from ..filters import FilterError, compile_filter
 from ..protos import streaming_pb2 as pb
 from ._common import MAX_PAGE_SIZE, ServiceSettings, invalid
@@ -91,32 +91,44 @@ class DatasetHandlers:
     ) -> AsyncIterator[pb.QueryResponse]:
         """Answer each query with its rows (JSON objects), then ``complete``.
 
-        A refused or failed query (not a SELECT, a syntax error, over the
-        time limit) answers one response with ``error`` and ``complete``
-        set, and no rows; the stream stays open for the next query.
+        Queries read the dataset table only (an administrator's, every
+        table). The last response of a query has ``complete`` set, and
+        ``truncated`` when ``max_rows`` cut it short. A refused or failed
+        query (not a SELECT, another table, a syntax error, a row over the
+        row limit, over the time limit) answers ``error`` with its
+        ``error_code`` and ``complete`` (after the rows already sent, when
+        it failed midway); the stream stays open for the next query. Rows
+        are fetched and sent a batch at a time: memory stays at one batch,
+        whatever the result's size.
         """
-        async with self._dataset.query_session() as session:
+        caller = caller_of(context)
+        settings = self._settings
+        async with self._dataset.query_session(all_tables=caller.is_admin) as session:
             async for request in requests:
                 max_rows = request.max_rows or DEFAULT_QUERY_ROWS
                 if not 1 <= max_rows <= MAX_QUERY_ROWS:
-                    yield pb.QueryResponse(
-                        error=f"max_rows must be 1..{MAX_QUERY_ROWS}, got {request.max_rows}",
-                        complete=True,
-                    )
+                    yield _refusal(f"max_rows must be 1..{MAX_QUERY_ROWS}, got {request.max_rows}")
                     continue
                 if len(request.query) > MAX_QUERY_LENGTH:
-                    yield pb.QueryResponse(
-                        error=f"query is longer than {MAX_QUERY_LENGTH} characters", complete=True
-                    )
+                    yield _refusal(f"query is longer than {MAX_QUERY_LENGTH} characters")
                     continue
+                limits = QueryLimits(
+                    max_rows=max_rows,
+                    time_limit=settings.query_timeout,
+                    max_row_bytes=settings.max_query_row_bytes,
+                )
                 try:
-                    result = await session.run(
-                        request.query, max_rows=max_rows, time_limit=self._settings.query_timeout
-                    )
+                    async with session.execute(request.query, limits) as cursor:
+                        while rows := await cursor.fetch():
+                            for row in rows:
+                                yield pb.QueryResponse(data=row)
+                        truncated = cursor.truncated
                 except QueryError as exc:
                     logger.info("query from %s refused: %s", context.peer(), exc)
-                    yield pb.QueryResponse(error=str(exc), complete=True)
+                    yield _refusal(str(exc), exc.code)
                     continue
-                for row in result.rows:
-                    yield pb.QueryResponse(data=row_to_json(result.columns, row))
-                yield pb.QueryResponse(complete=True)
+                yield pb.QueryResponse(complete=True, truncated=truncated)
+
+
+def _refusal(message: str, code: str = "INVALID_ARGUMENT") -> pb.QueryResponse:
+    return pb.QueryResponse(error=message, error_code=code, complete=True)

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 from puregrpc import StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
+from ..access import owner_audience
+from ..authentication import caller_of
 from ..backends.base import EventBus, FileIdError, FileNotFound, FileStore, StoredFile, UploadSink
 from ..protos import streaming_pb2 as pb
 from ._common import ServiceSettings, fail, invalid
@@ -102,6 +104,8 @@ class FileHandlers:
             stored.size,
             stored.checksum,
         )
+        # For the uploader and administrators only (see puregrpc_streaming.access).
+        caller = caller_of(context)
         await self._events.publish(
             "file.uploaded",
             {
@@ -109,7 +113,9 @@ class FileHandlers:
                 "filename": stored.filename,
                 "size": stored.size,
                 "checksum": stored.checksum,
+                "user_id": caller.user_id,
             },
+            audience=owner_audience(caller),
         )
         return pb.UploadResponse(file_id=stored.file_id, size=stored.size, checksum=stored.checksum)
 

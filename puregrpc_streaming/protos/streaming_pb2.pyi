@@ -243,11 +243,15 @@ class QueryRequest(_message.Message):
     def __init__(self, query: _Optional[str] = ..., max_rows: _Optional[int] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
-    __slots__ = ("data", "error", "complete")
+    __slots__ = ("data", "error", "complete", "truncated", "error_code")
     DATA_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     error: str
     complete: bool
-    def __init__(self, data: _Optional[bytes] = ..., error: _Optional[str] = ..., complete: _Optional[bool] = ...) -> None: ...
+    truncated: bool
+    error_code: str
+    def __init__(self, data: _Optional[bytes] = ..., error: _Optional[str] = ..., complete: _Optional[bool] = ..., truncated: _Optional[bool] = ..., error_code: _Optional[str] = ...) -> None: ...

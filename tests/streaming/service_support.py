@@ -18,6 +18,7 @@ import functools
 import hashlib
 import importlib.util
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -181,3 +182,12 @@ def write_leaf(cert: trustme.LeafCert, directory: Path, stem: str) -> tuple[Path
         blob.write_to_path(str(cert_file), append=True)
     cert.private_key_pem.write_to_path(str(key_file))
     return cert_file, key_file
+
+
+async def stored_metrics(served: Served) -> list[tuple[str, float, str]]:
+    """Every row of the metrics table (name, value, labels JSON), in insertion order."""
+
+    def read(conn: sqlite3.Connection) -> list[tuple[str, float, str]]:
+        return conn.execute("SELECT name, value, labels FROM metrics ORDER BY id").fetchall()
+
+    return await served.running.backends.database.run(read)

@@ -256,7 +256,7 @@ async def test_metrics_from_stdin_are_aggregated(target: str) -> None:
     assert result.code == 0, result.err
     out = result.out.splitlines()
     assert out[0] == "total_count: 3"
-    for expected in ("cpu: 2", "cpu.count: 2", "cpu.min: 0.5", "cpu.max: 1.5", "cpu.mean: 1"):
+    for expected in ("cpu: 2", "cpu#count: 2", "cpu#min: 0.5", "cpu#max: 1.5", "cpu#mean: 1"):
         assert expected in out
     assert "memory: 300" in out
 
@@ -267,7 +267,7 @@ async def test_metrics_from_arguments(target: str) -> None:
     )
 
     assert result.code == 0, result.err
-    assert "rps.mean: 15" in result.out.splitlines()
+    assert "rps#mean: 15" in result.out.splitlines()
 
 
 async def test_a_malformed_metric_line_is_named(target: str) -> None:

@@ -318,5 +318,5 @@ async def test_watch_reconnects_and_resumes_from_the_last_event_id(
 def json_name(event: streaming_pb2.Event) -> str:
     """The metric name a ``metrics.collected`` event is about (one metric per call here)."""
     names = json.loads(event.payload)["names"]
-    (name,) = [name for name in names if "." not in name]  # not "m1.count" and the like
+    (name,) = [name for name in names if "#" not in name]  # not "m1#count" and the like
     return str(name)

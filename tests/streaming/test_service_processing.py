@@ -11,7 +11,14 @@ from types import ModuleType
 import grpc
 import pytest
 import trio
-from service_support import grpcio_stub, grpcio_stubs, in_thread, running, wait_until
+from service_support import (
+    grpcio_stub,
+    grpcio_stubs,
+    in_thread,
+    running,
+    stored_metrics,
+    wait_until,
+)
 
 from puregrpc import RpcError, StatusCode
 from puregrpc_streaming.protos import streaming_pb2 as pb
@@ -34,26 +41,19 @@ async def test_metrics_summary_and_storage(tmp_path: Path) -> None:
         assert summary.total_count == 4
         assert dict(summary.aggregates) == {
             "cpu": 6.0,
-            "cpu.count": 3.0,
-            "cpu.min": 1.0,
-            "cpu.max": 3.0,
-            "cpu.mean": 2.0,
+            "cpu#count": 3.0,
+            "cpu#min": 1.0,
+            "cpu#max": 3.0,
+            "cpu#mean": 2.0,
             "mem": 10.5,
-            "mem.count": 1.0,
-            "mem.min": 10.5,
-            "mem.max": 10.5,
-            "mem.mean": 10.5,
+            "mem#count": 1.0,
+            "mem#min": 10.5,
+            "mem#max": 10.5,
+            "mem#mean": 10.5,
         }
         # Every sample is in SQLite, with its labels.
-        async with served.stub.InteractiveQuery() as call:
-            await call.send(
-                pb.QueryRequest(query="SELECT name, value, labels FROM metrics ORDER BY id")
-            )
-            rows = []
-            with trio.fail_after(5):
-                while not (response := await call.receive()).complete:  # type: ignore[union-attr]
-                    rows.append(json.loads(response.data))
-        assert [(r["name"], r["value"], json.loads(r["labels"])) for r in rows] == [
+        rows = await stored_metrics(served)
+        assert [(name, value, json.loads(labels)) for name, value, labels in rows] == [
             ("cpu", 1.0, {"host": "a"}),
             ("cpu", 2.0, {"host": "b"}),
             ("cpu", 3.0, {"host": "a"}),
@@ -88,7 +88,7 @@ async def test_metrics_with_grpcio(tmp_path: Path, grpcio_stubs: ModuleType) -> 
     async with running(tmp_path) as served, grpcio_stub(grpcio_stubs, served.address) as stub:
         summary = await in_thread(stub.CollectMetrics, iter(_metrics()))
         assert summary.total_count == 4
-        assert summary.aggregates["cpu.mean"] == 2.0
+        assert summary.aggregates["cpu#mean"] == 2.0
 
 
 async def test_batch_results_and_failures(tmp_path: Path) -> None:
@@ -137,7 +137,9 @@ async def test_batch_items_are_processed_as_they_arrive(tmp_path: Path) -> None:
 
 async def test_batch_with_grpcio(tmp_path: Path, grpcio_stubs: ModuleType) -> None:
     async with running(tmp_path) as served, grpcio_stub(grpcio_stubs, served.address) as stub:
-        requests = iter([pb.ProcessRequest(item_id="a", operation="uppercase", payload=b"x")] * 3)
+        requests = iter(
+            [pb.ProcessRequest(item_id=i, operation="uppercase", payload=b"x") for i in "abc"]
+        )
         response = await in_thread(stub.BatchProcess, requests)
         assert (response.total, response.succeeded) == (3, 3)
 
