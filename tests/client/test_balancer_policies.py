@@ -269,7 +269,7 @@ def test_round_robin_fails_picks_only_when_every_subchannel_failed() -> None:
 
 
 def test_unknown_policies_are_refused_with_the_known_ones_named() -> None:
-    with pytest.raises(ValueError, match="'fastest'.*pick_first, round_robin"):
+    with pytest.raises(ValueError, match=r"'fastest'.*pick_first, round_robin"):
         load_balancing_config("fastest")
     with pytest.raises(ValueError, match="no known load balancing policy"):
         load_balancing_config([{"grpclb": {}}])
