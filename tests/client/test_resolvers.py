@@ -10,8 +10,9 @@ import collections
 import os
 import socket
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, ClassVar
 
 import pytest
 import trio
@@ -24,9 +25,14 @@ from puregrpc.client import (
     ChannelOptions,
     ConnectivityState,
     DnsResolver,
+    LoadBalancer,
+    LoadBalancingConfig,
+    Pick,
     PollingResolver,
     StaticResolver,
+    SubchannelHandle,
     Target,
+    register_load_balancer,
     register_resolver,
     unregister_resolver,
 )
@@ -63,8 +69,9 @@ async def serving(name: str, host: str = "127.0.0.1") -> AsyncIterator[int]:
             await server.stop(grace=0)
 
 
-async def call_name(channel: Channel, **keywords: bool) -> str:
-    return (await channel.unary_unary(NAME, b"", timeout=5, **keywords)).decode()
+async def call_name(channel: Channel, *, wait_for_ready: bool = False) -> str:
+    response = await channel.unary_unary(NAME, b"", timeout=5, wait_for_ready=wait_for_ready)
+    return response.decode()
 
 
 # ------------------------------------------------------------------- dns
@@ -353,3 +360,55 @@ async def test_a_registered_scheme_resolves_targets_of_that_scheme() -> None:
 def test_scheme_names_are_checked_when_registered() -> None:
     with pytest.raises(ValueError, match="not a URI scheme"):
         register_resolver("Not A Scheme", lambda target: StaticResolver([]))
+
+
+# ------------------------------------------------------- policies of one's own
+
+
+class LastReadyBalancer(LoadBalancer):
+    """Connects everything; every call to the last READY subchannel of the list."""
+
+    def update_subchannels(self, subchannels: Sequence[SubchannelHandle], now: float) -> None:
+        self._subchannels = tuple(subchannels)
+
+    def subchannel_changed(self, subchannel: SubchannelHandle, now: float) -> None:
+        pass
+
+    def exit_idle(self, now: float) -> None:
+        for sub in self.subchannels:
+            sub.request_connection()
+
+    def pick(self, now: float) -> Pick:
+        self.exit_idle(now)
+        ready = [sub for sub in self.subchannels if sub.state is ConnectivityState.READY]
+        return Pick(ready[-1]) if ready else Pick()
+
+
+class LastReady(LoadBalancingConfig):
+    name: ClassVar[str] = "last_ready"
+
+    def build(self) -> LastReadyBalancer:
+        return LastReadyBalancer()
+
+    @classmethod
+    def from_json(cls, config: Mapping[str, Any]) -> LastReady:
+        return cls()
+
+
+async def test_a_registered_policy_chosen_by_name_decides_where_calls_go() -> None:
+    register_load_balancer(LastReady.name, LastReady.from_json)
+    options = ChannelOptions(load_balancing="last_ready")
+    async with serving("first") as one, serving("second") as two:
+        target = f"ipv4:127.0.0.1:{one},127.0.0.1:{two}"
+        async with Channel(target, options=options) as channel:
+            with trio.fail_after(5):
+                while channel.get_state() is not ConnectivityState.READY:
+                    channel.get_state(try_to_connect=True)
+                    await channel.wait_for_state_change(channel.get_state())
+                # Until both are READY, calls go to whichever is; then all to the second.
+                for _ in range(500):
+                    if await call_name(channel) == "second":
+                        break
+                    await trio.sleep(0.005)
+                names = [await call_name(channel) for _ in range(20)]
+    assert names == ["second"] * 20
