@@ -108,8 +108,10 @@ class PickFirstBalancer(LoadBalancer):
         self._subchannels = tuple(ordered)
         if self._selected is not None and self._selected in self._subchannels:
             return
+        # In use (connected, connecting or failing): connect to the new list now.
+        active = self._selected is not None or self._trying is not None or self._failed
         self._selected = None
-        if self._wanted or self._trying is not None or self._failed:
+        if active or self._wanted:
             self._start_pass(now)
 
     def subchannel_changed(self, subchannel: SubchannelHandle, now: float) -> None:

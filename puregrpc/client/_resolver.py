@@ -96,7 +96,8 @@ class StaticResolver(Resolver):
 
     def __init__(self, addresses: Iterable[Address]) -> None:
         self._addresses = tuple(addresses)
-        self._changed = trio.Event()
+        #: The channels running on this resolver (one may serve several).
+        self._listeners: list[ResolverListener] = []
 
     @property
     def addresses(self) -> tuple[Address, ...]:
@@ -104,20 +105,25 @@ class StaticResolver(Resolver):
         return self._addresses
 
     def set_addresses(self, addresses: Iterable[Address]) -> None:
-        """Replace the list; channels running on it switch to the new one right away."""
+        """Replace the list; channels running on it switch before this returns (call from trio)."""
         self._addresses = tuple(addresses)
-        changed, self._changed = self._changed, trio.Event()
-        changed.set()
+        for listener in list(self._listeners):
+            self._publish(listener)
 
     async def run(self, listener: ResolverListener) -> None:
-        """Report the list, then every new one, until cancelled."""
-        while True:
-            changed = self._changed
-            if self._addresses:
-                listener.addresses_resolved(self._addresses)
-            else:
-                listener.resolution_failed("the resolver's address list is empty")
-            await changed.wait()
+        """Report the list, then every new one (from :meth:`set_addresses`), until cancelled."""
+        self._listeners.append(listener)
+        try:
+            self._publish(listener)
+            await trio.sleep_forever()
+        finally:
+            self._listeners.remove(listener)
+
+    def _publish(self, listener: ResolverListener) -> None:
+        if self._addresses:
+            listener.addresses_resolved(self._addresses)
+        else:
+            listener.resolution_failed("the resolver's address list is empty")
 
 
 class ResolutionSchedule:

@@ -143,10 +143,15 @@ class CallRouter:
             if picked.subchannel is not None:
                 subchannel = picked.subchannel
                 assert isinstance(subchannel, Subchannel)
+                was_ready = subchannel.state is _S.READY
                 current = subchannel.ready_connection(for_call=for_call)
                 if current is not None:
                     return current
-                continue  # it just left READY (the balancer heard): pick again
+                if was_ready:
+                    continue  # it just left READY (the balancer heard): pick again
+                # A policy that picked a subchannel that is not READY: wait
+                # for a change rather than spin.
+                logger.warning("%s: the balancer picked %r, not READY", self.target, subchannel)
             if picked.failure is not None and not wait_for_ready:
                 raise RpcError(StatusCode.UNAVAILABLE, picked.failure)
             with trio.move_on_at(max(picked.retry_at, now + _MIN_WAIT)):
@@ -248,8 +253,10 @@ class CallRouter:
         self.connectivity.move_to(_S.SHUTDOWN)
         self._changes.unpark_all()
         subchannels, self._subchannels = list(self._subchannels.values()), {}
-        for subchannel in subchannels:
-            await subchannel.close()
+        # Side by side: each drains its GOAWAY for up to a second (shielded).
+        async with trio.open_nursery() as nursery:
+            for subchannel in subchannels:
+                nursery.start_soon(subchannel.close)
 
     # ------------------------------------------------------------- state
 
