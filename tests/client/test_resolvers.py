@@ -262,8 +262,6 @@ async def test_a_static_list_changed_while_calls_run_adds_and_removes_backends()
                 for _ in range(limit):
                     if condition == "b joined" and seen[-20:].count("b") >= 5:
                         return
-                    if condition == "a left" and seen[-20:] == ["b"] * 20:
-                        return
                     await trio.sleep(0.001)
                 raise AssertionError(f"never saw {condition}: {seen[-20:]}")
 
@@ -296,17 +294,22 @@ async def test_a_static_list_changed_while_calls_run_adds_and_removes_backends()
                             break
                     assert slow_on_a == b"a"
 
+                    # The callers pause, so that round_robin's alternation is
+                    # the slow calls' own: of two calls, one lands on a.
+                    stop.set()
+                    await trio.sleep(0.05)
+
                     async def slow_call() -> None:
-                        # round_robin alternates: of two calls, one lands on a.
                         answers.append(await channel.unary_unary(SLOW, b"0.3", timeout=5))
 
                     answers: list[bytes] = []
                     nursery.start_soon(slow_call)
                     nursery.start_soon(slow_call)
                     await trio.sleep(0.1)
-                    resolver.set_addresses([b])
-                    await until("a left")
-                    stop.set()
+                    resolver.set_addresses([b])  # a leaves with a call in flight on it
+                    for _ in range(20):
+                        seen.append(await call_name(channel))
+                    assert seen[-20:] == ["b"] * 20, "a left the rotation"
         assert sorted(answers) == [b"a", b"b"], "the call in flight on a finished"
         assert failures == []
         counts = collections.Counter(seen)
