@@ -162,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--chat-rate", type=_positive_float, default=20.0, metavar="N", help="messages/s a caller"
     )
     serve.add_argument("--chat-burst", type=_count, default=50, metavar="N")
+    for kind, default, what in (
+        ("sql", 4, "the stores' SQL"),
+        ("query", 4, "InteractiveQuery"),
+        ("file", 8, "file I/O"),
+    ):
+        serve.add_argument(
+            f"--{kind}-threads",
+            type=_count,
+            default=default,
+            metavar="N",
+            help=f"worker threads for {what} (default %(default)s)",
+        )
     history = Retention()
     serve.add_argument(
         "--retain-events", type=_count, default=history.max_events, metavar="N", help="event log"
@@ -368,6 +380,9 @@ async def _serve(args: argparse.Namespace, io: Streams) -> int:
         max_query_row_bytes=args.query_row_limit,
         chat_rate=args.chat_rate,
         chat_burst=args.chat_burst,
+        sql_threads=args.sql_threads,
+        query_threads=args.query_threads,
+        file_threads=args.file_threads,
         retention=Retention(
             max_events=args.retain_events,
             max_bytes=args.retain_bytes,

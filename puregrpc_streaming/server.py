@@ -70,6 +70,11 @@ class ServeConfig:
     #: Chat messages a caller may send per second, and in one burst.
     chat_rate: float = 20.0
     chat_burst: int = 50
+    #: Worker threads for the stores' SQL, for InteractiveQuery, for file I/O
+    #: (three separate limiters: one kind of work never takes the others').
+    sql_threads: int = 4
+    query_threads: int = 4
+    file_threads: int = 8
     #: How much of the event log is kept (count, bytes, age).
     retention: Retention = field(default_factory=Retention)
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
@@ -95,6 +100,9 @@ class ServeConfig:
             raise ValueError("dataset_rows must not be negative")
         if not 1 <= self.batch_size <= MAX_PAGE_SIZE:
             raise ValueError(f"batch_size must be 1..{MAX_PAGE_SIZE}, got {self.batch_size}")
+        for name in ("sql_threads", "query_threads", "file_threads"):
+            if not 1 <= getattr(self, name) <= 256:
+                raise ValueError(f"{name} must be 1..256, got {getattr(self, name)}")
         self.settings()  # validates the rest
 
     def settings(self) -> ServiceSettings:
@@ -168,7 +176,12 @@ async def open_server(
     # The first line says who may call: open mode must never go unnoticed.
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     async with open_embedded_backends(
-        config.data_dir, dataset_rows=config.dataset_rows, retention=config.retention
+        config.data_dir,
+        dataset_rows=config.dataset_rows,
+        retention=config.retention,
+        sql_threads=config.sql_threads,
+        query_threads=config.query_threads,
+        file_threads=config.file_threads,
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

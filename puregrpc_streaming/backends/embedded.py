@@ -49,21 +49,31 @@ class EmbeddedBackends:
 
 @asynccontextmanager
 async def open_embedded_backends(
-    data_dir: Path, *, dataset_rows: int, retention: Retention | None = None
+    data_dir: Path,
+    *,
+    dataset_rows: int,
+    retention: Retention | None = None,
+    sql_threads: int = 4,
+    query_threads: int = 4,
+    file_threads: int = 8,
 ) -> AsyncIterator[EmbeddedBackends]:
     """Open (creating if needed) the backends under ``data_dir`` for the block.
 
-    ``retention`` bounds the event log (default :class:`~.event_log.Retention`).
+    ``retention`` bounds the event log (default :class:`~.base.Retention`).
+    Worker threads come from three separate capacity limiters, so one kind
+    of work cannot take the others' threads: ``sql_threads`` for the stores'
+    statements, ``query_threads`` for InteractiveQuery, ``file_threads`` for
+    file I/O (and one more thread appends to the event log).
     """
     await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
-    files = LocalFileStore(data_dir / "files")
+    files = LocalFileStore(data_dir / "files", threads=file_threads)
     removed = await files.prepare()
     if removed:
-        logger.info("removed %d unfinished upload(s) left by an earlier run", removed)
-    database = SqliteDatabase(data_dir / "streaming.sqlite3")
+        logger.info("removed %d unfinished upload(s) left by instances now gone", removed)
+    database = SqliteDatabase(data_dir / "streaming.sqlite3", max_connections=sql_threads)
     try:
         await database.open()
-        dataset = SqliteDatasetStore(database)
+        dataset = SqliteDatasetStore(database, query_threads=query_threads)
         seeded = await dataset.ensure_seeded(dataset_rows)
         if seeded is not None:
             rows, seconds = seeded
@@ -93,3 +103,4 @@ async def open_embedded_backends(
             await writer.close()
     finally:
         await database.close()
+        await files.close()

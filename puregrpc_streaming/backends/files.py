@@ -4,7 +4,8 @@ Layout::
 
     files/<file_id>.data   the content, exactly as uploaded
     files/<file_id>.json   its record (filename, size, checksum, created_at)
-    files/tmp/*.part       uploads in progress (removed on abort, and at startup)
+    files/tmp/<instance>.lock          held by each running instance (see .instances)
+    files/tmp/<instance>-*.part        its uploads in progress (removed on abort)
 
 An upload is written to a temporary file in ``tmp/`` (same file system, so
 the final rename is atomic), hashed as it goes, fsynced, renamed to
@@ -13,8 +14,13 @@ temporary name and renamed), so a crash at any point leaves either nothing
 visible or a complete file. Ids are 32 random hex digits; anything else is
 refused before a path is built, so no id can name a file outside the store.
 
-Every read and write runs in a worker thread (``trio.to_thread``): the event
-loop never waits for the disk.
+Every read and write runs in a worker thread (``trio.to_thread``) under the
+store's own capacity limiter: the event loop never waits for the disk, and
+file I/O never waits behind slow queries for a thread.
+
+Several instances may share the directory: each names its temporary files
+after itself and, at startup, removes only those of instances that are gone
+(:mod:`.instances`), so one never deletes another's upload in progress.
 """
 
 from __future__ import annotations
@@ -26,15 +32,19 @@ import os
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
 from .base import FileIdError, FileNotFound, StoredFile
+from .instances import InstanceLock, sweep
 
 __all__ = ["FileCounters", "LocalFileStore"]
+
+T = TypeVar("T")
 
 _ID = re.compile(r"[0-9a-f]{32}")
 #: Upload bytes collected before one thread hop writes and hashes them.
@@ -77,24 +87,42 @@ def _fsync_directory(path: Path) -> None:
 class LocalFileStore:
     """A :class:`~.base.FileStore` on a local directory."""
 
-    def __init__(self, root: Path) -> None:
-        """Use ``root`` (call :meth:`prepare` before serving)."""
+    def __init__(self, root: Path, *, threads: int = 8) -> None:
+        """Use ``root`` (call :meth:`prepare` before serving); ``threads`` for file I/O."""
         self.root = root
         self.tmp = root / "tmp"
         self.counters = FileCounters()
+        #: The worker threads of file I/O (its own: slow queries cannot take them).
+        self.limiter = trio.CapacityLimiter(threads)
+        self._instance: InstanceLock | None = None
+
+    async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
     async def prepare(self) -> int:
-        """Create the directories and remove uploads a crash left behind; returns how many."""
+        """Create the directories, take this instance's lock, and remove the
+        uploads that instances no longer running left behind; returns how many."""
 
-        def run() -> int:
+        def run() -> tuple[InstanceLock, int]:
             self.tmp.mkdir(parents=True, exist_ok=True)
-            removed = 0
-            for leftover in self.tmp.iterdir():
-                leftover.unlink(missing_ok=True)
-                removed += 1
-            return removed
+            instance = InstanceLock.acquire(self.tmp)
+            return instance, sweep(self.tmp, instance)
 
-        return await trio.to_thread.run_sync(run)
+        self._instance, removed = await self._thread(run)
+        return removed
+
+    async def close(self) -> None:
+        """Release this instance's lock (its temporary files are gone by then)."""
+        instance, self._instance = self._instance, None
+        if instance is not None:
+            with trio.CancelScope(shield=True):
+                await self._thread(instance.release)
+
+    def temp_path(self, suffix: str) -> Path:
+        """A fresh temporary path of this instance (after :meth:`prepare`)."""
+        if self._instance is None:
+            raise RuntimeError("the file store is not prepared")
+        return self.tmp / self._instance.temp_name(suffix)
 
     def _data_path(self, file_id: str) -> Path:
         return self.root / f"{file_id}.data"
@@ -108,10 +136,10 @@ class LocalFileStore:
         """Start an upload into a fresh temporary file."""
 
         def create() -> tuple[Path, io.BufferedWriter]:
-            path = self.tmp / f"{secrets.token_hex(8)}.part"
+            path = self.temp_path(".part")
             return path, open(path, "xb")  # closed by commit or abort
 
-        path, handle = await trio.to_thread.run_sync(create)
+        path, handle = await self._thread(create)
         self.counters.open_uploads += 1
         return _LocalUpload(self, filename, path, handle)
 
@@ -120,7 +148,7 @@ class LocalFileStore:
     async def stat(self, file_id: str) -> StoredFile:
         """The record of ``file_id``."""
         check_file_id(file_id)
-        return await trio.to_thread.run_sync(self._load_record, file_id)
+        return await self._thread(self._load_record, file_id)
 
     def _load_record(self, file_id: str) -> StoredFile:
         try:
@@ -159,7 +187,7 @@ class LocalFileStore:
                 raise
             return record, handle
 
-        record, handle = await trio.to_thread.run_sync(run)
+        record, handle = await self._thread(run)
         self.counters.open_readers += 1
         return _LocalReader(self, record, handle)
 
@@ -208,7 +236,7 @@ class _LocalUpload:
             self._hash.update(batch)
             handle.write(batch)
 
-        await trio.to_thread.run_sync(run)
+        await self._store._thread(run)
 
     async def commit(self) -> StoredFile:
         """fsync, rename into place, then write the record."""
@@ -227,7 +255,7 @@ class _LocalUpload:
 
         def run() -> None:
             data_path = store._data_path(file_id)
-            meta_tmp = store.tmp / f"{file_id}.json.part"
+            meta_tmp = store.temp_path(".json.part")
             try:
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -257,7 +285,7 @@ class _LocalUpload:
             with trio.CancelScope(shield=True):
                 # Shielded: a cancel arriving during the rename must not
                 # leave the thread's work half-observed.
-                await trio.to_thread.run_sync(run)
+                await store._thread(run)
         except BaseException:
             await self.abort()
             raise
@@ -281,7 +309,7 @@ class _LocalUpload:
             path.unlink(missing_ok=True)
 
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(run)
+            await self._store._thread(run)
         self._store.counters.open_uploads -= 1
         self._store.counters.aborts += 1
 
@@ -319,7 +347,7 @@ class _LocalReader:
         if handle is None:
             raise RuntimeError("reader is closed")
         if self._ahead_pos >= len(self._ahead):
-            self._ahead = await trio.to_thread.run_sync(handle.read, max(max_bytes, READ_AHEAD))
+            self._ahead = await self._store._thread(handle.read, max(max_bytes, READ_AHEAD))
             self._ahead_pos = 0
             counters = self._store.counters
             counters.reads += 1

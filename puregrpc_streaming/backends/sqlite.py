@@ -206,6 +206,11 @@ class SqliteDatasetStore:
                 return None
             started = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
+            # Checked again under the write lock: another instance starting
+            # on the same directory may have seeded while we waited for it.
+            if conn.execute("SELECT 1 FROM meta WHERE key = 'dataset_rows'").fetchone():
+                conn.execute("ROLLBACK")
+                return None
             conn.execute("DELETE FROM dataset")
             if rows > 0:
                 conn.execute(_SEED, (rows,))

@@ -150,9 +150,16 @@ async def upload(stub: StreamingServiceStub, data: bytes, filename: str = "f.bin
 
 
 def files_in(data_dir: Path) -> list[str]:
-    """Every file under ``data_dir/files`` (relative paths, sorted)."""
+    """Every file under ``data_dir/files`` (relative paths, sorted), but instance locks.
+
+    A running server holds ``tmp/<instance>.lock``: that is not a file it stores.
+    """
     root = data_dir / "files"
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    return sorted(
+        str(p.relative_to(root))
+        for p in root.rglob("*")
+        if p.is_file() and not (p.parent.name == "tmp" and p.suffix == ".lock")
+    )
 
 
 def sha256(parts: Iterable[bytes]) -> str:

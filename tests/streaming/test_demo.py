@@ -23,7 +23,13 @@ def test_the_demo_calls_all_ten_rpcs_and_stops_cleanly() -> None:
 
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout
-    assert re.search(r"^\$ puregrpc-streaming serve --port 0 ", out, re.MULTILINE)
+    assert re.search(r"^\$ puregrpc-streaming serve --port 0 .* --tokens \S+", out, re.MULTILINE)
+    # The authenticated way: a call without a token is refused, and cat's
+    # replay of the chat holds only cat's room.
+    assert "a call without a token -> UNAUTHENTICATED" in out
+    replay = re.search(r"^  cat replays every chat message .*$", out, re.MULTILINE)
+    assert replay and "#ops cat: quiet in here" in replay[0] and "#lobby" not in replay[0]
+    assert "error (PERMISSION_DENIED): reading table 'kv' is not allowed" in out
     assert re.search(r"^127\.0\.0\.1:\d+: listening after", out, re.MULTILINE)
     assert "(dataset of 20,000 rows instead of the default 1,000,000" in out
     for step in range(1, 11):
@@ -37,6 +43,7 @@ def test_the_demo_calls_all_ten_rpcs_and_stops_cleanly() -> None:
         "CollectMetrics:",
         "BatchProcess:",
         "Chat: 3 users in 2 rooms",
+        "Identity: bearer tokens",
         "SyncData:",
         "GetData:",
         "InteractiveQuery:",
