@@ -3,7 +3,7 @@
 ``serve`` runs the service; every other subcommand is a client of one RPC::
 
     puregrpc-streaming serve --port 50051 --data-dir ./data
-    puregrpc-streaming upload report.csv            # prints file_id and sha256
+    puregrpc-streaming upload report.csv            # resumable; prints file_id and sha256
     puregrpc-streaming download FILE_ID -o copy.csv # resumes, verifies
     puregrpc-streaming watch --type file.uploaded --filter 'size > 1000'
     puregrpc-streaming list --filter 'category = "red"' --limit 10
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import shlex
 import signal
 import sys
@@ -249,6 +250,15 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("path", type=Path)
     upload.add_argument("--name", help="filename to store (default: the file's name)")
     upload.add_argument("--chunk-size", type=_size, default=DEFAULT_CHUNK_SIZE)
+    upload.add_argument(
+        "--retries",
+        type=_count,
+        default=8,
+        help="resume after a dropped connection, this many times in a row (0: plain upload)",
+    )
+    upload.add_argument(
+        "--upload-id", metavar="ID", help="continue this upload session (printed when one fails)"
+    )
 
     watch = add("watch", "WatchEvents: print events as they happen (reconnects)")
     watch.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE")
@@ -458,14 +468,32 @@ async def _upload(stub: StreamingServiceStub, args: argparse.Namespace, io: Stre
     path: Path = args.path
     if not await trio.Path(path).is_file():
         raise UsageError(f"{path}: no such file")
-    result = await upload_file(
-        stub,
-        path,
-        filename=args.name,
-        chunk_size=args.chunk_size,
-        call_timeout=args.timeout,
-        progress=Progress(f"upload {path.name}", stream=io.stderr),
-    )
+    resumable = args.retries > 0 or args.upload_id is not None
+    upload_id = args.upload_id or (secrets.token_urlsafe(18) if resumable else None)
+
+    def on_retry(error: RpcError, delay: float) -> None:
+        io.note(f"\nconnection lost ({_describe(error)}); resuming the upload in {delay:.1f} s")
+
+    try:
+        result = await upload_file(
+            stub,
+            path,
+            filename=args.name,
+            chunk_size=args.chunk_size,
+            call_timeout=args.timeout,
+            progress=Progress(f"upload {path.name}", stream=io.stderr),
+            retry=RetryPolicy(attempts=args.retries) if resumable else None,
+            upload_id=upload_id,
+            on_retry=on_retry,
+        )
+    except RpcError:
+        if upload_id is not None:
+            io.note(
+                f"the server keeps what it received for a while: rerun with --upload-id {upload_id}"
+            )
+        raise
+    if result.reconnects:
+        io.note(f"resumed {result.reconnects} time(s), the last from {result.resumed_from:,} bytes")
     io.out(f"file_id: {result.file_id}")
     io.out(f"size: {result.size}")
     io.out(f"sha256: {result.checksum}")
