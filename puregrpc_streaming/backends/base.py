@@ -46,12 +46,29 @@ class FileNotFound(LookupError):
     """No committed file has this id."""
 
 
+class UploadSessionBusy(Exception):
+    """Another call is writing to this upload session right now."""
+
+
+class UploadSessionMismatch(ValueError):
+    """A resumed upload session is of another file (the message says how)."""
+
+
+class UploadSessionsFull(Exception):
+    """No room for another upload session."""
+
+
 class UploadSink(Protocol):
     """An upload in progress: content goes to a temporary place until commit."""
 
     @property
     def size(self) -> int:
         """Bytes written so far."""
+        ...
+
+    @property
+    def filename(self) -> str:
+        """The name the file is uploaded as."""
         ...
 
     async def write(self, data: bytes) -> None:
@@ -64,6 +81,13 @@ class UploadSink(Protocol):
 
     async def abort(self) -> None:
         """Discard everything written (idempotent; also safe after commit)."""
+        ...
+
+    async def suspend(self) -> None:
+        """Keep what was written for a later :meth:`FileStore.resume_upload` (or abort).
+
+        Only sessions can be suspended; any other upload is aborted.
+        """
         ...
 
 
@@ -89,6 +113,24 @@ class FileStore(Protocol):
 
     async def begin_upload(self, filename: str) -> UploadSink:
         """Start an upload of ``filename`` (already validated by the caller)."""
+        ...
+
+    async def claim_session(self, key: str) -> int:
+        """Claim upload session ``key`` for one call; the bytes it holds (0: none yet).
+
+        Raises :class:`UploadSessionBusy` while another call holds the claim.
+        """
+        ...
+
+    def release_session(self, key: str) -> None:
+        """End a claim (idempotent; committing or suspending the upload also ends it)."""
+        ...
+
+    async def resume_upload(self, key: str, filename: str, total_size: int) -> UploadSink:
+        """Continue (or start) claimed upload session ``key``; its ``size`` is where to go on.
+
+        Raises :class:`UploadSessionMismatch` or :class:`UploadSessionsFull`.
+        """
         ...
 
     async def stat(self, file_id: str) -> StoredFile:

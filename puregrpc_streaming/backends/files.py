@@ -6,6 +6,7 @@ Layout::
     files/<file_id>.json   its record (filename, size, checksum, created_at)
     files/tmp/<instance>.lock          held by each running instance (see .instances)
     files/tmp/<instance>-*.part        its uploads in progress (removed on abort)
+    files/tmp/<instance>-s<key>.*      its resumable upload sessions (.upload_sessions)
 
 An upload is written to a temporary file in ``tmp/`` (same file system, so
 the final rename is atomic), hashed as it goes, fsynced, renamed to
@@ -39,14 +40,24 @@ from typing import Any, TypeVar
 
 import trio
 
-from .base import FileIdError, FileNotFound, StoredFile
+from .base import (
+    FileIdError,
+    FileNotFound,
+    StoredFile,
+    UploadSessionBusy,
+    UploadSessionMismatch,
+    UploadSessionsFull,
+)
 from .instances import InstanceLock, sweep
+from .upload_sessions import SessionPolicy, SessionRecord, UploadSessions
 
 __all__ = ["FileCounters", "LocalFileStore"]
 
 T = TypeVar("T")
 
 _ID = re.compile(r"[0-9a-f]{32}")
+#: Seconds a claim of an upload session waits for the call that holds it to end.
+CLAIM_WAIT = 2.0
 #: Upload bytes collected before one thread hop writes and hashes them.
 _WRITE_BATCH = 1 << 20
 
@@ -87,7 +98,9 @@ def _fsync_directory(path: Path) -> None:
 class LocalFileStore:
     """A :class:`~.base.FileStore` on a local directory."""
 
-    def __init__(self, root: Path, *, threads: int = 8) -> None:
+    def __init__(
+        self, root: Path, *, threads: int = 8, sessions: SessionPolicy | None = None
+    ) -> None:
         """Use ``root`` (call :meth:`prepare` before serving); ``threads`` for file I/O."""
         self.root = root
         self.tmp = root / "tmp"
@@ -95,6 +108,10 @@ class LocalFileStore:
         #: The worker threads of file I/O (its own: slow queries cannot take them).
         self.limiter = trio.CapacityLimiter(threads)
         self._instance: InstanceLock | None = None
+        self._policy = sessions if sessions is not None else SessionPolicy()
+        self._sessions: UploadSessions | None = None
+        #: Sessions a call holds now, each with the event its release sets.
+        self._busy: dict[str, trio.Event] = {}
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -108,7 +125,9 @@ class LocalFileStore:
             instance = InstanceLock.acquire(self.tmp)
             return instance, sweep(self.tmp, instance)
 
-        self._instance, removed = await self._thread(run)
+        instance, removed = await self._thread(run)
+        self._instance = instance
+        self._sessions = UploadSessions(self.tmp, instance.instance_id, self._policy)
         return removed
 
     async def close(self) -> None:
@@ -142,6 +161,74 @@ class LocalFileStore:
         path, handle = await self._thread(create)
         self.counters.open_uploads += 1
         return _LocalUpload(self, filename, path, handle)
+
+    def _session_files(self) -> UploadSessions:
+        if self._sessions is None:
+            raise RuntimeError("the file store is not prepared")
+        return self._sessions
+
+    async def claim_session(self, key: str) -> int:
+        """Claim upload session ``key`` for one call; returns the bytes it holds (0: none).
+
+        A client that reconnects at once may find its previous call still
+        ending on the server: the claim waits up to :data:`CLAIM_WAIT`
+        seconds for it before :class:`~.base.UploadSessionBusy`.
+        """
+        with trio.move_on_after(CLAIM_WAIT):
+            while (held := self._busy.get(key)) is not None:
+                await held.wait()
+        if key in self._busy:
+            raise UploadSessionBusy("another call is uploading to this session now")
+        sessions = self._session_files()
+        self._busy[key] = trio.Event()
+        try:
+            offset = await self._thread(sessions.offset, key, time.time())
+        except BaseException:
+            self.release_session(key)
+            raise
+        return offset or 0
+
+    def release_session(self, key: str) -> None:
+        """End the claim of :meth:`claim_session` (idempotent)."""
+        held = self._busy.pop(key, None)
+        if held is not None:
+            held.set()
+
+    async def resume_upload(self, key: str, filename: str, total_size: int) -> _LocalUpload:
+        """Continue claimed session ``key`` where it stopped, or start it (.upload_sessions)."""
+        sessions = self._session_files()
+
+        def run() -> tuple[io.BufferedWriter, Any, int, str]:
+            now = time.time()
+            sessions.check(key, filename, total_size)
+            part = sessions.part_path(key)
+            record = sessions.read(key)
+            if record is None or sessions.offset(key, now) is None:
+                if not filename:
+                    raise UploadSessionMismatch(
+                        "there is no such upload session (expired?): start again from offset 0"
+                    )
+                if sessions.expire(now) >= sessions.policy.max_sessions:
+                    raise UploadSessionsFull(
+                        f"{sessions.policy.max_sessions} upload sessions are open already"
+                    )
+                part.unlink(missing_ok=True)
+                record = SessionRecord(filename=filename, total_size=total_size, updated_at=now)
+                sessions.write(key, record)
+            hasher = hashlib.sha256()
+            size = 0
+            with open(part, "ab+") as existing:
+                existing.seek(0)
+                while block := existing.read(_WRITE_BATCH):
+                    hasher.update(block)
+                    size += len(block)
+            return open(part, "ab"), hasher, size, record.filename
+
+        handle, hasher, size, kept_name = await self._thread(run)
+        self.counters.open_uploads += 1
+        upload = _LocalUpload(self, kept_name, sessions.part_path(key), handle)
+        upload.resume(key, hasher, size)
+        return upload
 
     # ------------------------------------------------------------------ read
 
@@ -206,11 +293,24 @@ class _LocalUpload:
         self._pending = bytearray()
         self._size = 0
         self._finished = False
+        #: The upload session this upload continues (None: a plain upload).
+        self._session: str | None = None
+
+    def resume(self, key: str, hasher: Any, size: int) -> None:
+        """Make this the upload of session ``key``, which holds ``size`` bytes hashed so far."""
+        self._session = key
+        self._hash = hasher
+        self._size = size
 
     @property
     def size(self) -> int:
         """Bytes written so far."""
         return self._size
+
+    @property
+    def filename(self) -> str:
+        """The name the file is uploaded as."""
+        return self._filename
 
     async def write(self, data: bytes) -> None:
         """Append ``data``; the disk is written in batches of about 1 MiB."""
@@ -293,7 +393,48 @@ class _LocalUpload:
         self._finished = True
         store.counters.open_uploads -= 1
         store.counters.commits += 1
+        if self._session is not None:
+            sessions = store._session_files()
+            with trio.CancelScope(shield=True):
+                await store._thread(sessions.remove, self._session)
+            store.release_session(self._session)
         return record
+
+    async def suspend(self) -> None:
+        """Keep a session's bytes (flushed, fsynced) for a later call; abort a plain upload."""
+        if self._finished:
+            return
+        key = self._session
+        if key is None:
+            await self.abort()
+            return
+        self._finished = True
+        handle, self._handle = self._handle, None
+        pending, self._pending = bytes(self._pending), bytearray()
+        store = self._store
+        sessions = store._session_files()
+
+        def run() -> None:
+            if handle is not None:
+                handle.write(pending)
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+            record = sessions.read(key)
+            if record is not None:
+                sessions.write(
+                    key,
+                    SessionRecord(
+                        filename=record.filename,
+                        total_size=record.total_size,
+                        updated_at=time.time(),
+                    ),
+                )
+
+        with trio.CancelScope(shield=True):
+            await store._thread(run)
+        store.release_session(key)
+        store.counters.open_uploads -= 1
 
     async def abort(self) -> None:
         """Close and delete the temporary file (shielded: runs on cancelled paths too)."""
@@ -303,13 +444,20 @@ class _LocalUpload:
         handle, self._handle = self._handle, None
         path = self._path
 
+        key = self._session
+        sessions = self._store._sessions
+
         def run() -> None:
             if handle is not None:
                 handle.close()
             path.unlink(missing_ok=True)
+            if key is not None and sessions is not None:
+                sessions.remove(key)
 
         with trio.CancelScope(shield=True):
             await self._store._thread(run)
+        if key is not None:
+            self._store.release_session(key)
         self._store.counters.open_uploads -= 1
         self._store.counters.aborts += 1
 

@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
-from puregrpc import StatusCode
+from puregrpc import Metadata, RpcError, StatusCode
 from puregrpc.server import RequestIterator, ServicerContext
 
 from ..access import owner_audience
 from ..authentication import caller_of
-from ..backends.base import EventBus, FileIdError, FileNotFound, FileStore, StoredFile, UploadSink
+from ..backends.base import (
+    EventBus,
+    FileIdError,
+    FileNotFound,
+    FileStore,
+    StoredFile,
+    UploadSessionBusy,
+    UploadSessionMismatch,
+    UploadSessionsFull,
+    UploadSink,
+)
+from ..backends.upload_sessions import session_key
 from ..protos import streaming_pb2 as pb
-from ._common import ServiceSettings, fail, invalid
+from ._common import ServiceSettings, fail, invalid, metadata_text
 
 logger = logging.getLogger("puregrpc_streaming.files")
 
 #: Longest accepted filename, in UTF-8 bytes (a common file-system limit).
 MAX_FILENAME_BYTES = 255
+#: Request metadata naming a resumable upload session, and the answer's offset.
+UPLOAD_ID = "upload-id"
+UPLOAD_OFFSET = "upload-offset"
+_UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
+
+
+def _host(context: ServicerContext) -> str:
+    host, _, port = context.peer().rpartition(":")
+    return host if host and port.isdigit() else context.peer()
 
 
 def check_filename(filename: str) -> str:
@@ -54,15 +75,30 @@ class FileHandlers:
         Whatever ends the call early (a bad chunk, the quota, the client
         cancelling or disconnecting) aborts the upload, which deletes the
         temporary file before the handler returns.
+
+        Resumable uploads: with metadata ``upload-id: ID`` (8..128 letters,
+        digits, ``-`` or ``_``, chosen by the client), the server first
+        answers response metadata ``upload-offset: N``, the bytes it already
+        holds for this caller's session ID (0 for a new one), and the
+        client sends its chunks from offset N. A call of a session that
+        fails short of the quota keeps what was received (an hour by
+        default, see :mod:`~..backends.upload_sessions`); the commit's
+        sha256 covers the whole file. Two calls on one session at once:
+        ABORTED; a session of another file: FAILED_PRECONDITION.
         """
         limit = self._settings.max_upload_bytes
         sink: UploadSink | None = None
         filename = ""
         declared = 0
+        session = await self._open_session(context)
         try:
             async for chunk in requests:
                 if sink is None:
-                    filename = check_filename(chunk.filename)
+                    filename = (
+                        check_filename(chunk.filename)
+                        if session is None or chunk.offset == 0 or chunk.filename
+                        else ""
+                    )
                     declared = chunk.total_size
                     if declared < 0:
                         invalid(f"total_size {declared} is negative")
@@ -71,7 +107,8 @@ class FileHandlers:
                             StatusCode.RESOURCE_EXHAUSTED,
                             f"file of {declared} bytes exceeds the upload limit of {limit} bytes",
                         )
-                    sink = await self._store.begin_upload(filename)
+                    sink = await self._begin(session, filename, declared)
+                    filename = filename or sink.filename
                 elif chunk.filename and chunk.filename != filename:
                     invalid(
                         f"chunk at offset {chunk.offset} names {chunk.filename!r}, "
@@ -93,10 +130,21 @@ class FileHandlers:
             if declared and sink.size != declared:
                 invalid(f"upload ended after {sink.size} of the announced {declared} bytes")
             stored = await sink.commit()
+        except RpcError as exc:
+            if sink is not None:
+                # A session keeps its bytes unless the quota was the problem.
+                if session is not None and exc.code is not StatusCode.RESOURCE_EXHAUSTED:
+                    await sink.suspend()
+                else:
+                    await sink.abort()
+            raise
         except BaseException:
             if sink is not None:
-                await sink.abort()
+                await (sink.suspend() if session is not None else sink.abort())
             raise
+        finally:
+            if session is not None:
+                self._store.release_session(session)
         logger.info(
             "stored %r as %s: %d bytes, sha256 %s",
             stored.filename,
@@ -118,6 +166,34 @@ class FileHandlers:
             audience=owner_audience(caller),
         )
         return pb.UploadResponse(file_id=stored.file_id, size=stored.size, checksum=stored.checksum)
+
+    async def _open_session(self, context: ServicerContext) -> str | None:
+        """The session key of metadata ``upload-id`` (answering ``upload-offset``), or None."""
+        upload_id = metadata_text(context, UPLOAD_ID)
+        if upload_id is None:
+            return None
+        if not _UPLOAD_ID.fullmatch(upload_id):
+            invalid(f"metadata {UPLOAD_ID} must be 8..128 letters, digits, '-' or '_'")
+        caller = caller_of(context)
+        # Anonymous callers are told apart by address (their port changes on reconnection).
+        owner = f"user:{caller.user_id}" if not caller.anonymous else f"peer:{_host(context)}"
+        key = session_key(owner, upload_id)
+        try:
+            offset = await self._store.claim_session(key)
+        except UploadSessionBusy as exc:
+            fail(StatusCode.ABORTED, f"upload {upload_id!r}: {exc}")
+        await context.send_initial_metadata(Metadata([(UPLOAD_OFFSET, str(offset))]))
+        return key
+
+    async def _begin(self, session: str | None, filename: str, declared: int) -> UploadSink:
+        if session is None:
+            return await self._store.begin_upload(filename)
+        try:
+            return await self._store.resume_upload(session, filename, declared)
+        except UploadSessionMismatch as exc:
+            fail(StatusCode.FAILED_PRECONDITION, str(exc))
+        except UploadSessionsFull as exc:
+            fail(StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
     async def _find(self, file_id: str) -> StoredFile:
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import io
 import shutil
 import sqlite3
 import subprocess
@@ -34,6 +35,7 @@ import trio
 import trustme
 
 from puregrpc.client import Channel
+from puregrpc_streaming.progress import Progress
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 from puregrpc_streaming.server import RunningServer, ServeConfig, open_server
@@ -198,3 +200,60 @@ async def stored_metrics(served: Served) -> list[tuple[str, float, str]]:
         return conn.execute("SELECT name, value, labels FROM metrics ORDER BY id").fetchall()
 
     return await served.running.backends.database.run(read)
+
+
+class Relay:
+    """A TCP relay from a loopback port to ``upstream``; :meth:`cut` breaks its connections."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = 0
+        self.connections = 0
+        self._scopes: list[trio.CancelScope] = []
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        task_status.started(self.port)
+        await trio.serve_listeners(self._relay, listeners)
+
+    def cut(self) -> None:
+        """Drop every connection now (the client sees its calls fail)."""
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes.clear()
+
+    async def _relay(self, client: trio.SocketStream) -> None:
+        self.connections += 1
+        with trio.CancelScope() as scope:
+            self._scopes.append(scope)
+            upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
+            async with client, upstream, trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, client, upstream)
+                nursery.start_soon(self._pump, upstream, client)
+        # Closing the sockets (above) is what the peers notice as the failure.
+
+    @staticmethod
+    async def _pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
+        try:
+            while data := await source.receive_some(65536):
+                await sink.send_all(data)
+        except trio.BrokenResourceError:
+            pass
+
+
+class Trigger(Progress):
+    """Runs ``action`` once, when ``fraction`` of the transfer is done."""
+
+    def __init__(self, fraction: float, action: object) -> None:
+        super().__init__("test", stream=io.StringIO())
+        self._fraction = fraction
+        self._action = action
+        self.fired_at: int | None = None
+
+    def advance(self, count: int) -> None:
+        super().advance(count)
+        if self.fired_at is None and self.total and self.done >= self.total * self._fraction:
+            self.fired_at = self.done
+            assert callable(self._action)
+            self._action()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from service_support import Relay, Trigger
 
 from puregrpc import RpcError, StatusCode
 from puregrpc_streaming.cli import amain
@@ -30,7 +31,6 @@ from puregrpc_streaming.client_helpers import (
     part_path,
     upload_file,
 )
-from puregrpc_streaming.progress import Progress
 from puregrpc_streaming.protos import streaming_pb2
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 from puregrpc_streaming.server import ServeConfig, serve
@@ -38,67 +38,10 @@ from puregrpc_streaming.server import ServeConfig, serve
 FAST_RETRY = RetryPolicy(attempts=20, initial_backoff=0.05, max_backoff=0.3)
 
 
-class Relay:
-    """A TCP relay from a loopback port to ``upstream``; :meth:`cut` breaks its connections."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = 0
-        self.connections = 0
-        self._scopes: list[trio.CancelScope] = []
-
-    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
-        self.port = listeners[0].socket.getsockname()[1]
-        task_status.started(self.port)
-        await trio.serve_listeners(self._relay, listeners)
-
-    def cut(self) -> None:
-        """Drop every connection now (the client sees its calls fail)."""
-        for scope in self._scopes:
-            scope.cancel()
-        self._scopes.clear()
-
-    async def _relay(self, client: trio.SocketStream) -> None:
-        self.connections += 1
-        with trio.CancelScope() as scope:
-            self._scopes.append(scope)
-            upstream = await trio.open_tcp_stream("127.0.0.1", self.upstream_port)
-            async with client, upstream, trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, client, upstream)
-                nursery.start_soon(self._pump, upstream, client)
-        # Closing the sockets (above) is what the peers notice as the failure.
-
-    @staticmethod
-    async def _pump(source: trio.SocketStream, sink: trio.SocketStream) -> None:
-        try:
-            while data := await source.receive_some(65536):
-                await sink.send_all(data)
-        except trio.BrokenResourceError:
-            pass
-
-
 async def _start_server(nursery: trio.Nursery, data_dir: Path) -> tuple[str, int]:
     config = ServeConfig(data_dir=data_dir, dataset_rows=100, heartbeat_interval=30)
     address: str = await nursery.start(serve, config)
     return address, int(address.rpartition(":")[2])
-
-
-class _Trigger(Progress):
-    """Runs ``action`` once, when ``fraction`` of the transfer is done."""
-
-    def __init__(self, fraction: float, action: object) -> None:
-        super().__init__("test", stream=io.StringIO())
-        self._fraction = fraction
-        self._action = action
-        self.fired_at: int | None = None
-
-    def advance(self, count: int) -> None:
-        super().advance(count)
-        if self.fired_at is None and self.total and self.done >= self.total * self._fraction:
-            self.fired_at = self.done
-            assert callable(self._action)
-            self._action()
 
 
 async def _upload_random(stub: StreamingServiceStub, path: Path, size: int) -> tuple[str, str]:
@@ -119,7 +62,7 @@ async def test_download_reconnects_after_the_connection_breaks_and_resumes(
             StreamingServiceStub(direct), tmp_path / "src.bin", 24 << 20
         )
     retries: list[RpcError] = []
-    trigger = _Trigger(0.3, relay.cut)
+    trigger = Trigger(0.3, relay.cut)
 
     with trio.fail_after(30):
         async with open_channel(f"127.0.0.1:{relay_port}") as channel:
@@ -149,7 +92,7 @@ async def test_a_cancelled_download_keeps_its_part_and_the_cli_resumes_it(
         stub = StreamingServiceStub(channel)
         file_id, sha256 = await _upload_random(stub, tmp_path / "src.bin", 8 << 20)
         with trio.CancelScope() as scope:
-            trigger = _Trigger(0.4, scope.cancel)
+            trigger = Trigger(0.4, scope.cancel)
             await download_file(stub, file_id, dest, progress=trigger)
     assert scope.cancelled_caught
     kept = part_path(dest).stat().st_size
@@ -216,7 +159,7 @@ async def test_download_survives_a_server_crash_and_restart(
             first.kill()  # SIGKILL mid-download: no graceful shutdown at all
             nursery.start_soon(restart)
 
-        trigger = _Trigger(0.3, crash)
+        trigger = Trigger(0.3, crash)
         with trio.fail_after(30):
             async with open_channel(address) as channel:
                 result = await download_file(

@@ -1,0 +1,172 @@
+"""download_file: resumable, verified downloads (see :mod:`.client_helpers`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from puregrpc import RpcError, StatusCode
+
+from ._client_common import _HASH_BLOCK, RetryPolicy, TransferError, part_path
+from .progress import Progress
+from .protos import streaming_pb2
+from .protos.streaming_puregrpc import StreamingServiceStub
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DownloadResult:
+    """What :func:`download_file` fetched."""
+
+    path: Path
+    #: The server's name for the file (empty when no chunk was received).
+    filename: str
+    size: int
+    #: Lowercase hex sha256 of the complete file.
+    sha256: str
+    #: Whether ``sha256`` matched an expected checksum (False: none was known).
+    checksum_verified: bool
+    #: Bytes found in ``PATH.part`` from an earlier, interrupted run.
+    resumed_from: int
+    #: Bytes received by this run.
+    received: int
+    #: Streams reopened after a transient failure.
+    reconnects: int
+    #: Seconds of the whole call, hashing an existing ``.part`` and fsync included.
+    elapsed: float
+    #: Seconds spent receiving (the streams and their backoffs): what a rate divides by.
+    transfer_time: float
+
+
+async def _hash_prefix(path: Path) -> tuple[hashlib._Hash, int]:
+    """sha256 state and size of the bytes already in ``path`` (empty if missing)."""
+
+    def run() -> tuple[hashlib._Hash, int]:
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with path.open("rb") as file:
+                while block := file.read(_HASH_BLOCK):
+                    hasher.update(block)
+                    size += len(block)
+        except FileNotFoundError:
+            pass
+        return hasher, size
+
+    return await trio.to_thread.run_sync(run)
+
+
+async def download_file(
+    stub: StreamingServiceStub,
+    file_id: str,
+    dest: Path,
+    *,
+    expected_sha256: str | None = None,
+    retry: RetryPolicy | None = None,
+    attempt_timeout: float | None = None,
+    progress: Progress | None = None,
+    on_retry: Callable[[RpcError, float], None] | None = None,
+) -> DownloadResult:
+    """Download ``file_id`` to ``dest``, resuming and reconnecting as needed.
+
+    Bytes go to ``dest.part`` first; an existing ``.part`` (from an
+    interrupted run) is continued from its size. Transient failures
+    (``retry.retryable``) reopen the stream from the last offset after a
+    backoff (``on_retry(error, delay)`` is told first); other failures raise
+    :class:`RpcError` and keep the ``.part`` for a later run.
+    ``attempt_timeout`` is the gRPC deadline of each attempt. When the
+    stream ends, the size must equal the ``total_size`` the server announced
+    and, if ``expected_sha256`` is given, the sha256 must match; otherwise
+    :class:`TransferError` is raised and the ``.part`` removed (its bytes are
+    wrong, resuming would not help). On success the ``.part`` is fsynced and
+    renamed to ``dest``.
+    """
+    policy = retry if retry is not None else RetryPolicy()
+    part = part_path(dest)
+    began = time.perf_counter()
+    hasher, offset = await _hash_prefix(part)
+    resumed_from = offset
+    if progress is not None:
+        progress.resume_at(offset)
+    total: int | None = None
+    filename = ""
+    failures = 0
+    reconnects = 0
+    transfer_began = time.perf_counter()
+    async with await trio.open_file(part, "ab") as out:
+        while True:
+            try:
+                call = stub.DownloadFile(
+                    streaming_pb2.DownloadRequest(file_id=file_id, start_offset=offset),
+                    timeout=attempt_timeout,
+                )
+                async with call:
+                    async for chunk in call:
+                        if chunk.offset != offset:
+                            raise TransferError(
+                                f"server sent a chunk at offset {chunk.offset}, expected {offset}"
+                            )
+                        if total is None or chunk.total_size != total:
+                            total = chunk.total_size
+                            if progress is not None:
+                                progress.total = total
+                        filename = chunk.filename or filename
+                        await out.write(chunk.content)
+                        hasher.update(chunk.content)
+                        offset += len(chunk.content)
+                        failures = 0
+                        if progress is not None:
+                            progress.advance(len(chunk.content))
+                break
+            except RpcError as exc:
+                if exc.code is StatusCode.OUT_OF_RANGE and resumed_from > 0:
+                    raise TransferError(
+                        f"{part} holds {resumed_from:,} bytes, more than file {file_id} has: "
+                        "it is not a partial copy of this file; remove it and retry"
+                    ) from None
+                failures += 1
+                if exc.code not in policy.retryable or failures > policy.attempts:
+                    raise
+                delay = policy.delay(failures)
+                if on_retry is not None:
+                    on_retry(exc, delay)
+                reconnects += 1
+                await out.flush()
+                await trio.sleep(delay)
+        transfer_time = time.perf_counter() - transfer_began
+        await out.flush()
+        await trio.to_thread.run_sync(os.fsync, out.fileno())
+    sha256 = hasher.hexdigest()
+    if total is not None and offset != total:
+        await trio.Path(part).unlink(missing_ok=True)
+        raise TransferError(
+            f"download of {file_id} ended at {offset:,} bytes, the server announced {total:,}"
+        )
+    verified = False
+    if expected_sha256 is not None:
+        if sha256 != expected_sha256.lower():
+            await trio.Path(part).unlink(missing_ok=True)
+            raise TransferError(
+                f"checksum mismatch for {file_id}: got sha256 {sha256}, expected {expected_sha256}"
+            )
+        verified = True
+    await trio.Path(part).replace(dest)
+    if progress is not None:
+        progress.finish("(sha256 verified)" if verified else "")
+    return DownloadResult(
+        path=dest,
+        filename=filename,
+        size=offset,
+        sha256=sha256,
+        checksum_verified=verified,
+        resumed_from=resumed_from,
+        received=offset - resumed_from,
+        reconnects=reconnects,
+        elapsed=time.perf_counter() - began,
+        transfer_time=transfer_time,
+    )

@@ -1,0 +1,152 @@
+"""Resumable upload sessions of the local file store.
+
+An upload that names a session (UploadFile with metadata ``upload-id``) is
+written to ``tmp/<instance>-s<key>.part``, its key being a hash of the
+caller and the upload id (so one caller cannot reach another's session).
+When its call fails, from a dropped connection or anything else short of
+the quota, the bytes received so far are flushed and fsynced and the
+session is kept, described by ``tmp/<instance>-s<key>.json`` (filename,
+announced size, last activity). A later call with the same upload id is
+told the committed offset first (response metadata ``upload-offset``) and
+sends the rest; the server hashes the kept prefix again, so the checksum
+covers the whole file.
+
+Sessions are bounded: :class:`SessionPolicy` (told the time) expires those
+idle longer than its ``ttl`` and caps how many exist; a session is used by
+one call at a time (a second one is :class:`~.base.UploadSessionBusy`).
+They live as long as the instance that holds them: after a restart, the
+new instance removes them with the rest of a dead instance's files.
+
+All functions here block: call them from the store's worker threads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .base import UploadSessionMismatch
+
+__all__ = ["SessionPolicy", "SessionRecord", "UploadSessions", "session_key"]
+
+
+def session_key(owner: str, upload_id: str) -> str:
+    """The file-name-safe key of ``owner``'s session ``upload_id``."""
+    return hashlib.sha256(f"{owner}\0{upload_id}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionPolicy:
+    """How long idle sessions are kept, and how many there may be."""
+
+    #: Seconds a session may sit idle before it expires.
+    ttl: float = 3600.0
+    max_sessions: int = 1000
+
+    def __post_init__(self) -> None:
+        if not self.ttl > 0 or self.max_sessions < 1:
+            raise ValueError("ttl and max_sessions must be positive")
+
+    def expired(self, updated_at: float, now: float) -> bool:
+        """True if a session last active at ``updated_at`` is gone at ``now`` (seconds)."""
+        return now - updated_at > self.ttl
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionRecord:
+    """What a kept session remembers."""
+
+    filename: str
+    #: The size its first chunk announced (0: not announced).
+    total_size: int
+    #: Seconds since the epoch of the last activity.
+    updated_at: float
+
+
+class UploadSessions:
+    """The sessions of one store instance, on disk under ``tmp``."""
+
+    def __init__(self, tmp: Path, instance_id: str, policy: SessionPolicy) -> None:
+        self._tmp = tmp
+        self._prefix = f"{instance_id}-s"
+        self.policy = policy
+
+    def part_path(self, key: str) -> Path:
+        """Where session ``key`` keeps its bytes."""
+        return self._tmp / f"{self._prefix}{key}.part"
+
+    def record_path(self, key: str) -> Path:
+        """Where session ``key`` keeps its :class:`SessionRecord`."""
+        return self._tmp / f"{self._prefix}{key}.json"
+
+    def read(self, key: str) -> SessionRecord | None:
+        """The record of a kept session, or ``None``."""
+        try:
+            fields = json.loads(self.record_path(key).read_bytes())
+            return SessionRecord(
+                filename=str(fields["filename"]),
+                total_size=int(fields["total_size"]),
+                updated_at=float(fields["updated_at"]),
+            )
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def write(self, key: str, record: SessionRecord) -> None:
+        """Keep session ``key`` with ``record`` (written atomically)."""
+        path = self.record_path(key)
+        scratch = path.with_suffix(".json.new")
+        scratch.write_text(
+            json.dumps(
+                {
+                    "filename": record.filename,
+                    "total_size": record.total_size,
+                    "updated_at": record.updated_at,
+                }
+            )
+        )
+        os.replace(scratch, path)
+
+    def remove(self, key: str) -> None:
+        """Forget session ``key`` and its bytes."""
+        self.part_path(key).unlink(missing_ok=True)
+        self.record_path(key).unlink(missing_ok=True)
+
+    def offset(self, key: str, now: float) -> int | None:
+        """The bytes session ``key`` holds (``None``: no such session, or it expired)."""
+        record = self.read(key)
+        if record is None:
+            return None
+        if self.policy.expired(record.updated_at, now):
+            self.remove(key)
+            return None
+        try:
+            return self.part_path(key).stat().st_size
+        except FileNotFoundError:
+            self.remove(key)
+            return None
+
+    def expire(self, now: float) -> int:
+        """Remove the expired sessions; returns how many are left."""
+        left = 0
+        for path in self._tmp.glob(f"{self._prefix}*.json"):
+            key = path.stem.removeprefix(self._prefix)
+            if self.offset(key, now) is not None:
+                left += 1
+        return left
+
+    def check(self, key: str, filename: str, total_size: int) -> None:
+        """Raise :class:`UploadSessionMismatch` if a kept session is of another file."""
+        record = self.read(key)
+        if record is None:
+            return
+        if filename and filename != record.filename:
+            raise UploadSessionMismatch(
+                f"this upload session is for {record.filename!r}, not {filename!r}"
+            )
+        if total_size and record.total_size and total_size != record.total_size:
+            raise UploadSessionMismatch(
+                f"this upload session announced {record.total_size} bytes, not {total_size}"
+            )
