@@ -25,7 +25,16 @@ from typing import Any, TypeVar, Unpack
 
 import trio
 
-from ..runtime import ClientCallStream, Method, require_trio, tracer_or_environment
+from ..runtime import (
+    CHANNELZ,
+    CallCounts,
+    ChannelzChannel,
+    ClientCallStream,
+    Method,
+    next_channelz_id,
+    require_trio,
+    tracer_or_environment,
+)
 from ..wire import NULL_TRACER, ConnectionConfig, LocalProtocolError, Metadata, RpcError, Tracer
 from ._backoff import BackoffPolicy
 from ._balancer import LoadBalancingConfig, load_balancing_config
@@ -151,6 +160,10 @@ class Channel:
         self._chain = chain(self.interceptors, self._innermost) if self.interceptors else None
         self._nursery: trio.Nursery | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
+        #: The channel's process-wide channelz id (see :meth:`channelz`).
+        self.channelz_id = next_channelz_id()
+        #: The channel's calls: started, succeeded, failed.
+        self.calls = CallCounts()
 
     def _new_keepalive(self) -> ChannelKeepalive:
         options = self.options
@@ -178,6 +191,7 @@ class Channel:
             connect=self._connect,
             ssl_context=self._ssl_context,
             server_hostname=self._server_hostname,
+            channel_calls=self.calls,
         )
 
     # ------------------------------------------------------------ lifetime
@@ -187,6 +201,7 @@ class Channel:
         stack = contextlib.AsyncExitStack()
         self._nursery = await stack.enter_async_context(trio.open_nursery())
         self._exit_stack = stack
+        CHANNELZ.add_channel(self)
         return self
 
     async def __aexit__(
@@ -212,6 +227,7 @@ class Channel:
 
     async def close(self) -> None:
         """Close the connections; calls still running fail with UNAVAILABLE."""
+        CHANNELZ.remove_channel(self)
         await self._router.close()
         if self._nursery is not None:
             self._nursery.cancel_scope.cancel()
@@ -317,6 +333,32 @@ class Channel:
         """Open a stream for a call: pick a connection, wait for a stream slot."""
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
+        self.calls.call_started()
+        try:
+            stream = await self._open_on_pick(
+                path,
+                metadata=metadata,
+                grpc_timeout=grpc_timeout,
+                compression=compression,
+                wait_for_ready=wait_for_ready,
+            )
+        except BaseException:
+            # Never started on a connection (no server, the deadline, a
+            # refusal): the call failed here; its end is counted here too.
+            self.calls.call_ended(False)
+            raise
+        return stream
+
+    async def _open_on_pick(
+        self,
+        path: str,
+        *,
+        metadata: Metadata | None,
+        grpc_timeout: float | None,
+        compression: str | None,
+        wait_for_ready: bool,
+    ) -> ClientCallStream:
+        """Pick a connection and open the call's stream there (which counts its end)."""
         while True:
             current = await self._router.pick(wait_for_ready)
             if current.transport.connection.available_streams <= 0:
@@ -325,7 +367,7 @@ class Channel:
                 await current.slots.park()
                 continue
             try:
-                return ClientCallStream.open(
+                stream = ClientCallStream.open(
                     current.transport,
                     path,
                     metadata=metadata,
@@ -339,11 +381,29 @@ class Channel:
                     # compression, a malformed path): the call's status.
                     raise RpcError(exc.code, str(exc)) from None
                 continue  # the connection closed under us: take a new one
+            current.call_opened()
+            return stream
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
         self._nursery.start_soon(fn, *args)
+
+    # ------------------------------------------------------------ channelz
+
+    def channelz(self) -> ChannelzChannel:
+        """A snapshot for channelz (gRFC A14): target, state, calls, subchannels.
+
+        ``puregrpc.channelz.enable_channelz`` serves the same data, for
+        every open channel of the process, as ``grpc.channelz.v1.Channelz``.
+        """
+        return ChannelzChannel(
+            id=self.channelz_id,
+            target=self.target,
+            state=self.get_state().name,
+            calls=self.calls.snapshot(),
+            subchannels=tuple(subchannel.channelz() for subchannel in self._router.subchannels),
+        )
 
     # -------------------------------------------------------- connectivity
 

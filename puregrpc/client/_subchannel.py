@@ -46,7 +46,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from ..runtime import Transport
+from ..runtime import CallCounts, ChannelzSubchannel, Transport, next_channelz_id
 from ..wire import (
     CallEnded,
     ClientConnection,
@@ -55,6 +55,7 @@ from ..wire import (
     Event,
     PingAcknowledged,
     SettingsChanged,
+    StatusCode,
     Tracer,
 )
 from ._backoff import Backoff, BackoffPolicy
@@ -104,9 +105,16 @@ class SubchannelConnection:
     """One connection of a subchannel: transport, keepalive, calls waiting for a stream slot."""
 
     def __init__(
-        self, transport: Transport[ClientConnection], keepalive: ConnectionKeepalive | None
+        self,
+        transport: Transport[ClientConnection],
+        keepalive: ConnectionKeepalive | None,
+        calls: CallCounts | None = None,
+        channel_calls: CallCounts | None = None,
     ) -> None:
         self.transport = transport
+        #: The subchannel's call counts, and the channel's (which counts starts itself).
+        self._calls = calls
+        self._channel_calls = channel_calls
         self.slots = trio.lowlevel.ParkingLot()
         #: The connection's keepalive decisions (None: keepalive is off).
         self.keepalive = keepalive
@@ -116,6 +124,18 @@ class SubchannelConnection:
         self.keepalive_dormant = False
         #: The server's first SETTINGS frame has arrived.
         self.settings_received = False
+
+    def call_opened(self) -> None:
+        """A call's stream opened on this connection."""
+        if self._calls is not None:
+            self._calls.call_started()
+
+    def call_ended(self, ok: bool) -> None:
+        """A call on this connection ended, with status OK or not."""
+        if self._calls is not None:
+            self._calls.call_ended(ok)
+        if self._channel_calls is not None:
+            self._channel_calls.call_ended(ok)
 
     @property
     def usable(self) -> bool:
@@ -130,7 +150,8 @@ class Subchannel:
     ``address`` is dialled (TCP or a Unix socket), unless ``connect``
     replaces the dialling (``address`` then only tells subchannels apart).
     ``spawn`` starts tasks in the channel's nursery; ``on_change(subchannel,
-    old_state)`` hears of every change of state.
+    old_state)`` hears of every change of state. ``channel_calls`` counts
+    the channel's calls, beside the subchannel's own :attr:`calls`.
     """
 
     def __init__(
@@ -148,8 +169,14 @@ class Subchannel:
         connect: StreamFactory | None = None,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
+        channel_calls: CallCounts | None = None,
     ) -> None:
         self._name = name
+        #: The subchannel's channelz id (see :meth:`channelz`).
+        self.channelz_id = next_channelz_id()
+        #: Calls that started on this subchannel's connections, and how they ended.
+        self.calls = CallCounts()
+        self._channel_calls = channel_calls
         self.address = address
         self._authority = authority
         self._spawn = spawn
@@ -217,6 +244,17 @@ class Subchannel:
 
     def __repr__(self) -> str:
         return f"<Subchannel {self._name} {self.connectivity.state.name}>"
+
+    def channelz(self) -> ChannelzSubchannel:
+        """A snapshot for channelz: address, state, calls and the open connection."""
+        current = self._current
+        return ChannelzSubchannel(
+            id=self.channelz_id,
+            target=self._name,
+            state=self.connectivity.state.name,
+            calls=self.calls.snapshot(),
+            sockets=() if current is None else (current.transport.channelz(),),
+        )
 
     # ------------------------------------------------------- calls
 
@@ -329,9 +367,11 @@ class Subchannel:
 
         def on_event(event: Event) -> None:
             current = holder[0]
-            if isinstance(event, CallEnded | SettingsChanged):
-                if isinstance(event, SettingsChanged):
-                    current.settings_received = True
+            if isinstance(event, CallEnded):
+                current.call_ended(event.status.code is StatusCode.OK)
+                current.slots.unpark_all()
+            elif isinstance(event, SettingsChanged):
+                current.settings_received = True
                 current.slots.unpark_all()
             elif isinstance(event, PingAcknowledged):
                 if event.data == KEEPALIVE_PING and current.keepalive is not None:
@@ -347,6 +387,8 @@ class Subchannel:
         current = SubchannelConnection(
             Transport(stream, connection, on_event=on_event, peer=peer),
             self._keepalive.for_connection(),
+            self.calls,
+            self._channel_calls,
         )
         holder.append(current)
         self._spawn(self._run_connection, current)

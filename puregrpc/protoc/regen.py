@@ -14,7 +14,9 @@ The sources live in ``proto/``, exactly as their upstreams publish them:
 * ``proto/grpc/health/v1/health.proto`` and
   ``proto/grpc/reflection/{v1,v1alpha}/reflection.proto``: the standard
   health and reflection services, verbatim from grpc/grpc-proto (v1
-  reflection from grpc/grpc ``src/proto/grpc/reflection/v1/``).
+  reflection from grpc/grpc ``src/proto/grpc/reflection/v1/``);
+* ``proto/grpc/channelz/v1/channelz.proto``: the channelz service (A14),
+  declared to give the same descriptor as grpcio-channelz's.
 
 Their code must be importable inside puregrpc, and must not be importable as
 ``grpc.testing``: protoc's generated imports (``from grpc.testing import
@@ -29,8 +31,9 @@ the wire, stay those of the originals. protoc then runs on the staged tree
 ``x_puregrpc.py`` into the package directories.
 
 Health and v1alpha reflection are also registered in protobuf's default
-descriptor pool by grpcio-health-checking and grpcio-reflection, under
-``grpc_health/v1/health.proto`` and ``grpc_reflection/v1alpha/reflection.proto``.
+descriptor pool by grpcio-health-checking, grpcio-reflection and grpcio-channelz, under
+``grpc_health/v1/health.proto``, ``grpc_reflection/v1alpha/reflection.proto`` and
+``grpc_channelz/v1/channelz.proto``.
 The pool refuses the same message names from a file of another name, and
 accepts a second registration of a file only with the same name and the same
 content. So those sets have a ``pool_dir``: their ``_pb2`` modules are
@@ -92,6 +95,11 @@ PROTO_SETS = (
         sources=("grpc/reflection/v1alpha/reflection.proto",),
         package_dir="puregrpc/reflection/protos/v1alpha",
         pool_dir="grpc_reflection/v1alpha",
+    ),
+    ProtoSet(
+        sources=("grpc/channelz/v1/channelz.proto",),
+        package_dir="puregrpc/channelz/protos",
+        pool_dir="grpc_channelz/v1",
     ),
 )
 

@@ -28,6 +28,7 @@ window but reads its socket slowly still cannot make us buffer without bound.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
@@ -35,6 +36,7 @@ import trio
 
 from ..wire import (
     CallEnded,
+    ClientConnection,
     ConnectionClosed,
     Event,
     GrpcConnection,
@@ -43,6 +45,13 @@ from ..wire import (
     Metadata,
     ResponseHeaders,
     WindowOpened,
+)
+from ._channelz import (
+    ChannelzSocket,
+    SocketTimes,
+    next_channelz_id,
+    stream_addresses,
+    stream_tls,
 )
 
 logger = logging.getLogger("puregrpc.transport")
@@ -141,6 +150,12 @@ class Transport(Generic[ConnT]):
         self.traffic = 0
         #: trio time of the last read (keepalive pings idle connections).
         self.last_read = trio.current_time()
+        #: The connection's channelz id (a socket, in channelz's terms).
+        self.channelz_id = next_channelz_id()
+        #: When the last stream and messages came and went (channelz).
+        self.times = SocketTimes()
+        # The totals the reader and the writer last stamped a time for.
+        self._seen_started = self._seen_sent = self._seen_received = 0
 
     # ----------------------------------------------------------- reading
 
@@ -190,6 +205,7 @@ class Transport(Generic[ConnT]):
     async def _reader(self) -> None:
         receive_some = self.stream.receive_some
         connection = self.connection
+        totals = connection.totals
         while True:
             try:
                 data = await receive_some(READ_SIZE)
@@ -209,6 +225,11 @@ class Transport(Generic[ConnT]):
                 logger.exception("internal error on the connection with %s", self.peer)
                 self._close_reason = "internal error in the connection state machine"
                 return
+            if (
+                totals.messages_received != self._seen_received
+                or totals.streams_started != self._seen_started
+            ):
+                self._stamp()
             try:
                 self._dispatch(events)
             except Exception:
@@ -220,6 +241,7 @@ class Transport(Generic[ConnT]):
 
     async def _writer(self) -> None:
         connection = self.connection
+        totals = connection.totals
         send_all = self.stream.send_all
         try:
             while True:
@@ -229,6 +251,11 @@ class Transport(Generic[ConnT]):
                     await self._writer_lot.park()
                 self._dirty = False
                 data = connection.data_to_send()
+                if (
+                    totals.messages_sent != self._seen_sent
+                    or totals.streams_started != self._seen_started
+                ):
+                    self._stamp()
                 self._queued = 0
                 self._in_flight = len(data)
                 if data:
@@ -263,6 +290,46 @@ class Transport(Generic[ConnT]):
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
         await trio.aclose_forcefully(stream)
+
+    def _stamp(self) -> None:
+        """Some totals moved since the last look: note when (channelz's socket times)."""
+        totals, times = self.connection.totals, self.times
+        now = time.time()
+        if totals.streams_started != self._seen_started:
+            self._seen_started = totals.streams_started
+            times.last_stream_created = now
+        if totals.messages_sent != self._seen_sent:
+            self._seen_sent = totals.messages_sent
+            times.last_message_sent = now
+        if totals.messages_received != self._seen_received:
+            self._seen_received = totals.messages_received
+            times.last_message_received = now
+
+    def channelz(self) -> ChannelzSocket:
+        """A snapshot of the connection for channelz: totals, times, windows, ends, TLS."""
+        totals, times = self.connection.totals, self.times
+        statistics = self.connection.statistics()
+        local, remote = stream_addresses(self.stream)
+        client = isinstance(self.connection, ClientConnection)
+        return ChannelzSocket(
+            id=self.channelz_id,
+            name=f"{local} -> {remote}",
+            local=local,
+            remote=remote,
+            streams_started=totals.streams_started,
+            streams_succeeded=totals.streams_succeeded,
+            streams_failed=totals.streams_failed,
+            messages_sent=totals.messages_sent,
+            messages_received=totals.messages_received,
+            keepalives_sent=totals.pings_sent,
+            last_local_stream_created=times.last_stream_created if client else None,
+            last_remote_stream_created=None if client else times.last_stream_created,
+            last_message_sent=times.last_message_sent,
+            last_message_received=times.last_message_received,
+            local_flow_control_window=statistics.send_window,
+            remote_flow_control_window=statistics.receive_window,
+            tls=stream_tls(self.stream),
+        )
 
     # ------------------------------------------------------------- acting
 

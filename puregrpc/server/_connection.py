@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import h2.errors
 import trio
 
-from ..runtime import KeepalivePolicy, ServerCallStream, Transport
+from ..runtime import CallCounts, KeepalivePolicy, ServerCallStream, Transport
 from ..wire import (
     CallEnded,
     CallStarted,
@@ -56,7 +56,7 @@ class ServedConnection:
     """Serves the calls of one client connection.
 
     ``on_call_end`` is called after every call (the server's shutdown waits
-    for quiet with it).
+    for quiet with it); ``calls`` counts them (the server's, for channelz).
     """
 
     def __init__(
@@ -68,12 +68,14 @@ class ServedConnection:
         handlers: Mapping[str, MethodHandler],
         interceptors: Sequence[ServerInterceptor] = (),
         options: ServerOptions,
+        calls: CallCounts,
         on_call_end: Callable[[], None],
     ) -> None:
         self._handlers = handlers
         self._interceptors = interceptors
         self._options = options
         self._on_call_end = on_call_end
+        self._calls = calls
         self.peer = peer
         #: What the TLS handshake said about the client.
         self.auth = auth
@@ -213,8 +215,10 @@ class ServedConnection:
         stream = ServerCallStream.accept(self.transport, event)
         if stream is None:
             return  # reset by the client later in the same read: nothing to serve
+        self._calls.call_started()
         handler = self._handlers.get(event.path)
         if handler is None:
+            self._calls.call_ended(False)
             stream.end(
                 Status(code=StatusCode.UNIMPLEMENTED, details=f"method not found: {event.path}")
             )
@@ -263,6 +267,7 @@ class ServedConnection:
             else:
                 status = Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
         stream.end(status, trailing)
+        self._calls.call_ended(status.code is StatusCode.OK)
         self._last_call_end = trio.current_time()
         self._on_call_end()
         if self._lifetime.max_idle is not None and not self.transport.connection.open_calls:

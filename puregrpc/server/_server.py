@@ -30,7 +30,16 @@ from typing import Any
 
 import trio
 
-from ..runtime import require_trio, tracer_or_environment
+from ..runtime import (
+    CHANNELZ,
+    CallCounts,
+    ChannelzListenSocket,
+    ChannelzServer,
+    next_channelz_id,
+    require_trio,
+    socket_address,
+    tracer_or_environment,
+)
 from ._auth_context import auth_context_of
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
@@ -91,7 +100,8 @@ class Server:
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["h2"])
         self._connections: set[ServedConnection] = set()
-        self._listeners: list[trio.SocketListener] = []
+        #: The sockets listened on now, by channelz id.
+        self._listeners: dict[int, trio.SocketListener] = {}
         self._stopping = trio.Event()
         self._stopped = trio.Event()
         #: serve() / serve_unix() calls running (stop() waits for them to return).
@@ -101,6 +111,11 @@ class Server:
         self._activity = trio.lowlevel.ParkingLot()
         #: The ports bound by :meth:`serve` (useful with port 0).
         self.ports: list[int] = []
+        #: The server's process-wide channelz id (see :meth:`channelz`).
+        self.channelz_id = next_channelz_id()
+        #: Calls started, succeeded and failed over all connections.
+        self.calls = CallCounts()
+        CHANNELZ.add_server(self)
 
     def add_service(self, service: ServiceLike) -> None:
         """Register another service (before serving)."""
@@ -152,7 +167,8 @@ class Server:
         task_status: trio.TaskStatus[Any],
         started_value: object,
     ) -> None:
-        self._listeners.extend(listeners)
+        listener_ids = [next_channelz_id() for _ in listeners]
+        self._listeners.update(zip(listener_ids, listeners, strict=True))
         self._serving += 1
         try:
             async with trio.open_nursery() as nursery:
@@ -166,6 +182,8 @@ class Server:
                 await self._stopped.wait()
                 nursery.cancel_scope.cancel()
         finally:
+            for listener_id in listener_ids:
+                self._listeners.pop(listener_id, None)
             for listener in listeners:
                 await listener.aclose()
             self._serving -= 1
@@ -216,6 +234,7 @@ class Server:
             handlers=self.handlers,
             interceptors=self.interceptors,
             options=self.options,
+            calls=self.calls,
             on_call_end=self._note_activity,
         )
         self._connections.add(connection)
@@ -270,8 +289,34 @@ class Server:
                 await self._drain_connections()
             finally:
                 self._stopped.set()
+                CHANNELZ.remove_server(self)
         while self._serving:
             await self._activity.park()
+
+    # ------------------------------------------------------------- channelz
+
+    def channelz(self) -> ChannelzServer:
+        """A snapshot for channelz (gRFC A14): calls, listen sockets, open connections.
+
+        ``puregrpc.channelz.enable_channelz`` serves the same data as the
+        ``grpc.channelz.v1.Channelz`` service.
+        """
+        return ChannelzServer(
+            id=self.channelz_id,
+            calls=self.calls.snapshot(),
+            listen_sockets=tuple(
+                ChannelzListenSocket(
+                    id=listener_id, local=socket_address(listener.socket, local=True)
+                )
+                for listener_id, listener in sorted(self._listeners.items())
+            ),
+            sockets=tuple(
+                sorted(
+                    (connection.transport.channelz() for connection in self._connections),
+                    key=lambda socket_: socket_.id,
+                )
+            ),
+        )
 
     def _note_activity(self) -> None:
         """A call or a connection ended: wake a shutdown waiting for quiet."""

@@ -49,6 +49,7 @@ from ._request_headers import DEFAULT_USER_AGENT as DEFAULT_USER_AGENT
 from ._rpc_error import RpcError as RpcError
 from ._server_connection import ServerConnection as ServerConnection
 from ._statistics import ConnectionStatistics as ConnectionStatistics
+from ._statistics import ConnectionTotals as ConnectionTotals
 from ._statistics import StreamStatistics as StreamStatistics
 from ._status import Status as Status
 from ._status import StatusCode as StatusCode
@@ -76,6 +77,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionConfig",
     "ConnectionStatistics",
+    "ConnectionTotals",
     "EndCause",
     "Event",
     "GrpcConnection",

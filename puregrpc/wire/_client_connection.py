@@ -115,6 +115,7 @@ class ClientConnection(GrpcConnection):
         call.advance_send(CallAction.HEADERS)
         call.send_encoding = encoding or IDENTITY
         self._calls[stream_id] = call
+        self.totals.streams_started += 1
         if self._tracer is not None:
             self._trace("call_start", stream_id, path=path, timeout=timeout)
         return stream_id

@@ -62,7 +62,13 @@ from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
 from ._outbound_flow import OutboundFlow
 from ._preface import PeerPreface
-from ._statistics import ConnectionStatistics, StreamStatistics, flow_fields, stream_windows
+from ._statistics import (
+    ConnectionStatistics,
+    ConnectionTotals,
+    StreamStatistics,
+    flow_fields,
+    stream_windows,
+)
 from ._status import Status, StatusCode
 from ._status_codec import h2_error_name, status_from_h2_reset
 from ._trace import (
@@ -129,6 +135,8 @@ class GrpcConnection:
         self._empty_data_frames = 0
         #: Every call that has not ended, by stream id.
         self._calls: dict[int, Call] = {}
+        #: What the connection has carried so far (read it; channelz reports it).
+        self.totals = ConnectionTotals()
         self._closed = False
         #: True after a connection error: receive_data ignores further bytes.
         self._failed = False
@@ -272,6 +280,7 @@ class GrpcConnection:
                 StatusCode.RESOURCE_EXHAUSTED,
             )
         call.messages_sent += 1
+        self.totals.messages_sent += 1
         if self._tracer is not None:
             self._trace(
                 "message_out",
@@ -360,6 +369,7 @@ class GrpcConnection:
             raise LocalProtocolError(f"PING data must be 8 bytes, got {len(data)}")
         if not self._failed:
             self._h2.ping(data)
+            self.totals.pings_sent += 1
 
     def close(
         self, error_code: int = 0, debug_data: bytes = b"", last_stream_id: int | None = None
@@ -475,6 +485,7 @@ class GrpcConnection:
                     self._fail_call(call, code, str(exc), events)
                     return
             call.messages_received += 1
+            self.totals.messages_received += 1
             if self._tracer is not None:
                 self._trace(
                     "message_in",
@@ -611,7 +622,7 @@ class GrpcConnection:
         ``reset`` is the RST_STREAM error code involved, if any (the peer's,
         for PEER_RESET; ours, for LOCAL_CANCEL).
         """
-        self._forget(call)
+        self._forget(call, succeeded=cause is EndCause.TRAILERS or cause is EndCause.TRAILERS_ONLY)
         if self._tracer is not None:
             fields: dict[str, object] = {"code": status.code.name, "message": status.details}
             if reset is not None:
@@ -643,9 +654,14 @@ class GrpcConnection:
             )
         return events
 
-    def _forget(self, call: Call) -> None:
-        """Drop ``call``: its queue is discarded and its unconsumed credit returned."""
-        self._calls.pop(call.stream_id, None)
+    def _forget(self, call: Call, *, succeeded: bool = False) -> None:
+        """Drop ``call``: its queue is discarded and its unconsumed credit returned.
+
+        ``succeeded``: the stream ended with END_STREAM where channelz counts
+        success (a client received the server's, a server sent its own).
+        """
+        if self._calls.pop(call.stream_id, None) is not None:
+            self.totals.stream_ended(succeeded)
         self._outbound.drop(call)
         call.close()
         if not self._failed:  # after a connection error h2 sends nothing more

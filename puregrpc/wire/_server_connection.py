@@ -173,6 +173,7 @@ class ServerConnection(GrpcConnection):
         call.advance_recv(CallAction.HEADERS)
         call.recv_encoding = head.encoding
         self._calls[stream_id] = call
+        self.totals.streams_started += 1
         if self._tracer is not None:
             self._trace("call_start", stream_id, path=head.path, timeout=head.timeout)
         events.append(
@@ -252,7 +253,7 @@ class ServerConnection(GrpcConnection):
         # told to stop (RFC 9113 §8.1), and its leftover credit returned.
         if call.recv_state is not CallState.CLOSED:
             self._reset_stream(call.stream_id, h2.errors.ErrorCodes.NO_ERROR)
-        self._forget(call)
+        self._forget(call, succeeded=True)
 
     def _fail_call(self, call: Call, code: StatusCode, message: str, events: list[Event]) -> None:
         # The client broke the protocol on this call (oversized, truncated or

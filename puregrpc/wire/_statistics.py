@@ -54,6 +54,53 @@ class ConnectionStatistics:
     max_frame_size: int
 
 
+class ConnectionTotals:
+    """What one connection has carried so far: channelz's socket data (gRFC A14).
+
+    Counted by the state machine as it goes, read by anyone (the runtime
+    stamps the times of changes; channelz reports them). A stream
+    *succeeded* when it ended with END_STREAM on the side that counts: for a
+    client, the server's END_STREAM arrived; for a server, its own went out
+    (trailers sent, whatever their status). Every other end (a reset either
+    way, the connection lost, a call that broke the protocol first) is a
+    failure. Streams still open are neither.
+    """
+
+    __slots__ = (
+        "messages_received",
+        "messages_sent",
+        "pings_sent",
+        "streams_failed",
+        "streams_started",
+        "streams_succeeded",
+    )
+
+    def __init__(self) -> None:
+        #: Calls started on the connection (by us on a client, by the peer on a server).
+        self.streams_started = 0
+        #: Streams that ended with END_STREAM on the side that counts.
+        self.streams_succeeded = 0
+        #: Streams that ended any other way.
+        self.streams_failed = 0
+        #: Messages handed to ``send_message``, over all calls.
+        self.messages_sent = 0
+        #: Complete messages received, over all calls.
+        self.messages_received = 0
+        #: PINGs we sent (keepalives, shutdown probes).
+        self.pings_sent = 0
+
+    def stream_ended(self, succeeded: bool) -> None:
+        """Count the end of a stream that was started."""
+        if succeeded:
+            self.streams_succeeded += 1
+        else:
+            self.streams_failed += 1
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)}" for name in sorted(self.__slots__))
+        return f"ConnectionTotals({fields})"
+
+
 def stream_windows(h2conn: H2Connection, stream_id: int) -> tuple[int, int]:
     """(send window, receive window) of one stream; (0, 0) once h2 forgot it."""
     stream = h2conn.streams.get(stream_id)
