@@ -9,6 +9,8 @@ does, and changing them means overriding private methods of
   streams; gRPC's two-step graceful shutdown keeps frames flowing after it).
 * No ``repr()`` of every received frame for a trace log that is discarded.
 * A cheap "is anything queued?" test, so a driver skips waking its writer.
+* HPACK that codes each repeated header block once (``_hpack_cache.py``):
+  h2's ``encoder`` and ``decoder`` are replaced by caching subclasses.
 
 Every private name used is listed in :data:`H2_INTERNALS`, and pyproject.toml
 pins h2 to :data:`SUPPORTED_H2`, the releases these were checked against.
@@ -26,7 +28,11 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import hpack
+import hpack.table
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
+
+from ._hpack_cache import CachingDecoder, CachingEncoder
 
 #: The h2 releases this module was checked against (pyproject.toml pins the same).
 SUPPORTED_H2 = ">=4.1,<4.5"
@@ -44,6 +50,10 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Connection._data_to_send", "the outbound buffer, peeked by has_data_to_send()"),
     ("StreamClosedError._events", "events h2 still reports for a late frame"),
     ("Settings._settings", "setting -> queue of values (popleft, append, [0], len)"),
+    ("H2Connection.encoder", "replaced by _hpack_cache.CachingEncoder"),
+    ("H2Connection.decoder", "replaced by _hpack_cache.CachingDecoder"),
+    ("HeaderTable.resized", "hpack: a table size change is pending (the encoder's cache waits)"),
+    ("Decoder._assert_valid_table_size", "hpack: checked again on a decoder cache hit"),
 )
 
 
@@ -106,6 +116,8 @@ class H2Connection(h2.connection.H2Connection):
         super().__init__(config)
         _compact_settings(self.local_settings)
         _compact_settings(self.remote_settings)
+        self.encoder = CachingEncoder()
+        self.decoder = CachingDecoder(self.DEFAULT_MAX_HEADER_LIST_SIZE)
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[object], list[object]]:  # type: ignore[override]
         event = h2.events.ConnectionTerminated()
@@ -192,6 +204,8 @@ def check_h2_compatibility(version: str | None = None) -> list[str]:
         owners: dict[str, object] = {
             "StreamClosedError": h2.exceptions.StreamClosedError(0),
             "Settings": h2.settings.Settings(),
+            "HeaderTable": hpack.table.HeaderTable(),
+            "Decoder": hpack.Decoder(),
         }
         owner = owners.get(owner_name) or H2Connection()
         if not hasattr(owner, attribute):

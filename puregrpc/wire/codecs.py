@@ -3,7 +3,8 @@
 Everything here turns values into header fields or bytes and back, with no
 connection state: the Length-Prefixed-Message framing, request / response /
 trailer header blocks (with the validation gRPC needs), ``grpc-status`` and
-``grpc-message``, ``grpc-timeout``, message compression and metadata keys.
+``grpc-message``, ``grpc-timeout``, message compression, metadata keys, and
+the HPACK coders that code each repeated header block once.
 :mod:`puregrpc.wire`'s connections use them; so can another transport
 (gRPC-Web, a proxy, a test that forges what a peer sends).
 """
@@ -18,6 +19,9 @@ from ._framing import MessageDecoder as MessageDecoder
 from ._framing import RawMessage as RawMessage
 from ._framing import encode_prefix as encode_prefix
 from ._framing import frame_message as frame_message
+from ._hpack_cache import CachingDecoder as CachingDecoder
+from ._hpack_cache import CachingEncoder as CachingEncoder
+from ._hpack_cache import indexed_only as indexed_only
 from ._metadata import validate_key as validate_key
 from ._request_headers import RequestHead as RequestHead
 from ._request_headers import RequestRejected as RequestRejected
@@ -43,6 +47,8 @@ from ._timeout import encode_timeout as encode_timeout
 __all__ = [
     "MAX_TIMEOUT_VALUE",
     "PREFIX_LENGTH",
+    "CachingDecoder",
+    "CachingEncoder",
     "MessageDecoder",
     "RawMessage",
     "RequestHead",
@@ -62,6 +68,7 @@ __all__ = [
     "frame_message",
     "h2_error_to_code",
     "http_status_to_code",
+    "indexed_only",
     "is_supported",
     "parse_accept_encoding",
     "parse_grpc_status",

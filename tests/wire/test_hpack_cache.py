@@ -1,0 +1,102 @@
+"""CachingEncoder / CachingDecoder: the same bytes and headers as hpack's own, always."""
+
+from __future__ import annotations
+
+import pytest
+from hpack import Decoder, Encoder, HPACKError, OversizedHeaderListError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from puregrpc.wire.codecs import CachingDecoder, CachingEncoder, indexed_only
+
+Header = tuple[bytes, bytes]
+
+# A small vocabulary, so that lists repeat and the dynamic table fills,
+# evicts and is hit, plus the odd fresh value that inserts.
+_names = st.sampled_from([b":path", b"content-type", b"grpc-timeout", b"x-id", b"user-agent"])
+_values = st.one_of(
+    st.sampled_from([b"/pkg.S/M", b"application/grpc", b"1S", b"a", b"b" * 40]),
+    st.binary(min_size=0, max_size=30),
+)
+_header_lists = st.lists(st.tuples(_names, _values), min_size=0, max_size=6)
+_steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("headers"), _header_lists),
+        st.tuples(st.just("resize"), st.sampled_from([0, 64, 256, 4096])),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+UNARY_REQUEST: list[Header] = [
+    (b":method", b"POST"),
+    (b":scheme", b"http"),
+    (b":path", b"/pkg.Echo/Unary"),
+    (b":authority", b"localhost"),
+    (b"te", b"trailers"),
+    (b"content-type", b"application/grpc"),
+    (b"user-agent", b"puregrpc/test"),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_steps, st.sampled_from([0, 1, 3]))
+def test_caching_coders_match_hpack_block_for_block(
+    steps: list[tuple[str, object]], repeat: int
+) -> None:
+    plain_encoder, caching_encoder = Encoder(), CachingEncoder()
+    plain_decoder, caching_decoder = Decoder(), CachingDecoder()
+    for kind, value in steps:
+        if kind == "resize":
+            assert isinstance(value, int)
+            plain_encoder.header_table_size = caching_encoder.header_table_size = value
+            continue
+        assert isinstance(value, list)
+        for _ in range(1 + repeat):  # repeats are what the cache serves
+            expected = plain_encoder.encode(list(value))
+            block = caching_encoder.encode(list(value))
+            assert block == expected
+            try:
+                expected_headers = list(plain_decoder.decode(block, raw=True))
+            except HPACKError as error:
+                # hpack's encoder can lose a table growth between two
+                # blocks; whatever hpack then does, the cache must do too.
+                with pytest.raises(type(error)):
+                    caching_decoder.decode(block, raw=True)
+                return
+            decoded = list(caching_decoder.decode(block, raw=True))
+            assert decoded == expected_headers
+            assert [tuple(h) for h in decoded] == [tuple(h) for h in value]
+
+
+def test_a_repeated_request_becomes_an_indexed_only_block_served_from_cache() -> None:
+    encoder, decoder = CachingEncoder(), CachingDecoder()
+    first = encoder.encode(list(UNARY_REQUEST))
+    assert not indexed_only(first)  # literals: the first call fills the table
+    decoder.decode(first, raw=True)
+    second = encoder.encode(list(UNARY_REQUEST))
+    assert indexed_only(second) and len(second) == len(UNARY_REQUEST)
+    assert encoder.encode(list(UNARY_REQUEST)) is second  # the cached block itself
+    decoded = decoder.decode(second, raw=True)
+    again = decoder.decode(second, raw=True)
+    assert again == decoded and again is not decoded  # a fresh list each time
+    assert [tuple(h) for h in again] == UNARY_REQUEST
+
+
+def test_a_cached_block_still_obeys_the_header_list_limit() -> None:
+    encoder, decoder = CachingEncoder(), CachingDecoder()
+    decoder.decode(encoder.encode(list(UNARY_REQUEST)), raw=True)
+    block = encoder.encode(list(UNARY_REQUEST))
+    decoder.decode(block, raw=True)  # cached now
+    decoder.max_header_list_size = 100
+    with pytest.raises(OversizedHeaderListError):
+        decoder.decode(block, raw=True)
+
+
+def test_indexed_only_accepts_one_byte_indices_only() -> None:
+    assert indexed_only(bytes([0x82, 0x86, 0xBE]))
+    assert not indexed_only(b"")
+    assert not indexed_only(bytes([0x80]))  # index 0 is an error, never cached
+    assert not indexed_only(bytes([0xFF, 0x00]))  # index >= 127 takes more bytes
+    assert not indexed_only(bytes([0x82, 0x40]))  # a literal
+    assert not indexed_only(bytes([0x3F, 0xE1, 0x1F]))  # a table size update
