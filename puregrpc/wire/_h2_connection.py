@@ -53,6 +53,7 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Connection.encoder", "replaced by _hpack_cache.CachingEncoder"),
     ("H2Connection.decoder", "replaced by _hpack_cache.CachingDecoder"),
     ("HeaderTable.resized", "hpack: a table size change is pending (the encoder's cache waits)"),
+    ("HeaderTable.dynamic_entries", "hpack: its length and front entry tell a block changed it"),
     ("Decoder._assert_valid_table_size", "hpack: checked again on a decoder cache hit"),
 )
 

@@ -9,23 +9,26 @@ per field, call after call; and the decoder turns that same block into the
 same list of fields. hpack does both field by field in Python, with debug
 logging per field: about a seventh of a unary call's CPU time.
 
-The invariant that makes caching sound: a block made only of indexed field
-representations (RFC 7541 §6.1) neither reads nor writes anything but the
-table entries it names, and changes nothing, not even their order. So as
-long as every block coded since an entry was cached was also indexed-only,
-the dynamic table is the same, and the cached answer is the answer. Any
-other block (a literal with incremental indexing inserts and may evict; a
-dynamic table size update resizes) clears the cache first, and a pending
-table size change bypasses it on the encoder side.
+The invariant that makes caching sound: coding a block that inserts
+nothing into the dynamic table (indexed fields, literals without indexing or
+never indexed; RFC 7541 §6.1-6.2) reads only the table and changes nothing
+in it, not even its order. So as long as every block coded since an entry
+was cached left the table as it was, the cached answer is the answer. A
+block that changed the table (a literal with incremental indexing inserts
+and may evict; a size update resizes) clears the cache, and a pending table
+size change bypasses it on the encoder side.
 
-"Indexed-only" is tested on the block's bytes in C: every byte in
-``0x81..0xFE``, i.e. a one-byte indexed representation (index 1-126). Longer
-indices, whose continuation bytes are below 0x80, simply go uncached.
+Whether a block changed the table is read off the table itself, in
+constant time: an insertion always puts a new entry object at the front,
+and a resize changes the maximum size, so (length, front entry, maximum
+size) before and after tells. In a steady stream of calls this makes every
+repeated block a hit on both sides, whatever the peer's encoder does with
+the fields it chooses not to index.
 
 Both classes are drop-in subclasses of hpack's :class:`~hpack.Encoder` and
 :class:`~hpack.Decoder`, installed on puregrpc's h2 connection; they use
-hpack's ``header_table.resized`` flag and ``_assert_valid_table_size`` (see
-``H2_INTERNALS`` in ``_h2_connection.py``).
+hpack's ``header_table`` (``resized``, ``dynamic_entries``, ``maxsize``) and
+``_assert_valid_table_size`` (see ``H2_INTERNALS`` in ``_h2_connection.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from hpack import Decoder, Encoder, HeaderTuple, OversizedHeaderListError
+from hpack.table import HeaderTable
 
 #: One-byte indexed field representations: a block of only these bytes is indexed-only.
 _INDEXED_BYTES = bytes(range(0x81, 0xFF))
@@ -44,12 +48,26 @@ _ENTRY_OVERHEAD = 32
 
 
 def indexed_only(block: bytes) -> bool:
-    """True if ``block`` is non-empty and made only of one-byte indexed representations."""
+    """True if ``block`` is non-empty and made only of one-byte indexed representations.
+
+    What a block of a header list fully in the table looks like (one byte
+    per field); such a block never changes the table.
+    """
     return bool(block) and not block.translate(None, _INDEXED_BYTES)
 
 
+def table_mark(table: HeaderTable) -> tuple[int, object, int]:
+    """What changes whenever ``table`` changes: (entries, the front entry, maximum size)."""
+    entries = table.dynamic_entries
+    return len(entries), entries[0] if entries else None, table.maxsize
+
+
+def _same_table(before: tuple[int, object, int], after: tuple[int, object, int]) -> bool:
+    return before[0] == after[0] and before[1] is after[1] and before[2] == after[2]
+
+
 class CachingEncoder(Encoder):
-    """hpack's encoder; a header list once encoded to an indexed-only block comes from cache."""
+    """hpack's encoder; a header list it encoded without changing the table comes from cache."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,8 +81,9 @@ class CachingEncoder(Encoder):
             block = self._blocks.get(key)
             if block is not None:
                 return block
+        before = table_mark(self.header_table)
         block = super().encode(headers, huffman)
-        if key is not None and indexed_only(block):
+        if key is not None and _same_table(before, table_mark(self.header_table)):
             if len(self._blocks) >= CACHE_LIMIT:
                 self._blocks.clear()
             self._blocks[key] = block
@@ -74,7 +93,7 @@ class CachingEncoder(Encoder):
 
 
 class CachingDecoder(Decoder):
-    """hpack's decoder, answering an indexed-only block it has decoded before from cache."""
+    """hpack's decoder; a block it decoded without changing the table comes from cache."""
 
     def __init__(self, max_header_list_size: int = 2**16) -> None:
         super().__init__(max_header_list_size)
@@ -93,8 +112,9 @@ class CachingDecoder(Decoder):
                     )
                 self._assert_valid_table_size()
                 return list(headers)
+        before = table_mark(self.header_table)
         decoded = list(super().decode(block, raw))
-        if raw and indexed_only(block):
+        if raw and _same_table(before, table_mark(self.header_table)):
             if len(self._lists) >= CACHE_LIMIT:
                 self._lists.clear()
             size = sum(_ENTRY_OVERHEAD + len(name) + len(value) for name, value in decoded)
