@@ -191,7 +191,7 @@ async def test_hedging_over_grpcio_returns_the_fast_answer_and_cancels_the_slow(
             with trio.fail_after(20):
                 await all_ready(channel)
                 answers = [await channel.unary_unary(SLOW, b"", timeout=8) for _ in range(3)]
-                while record.slow_cancelled < 3:
+                while record.slow_cancelled < 3:  # noqa: ASYNC110  (set by grpcio's threads)
                     await trio.sleep(0.02)
     assert answers == [b"s1"] * 3
     assert record.slow_cancelled == 3
@@ -214,7 +214,7 @@ async def test_a_grpcio_server_stopped_under_concurrent_calls(policy: str) -> No
             async with Channel(target(backends), options=options) as channel:
                 stopped = trio.Event()
 
-                async def caller() -> None:
+                async def caller(stopped: trio.Event) -> None:
                     nonlocal calls
                     while not stopped.is_set():
                         calls += 1
@@ -227,7 +227,7 @@ async def test_a_grpcio_server_stopped_under_concurrent_calls(policy: str) -> No
                     await all_ready(channel)
                     async with trio.open_nursery() as nursery:
                         for _ in range(8):
-                            nursery.start_soon(caller)
+                            nursery.start_soon(caller, stopped)
                         await trio.sleep(0.2)
                         await trio.to_thread.run_sync(backends[1].stop)
                         stopped.set()
