@@ -168,6 +168,14 @@ class Channel:
             balancer=balancing.build(),
             make_subchannel=self._make_subchannel,
             spawn=self._spawn,
+            # gRFC A17: round_robin health-checks when the config asks;
+            # pick_first does not.
+            health_check_service=(
+                config.health_check.service_name
+                if config.health_check is not None and balancing.name == "round_robin"
+                else None
+            ),
+            health_backoff=self.options.backoff,
         )
         throttling = config.retry_throttling
         self._retry = RetrySupport(
