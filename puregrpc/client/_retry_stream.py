@@ -47,16 +47,15 @@ layer has no task of its own, so nothing outlives the call.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, TypeVar
 
 import trio
 
-from ..runtime import raw_method
+from ..runtime import Cardinality, Method, raw_method
 from ..wire import Metadata, RpcError, Status, StatusCode
 from ._channel_stream import ChannelStream, StreamOpener
 from ._interceptor import ClientCallDetails, ClientStream
@@ -157,7 +156,13 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         self._max_response = method_config.max_response_message_bytes if method_config else None
         # Attempts deal in bytes: requests are serialized (and responses
         # parsed) once, here.
-        self._raw_details = replace(details, method=raw_method(details.path, details.cardinality))
+        self._raw_details = ClientCallDetails(
+            _raw(details.path, details.cardinality),
+            details.metadata,
+            details.deadline,
+            details.compression,
+            details.wait_for_ready,
+        )
         self._buffer: list[tuple[bytes, bool]] = []
         #: Bytes of the buffer reserved in the channel's budget.
         self._held = 0
@@ -364,10 +369,25 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             details = replace(details, metadata=metadata)
         attempt = _Attempt(ChannelStream(details, self._support.open_stream))
         self._live.append(attempt)
+        buffer = self._buffer
+        if len(buffer) == 1 and self._done_writing and not self._sending:
+            # A unary request: headers, message and half-close in one step.
+            self._sending = True
+            attempt.sent, attempt.half_closed = 1, True
+            try:
+                await attempt.stream.send_last(buffer[0][0])
+            except RpcError:
+                return  # the attempt's end is its status: whoever waits on it decides
+            finally:
+                self._sending = False
+                self._send_lot.unpark_all()
+            if attempt is self._winner:
+                self._release_buffer()
+            return
         try:
             await attempt.stream.start()
         except RpcError:
-            return  # the attempt's end is its status: whoever waits on it decides
+            return
         await self._catch_up(attempt)
 
     async def _send_buffered(self) -> None:
@@ -417,18 +437,15 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         """Run attempts until the call commits to one; raise the call's status if it has none."""
         await self.start()
         try:
-            with self._deadline_scope() as scope:
-                while not self.committed:
-                    if self._hedging is not None:
-                        await self._hedge_round()
-                    else:
-                        await self._retry_round()
+            while not self.committed:
+                if self._hedging is not None:
+                    await self._hedge_round()
+                else:
+                    await self._retry_round()
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 self.cancel()  # interrupted (the caller's scope): no attempt is left open
             raise
-        if scope.cancelled_caught and self._winner is None and self._status is None:
-            self._end(Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded"))
         return await self._sending_attempt()
 
     async def _retry_round(self) -> None:
@@ -441,7 +458,11 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
                 self._end(Status(code=StatusCode.INTERNAL, details="retry: no attempt left"))
             return
         attempt = self._live[0]
-        await self._wait_for_answer(attempt)
+        try:
+            # Bounded by the call's deadline (the attempt ends DEADLINE_EXCEEDED).
+            await attempt.stream.initial_metadata()
+        except RpcError:
+            pass  # its end is its status
         if attempt.stream.response_headers_received:
             self._commit(attempt)
             return
@@ -499,11 +520,14 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         if not self._live and not can_start:
             self._commit_to_last_failure()
             return
-        async with trio.open_nursery() as nursery:
-            for attempt in self._live:
-                nursery.start_soon(self._watch, attempt, nursery.cancel_scope)
-            if can_start:
-                nursery.start_soon(self._sleep_then_cancel, self._next_hedge_at, nursery)
+        with self._deadline_scope() as scope:
+            async with trio.open_nursery() as nursery:
+                for attempt in self._live:
+                    nursery.start_soon(self._watch, attempt, nursery.cancel_scope)
+                if can_start:
+                    nursery.start_soon(self._sleep_then_cancel, self._next_hedge_at, nursery)
+        if scope.cancelled_caught:
+            self._end(Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded"))
 
     # ------------------------------------------------------------ helpers
 
@@ -554,20 +578,23 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         nursery.cancel_scope.cancel()
 
     async def _pause(self, delay: float) -> bool:
-        """Wait ``delay`` seconds between attempts; False if the call ended meanwhile."""
-        with trio.CancelScope() as scope:
+        """Wait ``delay`` seconds between attempts; False if the call ended meanwhile.
+
+        The call's deadline ends the wait (and the call, DEADLINE_EXCEEDED).
+        """
+        with self._deadline_scope() as scope:
             self._wait_scope = scope
             try:
                 await trio.sleep(delay)
             finally:
                 self._wait_scope = None
+        if scope.cancelled_caught and self._expired():
+            self._end(Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded"))
         return not self.committed
 
-    @contextmanager
-    def _deadline_scope(self) -> Iterator[trio.CancelScope]:
+    def _deadline_scope(self) -> trio.CancelScope:
         deadline = self._details.deadline
-        with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as scope:
-            yield scope
+        return trio.CancelScope(deadline=math.inf if deadline is None else deadline)
 
     def _expired(self) -> bool:
         deadline = self._details.deadline
@@ -687,6 +714,12 @@ class _Guard:
         stream = self._stream
         stream._deciding = False
         stream._decision_lot.unpark_all()
+
+
+@functools.lru_cache(maxsize=1024)
+def _raw(path: str, cardinality: Cardinality) -> Method[bytes, bytes]:
+    """The bytes-in, bytes-out method attempts use (one per path, not one per call)."""
+    return raw_method(path, cardinality)
 
 
 def _strings(metadata: Metadata, key: str) -> list[str | bytes]:
