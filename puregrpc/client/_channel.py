@@ -10,7 +10,9 @@ A call asks the channel for a stream: the channel's
 target, connecting a subchannel per address and balancing over them as the
 load balancing policy says), the channel waits for a free stream slot under
 that server's MAX_CONCURRENT_STREAMS, and opens the call's
-:class:`~puregrpc.runtime.ClientCallStream` on it.
+:class:`~puregrpc.runtime.ClientCallStream` on it. Each call is a
+:class:`~._retry_stream.RetryingStream` over one or more such attempts
+(retries, hedging and transparent retries, as the service config says).
 """
 
 from __future__ import annotations

@@ -306,8 +306,8 @@ class _Parser:
             self._fail(where, "must be a list of status codes")
         codes = set()
         for index, code in enumerate(raw):
-            if isinstance(code, str) and code in StatusCode.__members__:
-                codes.add(StatusCode[code])
+            if isinstance(code, str) and code.upper() in StatusCode.__members__:
+                codes.add(StatusCode[code.upper()])  # A6: names in any case
             elif _is_integer(code) and 0 <= code <= 16:
                 codes.add(StatusCode(int(code)))
             else:

@@ -50,7 +50,7 @@ FULL: dict[str, Any] = {
             "hedgingPolicy": {
                 "maxAttempts": 3,
                 "hedgingDelay": ".25s",
-                "nonFatalStatusCodes": ["UNAVAILABLE", 13],
+                "nonFatalStatusCodes": ["unavailable", 13],
             },
         },
     ],
