@@ -261,6 +261,9 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                     compression=details.compression,
                     wait_for_ready=details.wait_for_ready,
                 )
+                if self._status is not None:
+                    # Cancelled (by another task) while it was being opened.
+                    self._stream.cancel(self._status)
                 return self._stream
             raise AssertionError("unreachable")
         except RpcError as exc:

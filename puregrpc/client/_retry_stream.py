@@ -59,6 +59,7 @@ from ..runtime import Cardinality, Method, raw_method
 from ..wire import Metadata, RpcError, Status, StatusCode
 from ._channel_stream import ChannelStream, StreamOpener
 from ._interceptor import ClientCallDetails, ClientStream
+from ._replay import Attempt, Replay
 from ._retry_rules import (
     MAX_ATTEMPTS,
     PREVIOUS_ATTEMPTS_KEY,
@@ -91,43 +92,27 @@ class RetrySupport:
     rng: random.Random = field(default_factory=random.Random)
 
 
-class _Attempt:
-    """One attempt of a call: its stream, and how much of the buffer it has been sent."""
-
-    __slots__ = ("half_closed", "sent", "stream")
-
-    def __init__(self, stream: ChannelStream[bytes, bytes]) -> None:
-        self.stream = stream
-        #: Buffered requests sent on it so far.
-        self.sent = 0
-        #: Its half-close went out.
-        self.half_closed = False
-
-
 class RetryingStream(ClientStream[RequestT, ResponseT]):
     """A call's :class:`ClientStream` over one or more attempts (see the module doc)."""
 
     __slots__ = (
         "_attempts",
-        "_buffer",
         "_counted_success",
         "_deciding",
         "_decision_lot",
         "_details",
-        "_done_writing",
         "_hedging",
-        "_held",
         "_live",
         "_max_attempts",
         "_max_request",
         "_max_response",
         "_next_hedge_at",
+        "_no_more_hedges",
         "_overflowed",
         "_raw_details",
+        "_replay",
         "_retries",
         "_retry",
-        "_send_lot",
-        "_sending",
         "_status",
         "_support",
         "_transparent_left",
@@ -163,14 +148,12 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             details.compression,
             details.wait_for_ready,
         )
-        self._buffer: list[tuple[bytes, bool]] = []
-        #: Bytes of the buffer reserved in the channel's budget.
-        self._held = 0
-        self._done_writing = False
+        #: The requests, kept for the attempts to come (until the commit).
+        self._replay = Replay(support.buffer)
         #: Attempts running and not yet decided about.
-        self._live: list[_Attempt] = []
+        self._live: list[Attempt] = []
         #: The attempt the call committed to (None: not committed, or none to commit to).
-        self._winner: _Attempt | None = None
+        self._winner: Attempt | None = None
         #: The call's own end (cancelled, deadline between attempts, a size limit).
         self._status: Status | None = None
         #: Attempts started that count against maxAttempts.
@@ -183,13 +166,12 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         self._counted_success = False
         #: When the next hedged attempt may start.
         self._next_hedge_at = math.inf
+        #: A pushback or the throttle said: no more hedges.
+        self._no_more_hedges = False
         #: The last attempt that failed (the call's outcome if none succeeds).
-        self._winner_if_last: _Attempt | None = None
-        # One task at a time sends on the attempts, and one decides what
-        # follows a failed attempt: a flag and a lot each (no checkpoint
-        # when free, unlike trio.Lock).
-        self._sending = False
-        self._send_lot = trio.lowlevel.ParkingLot()
+        self._winner_if_last: Attempt | None = None
+        # One task at a time decides what follows a failed attempt: a flag
+        # and a lot (no checkpoint when free, unlike trio.Lock).
         self._deciding = False
         self._decision_lot = trio.lowlevel.ParkingLot()
         #: The scope of a wait between attempts (cancel() ends it).
@@ -246,15 +228,13 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
 
     async def send(self, request: RequestT, *, compress: bool = True) -> None:
         """Send one request, to every attempt running (and kept for the ones to come)."""
-        if self._done_writing:
+        if self._replay.done_writing:
             self._refuse_send()
         data = self._serialize(request)
         await self.start()
         if not self.committed:
-            if self._support.buffer.reserve(self._held, len(data)):
-                self._held += len(data)
-                self._buffer.append((data, compress))
-                await self._send_buffered()
+            if self._replay.keep(data, compress):
+                await self._send_kept()
                 return
             # Over the buffer's limit: the call goes on as it is, unretried.
             self._overflow()
@@ -267,31 +247,28 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
                 if not self.committed:
                     self._commit_to_last_failure()
         winner = await self._sending_attempt()
-        await self._catch_up(winner)
+        await self._replay.catch_up(winner, then_release=True)
         await winner.stream.send(data, compress=compress)
 
     async def done_writing(self) -> None:
         """Half-close, on every attempt running and the ones to come."""
-        if self._done_writing:
+        if self._replay.done_writing:
             return
-        self._done_writing = True
+        self._replay.done_writing = True
         await self.start()
         if not self.committed:
-            await self._send_buffered()
+            await self._send_kept()
             return
         winner = await self._sending_attempt()
-        await self._catch_up(winner)
+        await self._replay.catch_up(winner, then_release=True)
 
     async def send_last(self, request: RequestT) -> None:
         """Send ``request`` and half-close (a unary request): one step for the first attempt."""
-        if self._done_writing:
+        if self._replay.done_writing:
             self._refuse_send()
         data = self._serialize(request)
-        first = self._attempts == 0 and not self.committed
-        if first and self._support.buffer.reserve(self._held, len(data)):
-            self._held += len(data)
-            self._buffer.append((data, True))
-            self._done_writing = True
+        if self._attempts == 0 and not self.committed and self._replay.keep(data):
+            self._replay.done_writing = True
             await self._launch()
             return
         await self.send(request)
@@ -342,15 +319,6 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         if self._wait_scope is not None:
             self._wait_scope.cancel()
 
-    def __del__(self) -> None:
-        # A call dropped before it committed still holds buffer budget.
-        try:
-            if self._held:
-                self._support.buffer.release(self._held)
-                self._held = 0
-        except AttributeError:
-            pass  # __init__ did not finish
-
     # ------------------------------------------------------ the attempts
 
     async def _launch(self, *, transparent: bool = False) -> None:
@@ -367,64 +335,28 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             metadata = details.metadata.copy()
             metadata.add(PREVIOUS_ATTEMPTS_KEY, str(previous))
             details = replace(details, metadata=metadata)
-        attempt = _Attempt(ChannelStream(details, self._support.open_stream))
+        attempt = Attempt(ChannelStream(details, self._support.open_stream))
         self._live.append(attempt)
-        buffer = self._buffer
-        if len(buffer) == 1 and self._done_writing and not self._sending:
-            # A unary request: headers, message and half-close in one step.
-            self._sending = True
-            attempt.sent, attempt.half_closed = 1, True
-            try:
-                await attempt.stream.send_last(buffer[0][0])
-            except RpcError:
-                return  # the attempt's end is its status: whoever waits on it decides
-            finally:
-                self._sending = False
-                self._send_lot.unpark_all()
-            if attempt is self._winner:
-                self._release_buffer()
-            return
         try:
+            if self._replay.is_unary():
+                # Headers, the request and the half-close in one step.
+                await self._replay.send_unary(attempt)
+                return
             await attempt.stream.start()
         except RpcError:
-            return
-        await self._catch_up(attempt)
+            return  # the attempt's end is its status: whoever waits on it decides
+        await self._replay.catch_up(attempt)
 
-    async def _send_buffered(self) -> None:
-        """Bring every running attempt up to date with the buffer (before the commit).
+    async def _send_kept(self) -> None:
+        """Bring every running attempt up to date with the kept requests (before the commit).
 
         An attempt that ended meanwhile is left for the receiving side to
-        decide about (it may be retried, with everything buffered).
+        decide about (it may be retried, with everything kept).
         """
         for attempt in list(self._live):
-            await self._catch_up(attempt)
+            await self._replay.catch_up(attempt)
 
-    async def _catch_up(self, attempt: _Attempt) -> bool:
-        """Send ``attempt`` the buffered requests it lacks and the half-close; False if it ended."""
-        while self._sending:
-            await self._send_lot.park()
-        self._sending = True
-        try:
-            stream = attempt.stream
-            try:
-                # self._buffer is read afresh each time: a commit may let it go.
-                while attempt.sent < len(self._buffer):
-                    data, compress = self._buffer[attempt.sent]
-                    await stream.send(data, compress=compress)
-                    attempt.sent += 1
-                if self._done_writing and not attempt.half_closed:
-                    attempt.half_closed = True
-                    await stream.done_writing()
-            except RpcError:
-                return False
-            if attempt is self._winner:
-                self._release_buffer()
-            return True
-        finally:
-            self._sending = False
-            self._send_lot.unpark_all()
-
-    async def _sending_attempt(self) -> _Attempt:
+    async def _sending_attempt(self) -> Attempt:
         """The attempt a committed call sends on; raises the call's status if there is none."""
         winner = self._winner
         if winner is None:
@@ -433,7 +365,7 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
 
     # ----------------------------------------------------------- deciding
 
-    async def _committed_attempt(self) -> _Attempt:
+    async def _committed_attempt(self) -> Attempt:
         """Run attempts until the call commits to one; raise the call's status if it has none."""
         await self.start()
         try:
@@ -505,15 +437,19 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             throttle = self._support.throttle
             allowed = throttle.failed() if throttle is not None else True
             if pushback == STOP or not allowed:
-                self._attempts = self._max_attempts  # no more hedges
+                self._no_more_hedges = True
             # A6: after a non-fatal failure the next hedge goes at once (or
             # after the pushback); later ones hedgingDelay after it.
             self._next_hedge_at = now + (pushback or 0.0)
-        can_start = self._attempts < self._max_attempts and not self._overflowed
+        can_start = (
+            self._attempts < self._max_attempts
+            and not self._overflowed
+            and not self._no_more_hedges
+        )
         if can_start and now >= self._next_hedge_at:
             throttle = self._support.throttle
             if throttle is not None and not throttle.allows:
-                self._attempts = self._max_attempts
+                self._no_more_hedges = True  # A6: a drained bucket sends no hedge
                 return
             await self._launch()
             return
@@ -531,7 +467,7 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
 
     # ------------------------------------------------------------ helpers
 
-    def _next_attempt(self, failed: _Attempt) -> float | None:
+    def _next_attempt(self, failed: Attempt) -> float | None:
         """After ``failed`` ended: seconds until the next attempt (0: at once), or None: commit."""
         stream = failed.stream
         status = stream.status
@@ -557,10 +493,10 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         self._retries += 1
         return max(retry_backoff(policy, self._retries, self._support.rng), 1e-6)
 
-    def _is_transparent(self, attempt: _Attempt) -> bool:
+    def _is_transparent(self, attempt: Attempt) -> bool:
         return attempt.stream.never_processed and not self._overflowed
 
-    async def _wait_for_answer(self, attempt: _Attempt) -> None:
+    async def _wait_for_answer(self, attempt: Attempt) -> None:
         """Until the attempt's response headers arrive or it ends."""
         stream = attempt.stream
         await stream.wait_answer()
@@ -568,7 +504,7 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             # The connection went away without ending the call (should not happen).
             stream.cancel("the attempt's connection closed")
 
-    async def _watch(self, attempt: _Attempt, scope: trio.CancelScope) -> None:
+    async def _watch(self, attempt: Attempt, scope: trio.CancelScope) -> None:
         await self._wait_for_answer(attempt)
         scope.cancel()
 
@@ -604,7 +540,7 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         """``async with self._decision():`` one task at a time decides what follows an attempt."""
         return _Guard(self)
 
-    def _commit(self, attempt: _Attempt | None) -> None:
+    def _commit(self, attempt: Attempt | None) -> None:
         """Settle on ``attempt`` (None: the call ended above its attempts); cancel the others."""
         if self._winner is not None:
             return
@@ -613,8 +549,8 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             if other is not attempt:
                 other.stream.cancel("another attempt of the call won")
         self._live = []
-        if attempt is None or attempt.sent == len(self._buffer):
-            self._release_buffer()
+        if attempt is None or self._replay.has_all(attempt):
+            self._replay.release(attempt)
 
     def _commit_to_last_failure(self) -> None:
         """No attempt is left: the last one that failed is the call's outcome."""
@@ -630,15 +566,6 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         if live:
             self._commit(max(live, key=lambda a: a.sent))
 
-    def _release_buffer(self) -> None:
-        if self._held:
-            self._support.buffer.release(self._held)
-            self._held = 0
-        self._buffer = []
-        winner = self._winner
-        if winner is not None:
-            winner.sent = 0
-
     def _end(self, status: Status) -> None:
         """End the call here with ``status`` (every attempt cancelled)."""
         if self._status is None:
@@ -646,7 +573,7 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         for attempt in self._live:
             attempt.stream.cancel(status.details)
         self._live = []
-        self._release_buffer()
+        self._replay.release(self._winner)
 
     def _fail(self, code: StatusCode, details: str) -> NoReturn:
         """Fail the call with ``code`` (its attempt reset) and raise it."""
