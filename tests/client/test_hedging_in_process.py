@@ -11,9 +11,10 @@ import trio
 from puregrpc import RpcError, StatusCode
 from puregrpc.client import BackoffPolicy, Channel, ChannelOptions, ConnectivityState
 from puregrpc.runtime import Cardinality, raw_method
-from puregrpc.server import MethodHandler, Server, ServicerContext
+from puregrpc.server import MethodHandler, RequestIterator, Server, ServicerContext
 
 NAME = raw_method("/hedge.Test/Name", Cardinality.UNARY_UNARY)
+JOIN = raw_method("/hedge.Test/Join", Cardinality.STREAM_UNARY)
 FAST_BACKOFF = BackoffPolicy(initial_backoff=0.05, max_backoff=0.2, jitter=0.1)
 
 
@@ -27,6 +28,7 @@ class Backend:
         self.calls = 0
         self.cancelled = 0
         self.previous: list[str | None] = []
+        self.joined: list[list[bytes]] = []
 
     async def handle(self, request: bytes, context: ServicerContext) -> bytes:
         self.calls += 1
@@ -40,6 +42,18 @@ class Backend:
         if self.code is not None:
             await context.abort(self.code, f"{self.name} fails")
         return self.name.encode()
+
+    async def join(self, requests: RequestIterator[bytes], context: ServicerContext) -> bytes:
+        received = [r async for r in requests]
+        self.joined.append(received)
+        await self.handle(b"", context)
+        return b"+".join(received) + b" from " + self.name.encode()
+
+    def handlers(self) -> list[MethodHandler]:
+        return [
+            MethodHandler(method=NAME, func=self.handle),
+            MethodHandler(method=JOIN, func=self.join),
+        ]
 
 
 def hedging(max_attempts: int, delay: str, non_fatal: tuple[str, ...] = ()) -> ChannelOptions:
@@ -62,7 +76,7 @@ def hedging(max_attempts: int, delay: str, non_fatal: tuple[str, ...] = ()) -> C
 async def serve_two(
     nursery: trio.Nursery, first: Backend, second: Backend
 ) -> tuple[str, list[Server]]:
-    servers = [Server([MethodHandler(method=NAME, func=b.handle)]) for b in (first, second)]
+    servers = [Server(b.handlers()) for b in (first, second)]
     ports = [await nursery.start(server.serve, "127.0.0.1", 0) for server in servers]
     return "ipv4:" + ",".join(f"127.0.0.1:{port}" for port in ports), servers
 
@@ -139,3 +153,20 @@ async def test_a_fatal_failure_ends_the_hedged_call() -> None:
         nursery.cancel_scope.cancel()
     assert caught.value.code is StatusCode.PERMISSION_DENIED
     assert slow.calls == slow.cancelled <= 1
+
+
+async def test_a_hedged_client_stream_sends_every_request_to_every_attempt() -> None:
+    slow, fast = Backend("slow", delay=5.0), Backend("fast")
+    async with trio.open_nursery() as nursery:
+        target, _ = await serve_two(nursery, slow, fast)
+        async with Channel(target, options=hedging(2, "0s")) as channel:
+            with trio.fail_after(10):
+                await all_ready(channel)
+                answer = await channel.stream_unary(JOIN, [b"x", b"y", b"z"], timeout=8)
+                while slow.cancelled < slow.calls:  # noqa: ASYNC110  (a count, polled briefly)
+                    await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert answer == b"x+y+z from fast"
+    assert fast.joined == [[b"x", b"y", b"z"]]
+    assert slow.joined in ([], [[b"x", b"y", b"z"]])
+    assert slow.calls == slow.cancelled

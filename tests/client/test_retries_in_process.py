@@ -341,3 +341,28 @@ async def test_method_config_timeout_and_message_limits_apply() -> None:
     assert "maxRequestMessageBytes" in big_request.value.details
     assert big_response.value.code is StatusCode.RESOURCE_EXHAUSTED
     assert "maxResponseMessageBytes" in big_response.value.details
+
+
+async def test_the_channel_wide_buffer_limit_commits_calls_too() -> None:
+    service = Flaky(fail=1)
+    options = retrying(retry_buffer_size=10)
+    async with serve_in_memory(service) as served, served.channel(options=options) as channel:
+        with trio.fail_after(10):
+            with pytest.raises(RpcError):
+                await channel.unary_unary(UNARY, b"sixteen-bytes-xx", timeout=5)
+            assert await channel.unary_unary(UNARY, b"short", timeout=5) == b"ok:short"
+    assert len(service.attempts[b"sixteen-bytes-xx"]) == 1  # not kept: not retried
+    assert len(service.attempts[b"short"]) == 2
+
+
+async def test_a_call_cancelled_while_it_waits_to_retry_makes_no_more_attempts() -> None:
+    service = Flaky(fail=10, pushback="2000")
+    async with serve_in_memory(service) as served, served.channel(options=retrying()) as channel:
+        with trio.fail_after(10):
+            call = channel.unary_unary(UNARY, b"a", timeout=30)
+            with trio.move_on_after(0.3) as scope:
+                await call
+            assert scope.cancelled_caught
+            assert call.code is StatusCode.CANCELLED
+            await trio.sleep(2.2)  # past the pushback: nothing more goes out
+    assert len(service.attempts[b"a"]) == 1
