@@ -18,6 +18,14 @@ scheme picks its :class:`Resolver` (``dns:``, ``ipv4:``, ``ipv6:``,
 policy over their subchannels (:class:`PickFirst`, the default, or
 :class:`RoundRobin`; a :class:`LoadBalancer` of one's own is registered
 with :func:`register_load_balancer`).
+
+Service config (``ChannelOptions(service_config=...)``, parsed by
+:func:`parse_service_config` into a :class:`ServiceConfig` of
+:class:`MethodConfig` entries): per-method timeouts, wait_for_ready, message
+size limits, :class:`RetryPolicy` and :class:`HedgingPolicy` (gRFC A6, with
+:class:`RetryThrottling`), and :class:`HealthCheckConfig` (gRFC A17).
+:func:`retry_backoff`, :func:`parse_pushback` and :class:`RetryThrottle`
+are the arithmetic the retry layer uses.
 """
 
 from ._backoff import Backoff as Backoff
@@ -56,7 +64,20 @@ from ._resolver import ResolverListener as ResolverListener
 from ._resolver import StaticResolver as StaticResolver
 from ._resolver import register_resolver as register_resolver
 from ._resolver import unregister_resolver as unregister_resolver
+from ._retry_rules import RetryBuffer as RetryBuffer
+from ._retry_rules import RetryThrottle as RetryThrottle
+from ._retry_rules import parse_pushback as parse_pushback
+from ._retry_rules import retry_backoff as retry_backoff
 from ._round_robin import RoundRobin as RoundRobin
+from ._service_config import HealthCheckConfig as HealthCheckConfig
+from ._service_config import HedgingPolicy as HedgingPolicy
+from ._service_config import MethodConfig as MethodConfig
+from ._service_config import MethodName as MethodName
+from ._service_config import RetryPolicy as RetryPolicy
+from ._service_config import RetryThrottling as RetryThrottling
+from ._service_config import ServiceConfig as ServiceConfig
+from ._service_config import parse_duration as parse_duration
+from ._service_config import parse_service_config as parse_service_config
 from ._target import Address as Address
 from ._target import Target as Target
 from ._target import parse_target as parse_target
@@ -77,9 +98,13 @@ __all__ = [
     "ConnectivityState",
     "DnsResolver",
     "ForwardingClientStream",
+    "HealthCheckConfig",
+    "HedgingPolicy",
     "LoadBalancer",
     "LoadBalancingConfig",
     "MetadataLike",
+    "MethodConfig",
+    "MethodName",
     "Pick",
     "PickFirst",
     "PollingResolver",
@@ -88,7 +113,12 @@ __all__ = [
     "Resolver",
     "ResolverFactory",
     "ResolverListener",
+    "RetryBuffer",
+    "RetryPolicy",
+    "RetryThrottle",
+    "RetryThrottling",
     "RoundRobin",
+    "ServiceConfig",
     "StaticResolver",
     "StreamStreamCall",
     "StreamUnaryCall",
@@ -98,8 +128,12 @@ __all__ = [
     "UnaryUnaryCall",
     "aggregate_state",
     "load_balancing_config",
+    "parse_duration",
+    "parse_pushback",
+    "parse_service_config",
     "parse_target",
     "register_load_balancer",
     "register_resolver",
+    "retry_backoff",
     "unregister_resolver",
 ]

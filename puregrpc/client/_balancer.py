@@ -32,7 +32,7 @@ Which balancer a channel uses is a :class:`LoadBalancingConfig`
 (``ChannelOptions(load_balancing=...)``): a name (``"pick_first"``,
 ``"round_robin"``) or a config object; :func:`load_balancing_config` also
 reads a service config's ``loadBalancingConfig`` list (the first policy it
-knows wins), which is where a service config will plug in.
+knows wins), as :mod:`._service_config` does.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import trio
 from ..wire import Metadata, RpcError, Status, StatusCode
 from ._channel_stream import ChannelStream
 from ._interceptor import ClientCallDetails, ClientContinuation, ClientStream
+from ._retry_stream import RetryingStream
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
@@ -169,7 +170,7 @@ class ClientCall(Generic[RequestT, ResponseT]):
         if requests is not None:
             self._requests = None
             if isinstance(requests, tuple):
-                if isinstance(stream, ChannelStream):
+                if isinstance(stream, RetryingStream | ChannelStream):
                     await stream.send_last(requests[0])
                 else:
                     await stream.send(requests[0])

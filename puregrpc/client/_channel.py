@@ -10,7 +10,9 @@ A call asks the channel for a stream: the channel's
 target, connecting a subchannel per address and balancing over them as the
 load balancing policy says), the channel waits for a free stream slot under
 that server's MAX_CONCURRENT_STREAMS, and opens the call's
-:class:`~puregrpc.runtime.ClientCallStream` on it.
+:class:`~puregrpc.runtime.ClientCallStream` on it. Each call is a
+:class:`~._retry_stream.RetryingStream` over one or more such attempts
+(retries, hedging and transparent retries, as the service config says).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -40,7 +42,6 @@ from ._backoff import BackoffPolicy
 from ._balancer import LoadBalancingConfig, load_balancing_config
 from ._builtin_resolvers import default_authority, resolver_for
 from ._call import Requests, StreamStreamCall, StreamUnaryCall, UnaryStreamCall, UnaryUnaryCall
-from ._channel_stream import ChannelStream
 from ._connectivity import ConnectivityState
 from ._interceptor import (
     ClientCallDetails,
@@ -53,7 +54,10 @@ from ._interceptor import (
 from ._keepalive import ChannelKeepalive
 from ._options import NO_OPTIONS, CallKeywords, CallOptions, resolve_call_options
 from ._resolver import Resolver, StaticResolver
+from ._retry_rules import RetryBuffer, RetryThrottle
+from ._retry_stream import RetryingStream, RetrySupport
 from ._router import CallRouter
+from ._service_config import ServiceConfig, parse_service_config
 from ._subchannel import StreamFactory, Subchannel
 from ._target import Address
 
@@ -95,8 +99,24 @@ class ChannelOptions:
     #: (every call to the first address that connects), ``"round_robin"``
     #: (in turn over every READY address), or a config object
     #: (``PickFirst(shuffle_address_list=True)``, ``RoundRobin()``, or one
-    #: of a registered policy). A service config's choice will override it.
+    #: of a registered policy). A service config's ``loadBalancingConfig`` wins.
     load_balancing: str | LoadBalancingConfig = "pick_first"
+    #: The service config (doc/service_config.md, docs/client-channel.md):
+    #: JSON text, the same as a dict, or a parsed :class:`ServiceConfig`.
+    #: Its load balancing config, method configs (timeouts, wait_for_ready,
+    #: message size limits, retry and hedging policies), retry throttling
+    #: and health checking apply to the channel. Checked when the channel is
+    #: made: a bad one raises ValueError naming the field.
+    service_config: str | Mapping[str, Any] | ServiceConfig | None = None
+    #: Whether the service config's retry and hedging policies apply (False:
+    #: never; transparent retries of calls the server never saw still do).
+    retries: bool = True
+    #: Bytes of requests the channel's calls may hold, all together, to
+    #: replay them on a retry or a hedge (gRFC A6 retry_buffer_size).
+    retry_buffer_size: int = 16 * 1024 * 1024
+    #: Bytes one call may hold so (A6 per_rpc_buffer_limit); a call whose
+    #: requests outgrow either limit goes on, but is no longer retried.
+    per_call_retry_buffer: int = 1024 * 1024
 
 
 class Channel:
@@ -148,22 +168,43 @@ class Channel:
         self._connect = connect
         self._authority = self.options.authority or authority
         self._new_keepalive()  # refuses bad settings here, where the channel is made
+        given = self.options.service_config
+        #: The channel's service config (empty unless ``ChannelOptions`` gave one).
+        self.service_config = ServiceConfig() if given is None else parse_service_config(given)
+        config = self.service_config
+        balancing = config.load_balancing or load_balancing_config(self.options.load_balancing)
         self._router = CallRouter(
             self.target,
             resolver=resolver,
-            balancer=load_balancing_config(self.options.load_balancing).build(),
+            balancer=balancing.build(),
             make_subchannel=self._make_subchannel,
             spawn=self._spawn,
+            # gRFC A17: round_robin health-checks when the config asks;
+            # pick_first does not.
+            health_check_service=(
+                config.health_check.service_name
+                if config.health_check is not None and balancing.name == "round_robin"
+                else None
+            ),
+            health_backoff=self.options.backoff,
+        )
+        #: The channel's process-wide channelz id (see :meth:`channelz`).
+        self.channelz_id = next_channelz_id()
+        #: The channel's calls (each once, however many attempts): started, succeeded, failed.
+        self.calls = CallCounts()
+        throttling = config.retry_throttling
+        self._retry = RetrySupport(
+            calls=self.calls,
+            open_stream=self._open_stream,
+            buffer=RetryBuffer(self.options.retry_buffer_size, self.options.per_call_retry_buffer),
+            throttle=None if throttling is None else RetryThrottle(throttling),
+            policies_enabled=self.options.retries,
         )
         #: Every call runs through these (first outermost); ``None``: no chain.
         self.interceptors: tuple[ClientInterceptor, ...] = tuple(interceptors)
         self._chain = chain(self.interceptors, self._innermost) if self.interceptors else None
         self._nursery: trio.Nursery | None = None
         self._exit_stack: contextlib.AsyncExitStack | None = None
-        #: The channel's process-wide channelz id (see :meth:`channelz`).
-        self.channelz_id = next_channelz_id()
-        #: The channel's calls: started, succeeded, failed.
-        self.calls = CallCounts()
 
     def _new_keepalive(self) -> ChannelKeepalive:
         options = self.options
@@ -191,7 +232,6 @@ class Channel:
             connect=self._connect,
             ssl_context=self._ssl_context,
             server_hostname=self._server_hostname,
-            channel_calls=self.calls,
         )
 
     # ------------------------------------------------------------ lifetime
@@ -296,10 +336,13 @@ class Channel:
         options: CallOptions | None,
         keywords: CallKeywords,
     ) -> tuple[
-        ClientCallDetails, ChannelStream[RequestT, ResponseT] | None, ClientContinuation | None
+        ClientCallDetails, RetryingStream[RequestT, ResponseT] | None, ClientContinuation | None
     ]:
         """A call's details, and its stream (no interceptors) or the chain that makes it."""
-        resolved = resolve_call_options(self.options.call_defaults, options, keywords)
+        method_config = self.service_config.lookup(method.path)
+        resolved = resolve_call_options(
+            self.options.call_defaults, options, keywords, method_config
+        )
         metadata = resolved.metadata
         if self._chain is not None:
             # Interceptors may edit the metadata: give them the call's own copy.
@@ -312,12 +355,13 @@ class Channel:
             resolved.wait_for_ready,
         )
         if self._chain is None:
-            return details, ChannelStream(details, self._open_stream), None
+            return details, RetryingStream(details, self._retry, method_config), None
         return details, None, self._chain
 
     async def _innermost(self, details: ClientCallDetails) -> ClientStream[Any, Any]:
-        """The end of the interceptor chain: the call's stream on this channel."""
-        return ChannelStream(details, self._open_stream)
+        """The end of the interceptor chain: the call's stream on this channel (one per call:
+        interceptors see one call, however many attempts the retry layer makes below)."""
+        return RetryingStream(details, self._retry, self.service_config.lookup(details.path))
 
     # ---------------------------------------------------- for ChannelStream
 
@@ -333,32 +377,6 @@ class Channel:
         """Open a stream for a call: pick a connection, wait for a stream slot."""
         if self._nursery is None:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
-        self.calls.call_started()
-        try:
-            stream = await self._open_on_pick(
-                path,
-                metadata=metadata,
-                grpc_timeout=grpc_timeout,
-                compression=compression,
-                wait_for_ready=wait_for_ready,
-            )
-        except BaseException:
-            # Never started on a connection (no server, the deadline, a
-            # refusal): the call failed here; its end is counted here too.
-            self.calls.call_ended(False)
-            raise
-        return stream
-
-    async def _open_on_pick(
-        self,
-        path: str,
-        *,
-        metadata: Metadata | None,
-        grpc_timeout: float | None,
-        compression: str | None,
-        wait_for_ready: bool,
-    ) -> ClientCallStream:
-        """Pick a connection and open the call's stream there (which counts its end)."""
         while True:
             current = await self._router.pick(wait_for_ready)
             if current.transport.connection.available_streams <= 0:

@@ -96,12 +96,39 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         """Whether the last response received arrived compressed."""
         return self._stream.last_compressed if self._stream is not None else False
 
+    @property
+    def response_headers_received(self) -> bool:
+        """Whether the server's response headers arrived (a retry layer commits then)."""
+        stream = self._stream
+        return stream is not None and stream.initial_metadata is not None
+
+    @property
+    def never_processed(self) -> bool:
+        """Whether the call ended provably unseen by the server (REFUSED_STREAM, above a GOAWAY)."""
+        stream = self._stream
+        return (
+            stream is not None and stream.end_event is not None and stream.end_event.never_processed
+        )
+
     async def initial_metadata(self) -> Metadata:
         """Wait for and return the server's initial metadata."""
         stream = await self._started()
         with _Operation(self):
             return await stream.wait_headers()
         raise AssertionError("unreachable")
+
+    async def wait_answer(self) -> None:
+        """Wait until the response headers arrive or the call ends (after it was started).
+
+        Unlike the other operations, being interrupted cancels nothing, and
+        it has no deadline of its own: the retry layer races attempts with it.
+        """
+        starting = self._starting
+        if self._stream is None and starting is not None:
+            await starting.wait()
+        stream = self._stream
+        if stream is not None:
+            await stream.wait_headers()
 
     # ----------------------------------------------------------- requests
 
@@ -234,6 +261,9 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                     compression=details.compression,
                     wait_for_ready=details.wait_for_ready,
                 )
+                if self._status is not None:
+                    # Cancelled (by another task) while it was being opened.
+                    self._stream.cancel(self._status)
                 return self._stream
             raise AssertionError("unreachable")
         except RpcError as exc:

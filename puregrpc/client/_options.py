@@ -11,6 +11,11 @@ winning. :func:`resolve_call_options` is the one place they are merged:
 * what nobody sets takes the library default (no deadline, no compression,
   fail fast).
 
+A service config's method config sits between the two (it wins over the
+channel's defaults, the call wins over it), with one twist that
+service_config.md prescribes: its ``timeout`` is a ceiling, so a call's own
+timeout only counts when it is shorter.
+
 The result is plain data, so a generated stub passes it through without
 knowing which options exist: a new option is one field here.
 """
@@ -23,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeAlias, TypedDict
 
 from ..wire import Metadata, MetadataValue
+from ._service_config import MethodConfig
 
 #: Metadata a call accepts: a ``Metadata``, a mapping, or (key, value) pairs.
 MetadataLike: TypeAlias = (
@@ -109,11 +115,16 @@ _KEYWORDS = frozenset(CallKeywords.__annotations__)
 
 
 def resolve_call_options(
-    defaults: CallOptions, options: CallOptions | None, keywords: CallKeywords
+    defaults: CallOptions,
+    options: CallOptions | None,
+    keywords: CallKeywords,
+    method: MethodConfig | None = None,
 ) -> ResolvedCallOptions:
     """Merge the channel's ``defaults``, a call's ``options`` and its ``keywords`` (in that order).
 
-    Raises :class:`TypeError` for a keyword that is not a call option.
+    ``method``, the service config's entry for the call's method, comes
+    between the defaults and the call (its timeout: the shorter of it and the
+    call's own). Raises :class:`TypeError` for a keyword that is not a call option.
     """
     call = options if options is not None else NO_OPTIONS
     if keywords:
@@ -130,9 +141,17 @@ def resolve_call_options(
         )
     merged = call if defaults is NO_OPTIONS else defaults.merged(call)
     compression = merged.compression
+    timeout = merged.timeout
+    wait_for_ready = merged.wait_for_ready
+    if method is not None:
+        if method.timeout is not None:
+            own = call.timeout
+            timeout = method.timeout if own is None else min(own, method.timeout)
+        if call.wait_for_ready is None and method.wait_for_ready is not None:
+            wait_for_ready = method.wait_for_ready
     return ResolvedCallOptions(
-        timeout=merged.timeout,
+        timeout=timeout,
         metadata=as_metadata(merged.metadata),
         compression=None if compression == "identity" else compression,
-        wait_for_ready=bool(merged.wait_for_ready),
+        wait_for_ready=bool(wait_for_ready),
     )

@@ -23,8 +23,12 @@ connection fails or closes (the resolver rate-limits that).
 connection: it asks the balancer for a :class:`~._balancer.Pick` and acts on
 it; waiting calls park until the next change of anything (a subchannel's
 state, the addresses, a resolution failure) or until the pick's
-``retry_at``. A retry layer (later) re-enters here for each attempt; a
-service config will replace the balancer (:meth:`CallRouter.set_balancer`).
+``retry_at``. The retry layer (:mod:`._retry_stream`) re-enters here for
+each attempt.
+
+With health checking (gRFC A17, :mod:`._health_check`), the balancer sees
+each subchannel through a :class:`~._health_check.HealthCheckedSubchannel`,
+READY only while the server says SERVING; a pick maps it back.
 
 The channel's connectivity state is the router's: IDLE before the first
 call; CONNECTING while the name is first resolved; TRANSIENT_FAILURE if
@@ -42,8 +46,10 @@ from collections.abc import Callable, Sequence
 import trio
 
 from ..wire import RpcError, StatusCode
-from ._balancer import LoadBalancer, Pick
+from ._backoff import BackoffPolicy
+from ._balancer import LoadBalancer, Pick, SubchannelHandle
 from ._connectivity import Connectivity, ConnectivityState
+from ._health_check import HealthCheckedSubchannel
 from ._resolver import Resolver
 from ._subchannel import Spawner, Subchannel, SubchannelConnection
 from ._target import Address
@@ -65,7 +71,9 @@ class CallRouter:
     ``target`` names the channel in errors; ``resolver`` finds its
     addresses; ``balancer`` chooses among their subchannels, which
     ``make_subchannel`` makes; ``spawn`` starts tasks in the channel's
-    nursery.
+    nursery. ``health_check_service`` (not None) health-checks every
+    subchannel for that service name, retrying failed watches with
+    ``health_backoff``.
     """
 
     def __init__(
@@ -76,6 +84,8 @@ class CallRouter:
         balancer: LoadBalancer,
         make_subchannel: SubchannelFactory,
         spawn: Spawner,
+        health_check_service: str | None = None,
+        health_backoff: BackoffPolicy | None = None,
     ) -> None:
         self.target = target
         self._resolver = resolver
@@ -93,6 +103,10 @@ class CallRouter:
         self._closed = False
         #: Calls waiting for a pick park here; every change unparks them.
         self._changes = trio.lowlevel.ParkingLot()
+        self._health_service = health_check_service
+        self._health_backoff = health_backoff or BackoffPolicy()
+        #: The balancer's view of each subchannel, when health checking.
+        self._checked: dict[Address, HealthCheckedSubchannel] = {}
 
     @property
     def subchannels(self) -> list[Subchannel]:
@@ -108,7 +122,7 @@ class CallRouter:
         """Use ``balancer`` from now on (a new service config), with the current subchannels."""
         self._balancer = balancer
         if self._subchannels:
-            balancer.update_subchannels(self.subchannels, trio.current_time())
+            balancer.update_subchannels(self._balanced(), trio.current_time())
         self._changed()
 
     # ------------------------------------------------------------ picking
@@ -142,6 +156,8 @@ class CallRouter:
             picked = self._pick(now)
             if picked.subchannel is not None:
                 subchannel = picked.subchannel
+                if isinstance(subchannel, HealthCheckedSubchannel):
+                    subchannel = subchannel.subchannel
                 assert isinstance(subchannel, Subchannel)
                 was_ready = subchannel.state is _S.READY
                 current = subchannel.ready_connection(for_call=for_call)
@@ -217,8 +233,11 @@ class CallRouter:
         retired, self._subchannels = self._subchannels, kept
         for subchannel in retired.values():
             logger.info("%s: address %s removed", self.target, subchannel.name)
+            checked = self._checked.pop(subchannel.address, None)
+            if checked is not None:
+                checked.stop()  # its Watch call would keep the connection in use
             self._spawn(self._retire, subchannel)
-        self._balancer.update_subchannels(self.subchannels, trio.current_time())
+        self._balancer.update_subchannels(self._balanced(), trio.current_time())
         self._changed()
 
     def resolution_failed(self, reason: str) -> None:
@@ -242,8 +261,36 @@ class CallRouter:
         new = subchannel.state
         if new is _S.TRANSIENT_FAILURE or (old is _S.READY and new is _S.IDLE):
             self._resolver.request_resolution()
-        self._balancer.subchannel_changed(subchannel, trio.current_time())
+        checked = self._checked.get(subchannel.address)
+        if checked is not None:
+            checked.subchannel_changed()  # starts or stops its health watch
+            self._balancer.subchannel_changed(checked, trio.current_time())
+        else:
+            self._balancer.subchannel_changed(subchannel, trio.current_time())
         self._changed()
+
+    def _health_changed(self, checked: HealthCheckedSubchannel) -> None:
+        """A subchannel's health changed: the balancer hears it as a change of state."""
+        if self._closed or self._checked.get(checked.subchannel.address) is not checked:
+            return
+        self._balancer.subchannel_changed(checked, trio.current_time())
+        self._changed()
+
+    def _balanced(self) -> list[SubchannelHandle]:
+        """What the balancer balances over: the subchannels, or their health-checked views."""
+        if self._health_service is None:
+            return list(self._subchannels.values())
+        checked = self._checked
+        for address, subchannel in self._subchannels.items():
+            if address not in checked or checked[address].subchannel is not subchannel:
+                checked[address] = HealthCheckedSubchannel(
+                    subchannel,
+                    self._health_service,
+                    spawn=self._spawn,
+                    on_change=self._health_changed,
+                    backoff=self._health_backoff,
+                )
+        return [checked[address] for address in self._subchannels]
 
     # ----------------------------------------------------------- closing
 
@@ -252,6 +299,9 @@ class CallRouter:
         self._closed = True
         self.connectivity.move_to(_S.SHUTDOWN)
         self._changes.unpark_all()
+        for checked in self._checked.values():
+            checked.stop()
+        self._checked = {}
         subchannels, self._subchannels = list(self._subchannels.values()), {}
         # Side by side: each drains its GOAWAY for up to a second (shielded).
         async with trio.open_nursery() as nursery:

@@ -109,12 +109,10 @@ class SubchannelConnection:
         transport: Transport[ClientConnection],
         keepalive: ConnectionKeepalive | None,
         calls: CallCounts | None = None,
-        channel_calls: CallCounts | None = None,
     ) -> None:
         self.transport = transport
-        #: The subchannel's call counts, and the channel's (which counts starts itself).
+        #: The subchannel's call counts (channelz: one per stream opened here).
         self._calls = calls
-        self._channel_calls = channel_calls
         self.slots = trio.lowlevel.ParkingLot()
         #: The connection's keepalive decisions (None: keepalive is off).
         self.keepalive = keepalive
@@ -134,8 +132,6 @@ class SubchannelConnection:
         """A call on this connection ended, with status OK or not."""
         if self._calls is not None:
             self._calls.call_ended(ok)
-        if self._channel_calls is not None:
-            self._channel_calls.call_ended(ok)
 
     @property
     def usable(self) -> bool:
@@ -150,8 +146,7 @@ class Subchannel:
     ``address`` is dialled (TCP or a Unix socket), unless ``connect``
     replaces the dialling (``address`` then only tells subchannels apart).
     ``spawn`` starts tasks in the channel's nursery; ``on_change(subchannel,
-    old_state)`` hears of every change of state. ``channel_calls`` counts
-    the channel's calls, beside the subchannel's own :attr:`calls`.
+    old_state)`` hears of every change of state.
     """
 
     def __init__(
@@ -169,14 +164,12 @@ class Subchannel:
         connect: StreamFactory | None = None,
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
-        channel_calls: CallCounts | None = None,
     ) -> None:
         self._name = name
         #: The subchannel's channelz id (see :meth:`channelz`).
         self.channelz_id = next_channelz_id()
         #: Calls that started on this subchannel's connections, and how they ended.
         self.calls = CallCounts()
-        self._channel_calls = channel_calls
         self.address = address
         self._authority = authority
         self._spawn = spawn
@@ -388,7 +381,6 @@ class Subchannel:
             Transport(stream, connection, on_event=on_event, peer=peer),
             self._keepalive.for_connection(),
             self.calls,
-            self._channel_calls,
         )
         holder.append(current)
         self._spawn(self._run_connection, current)

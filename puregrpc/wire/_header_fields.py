@@ -85,6 +85,9 @@ _KIND: dict[bytes, int] = {
     b"grpc-status-details-bin": _GRPC,
     b"user-agent": _EXPOSED,
     b"host": _EXPOSED,
+    # gRFC A6's retry metadata is the application's (see _metadata.py).
+    b"grpc-previous-rpc-attempts": _EXPOSED,
+    b"grpc-retry-pushback-ms": _EXPOSED,
     b"te": _TE,
     b"connection": _CONNECTION,
     b"keep-alive": _CONNECTION,

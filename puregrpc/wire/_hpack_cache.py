@@ -15,8 +15,10 @@ never indexed; RFC 7541 §6.1-6.2) reads only the table and changes nothing
 in it, not even its order. So as long as every block coded since an entry
 was cached left the table as it was, the cached answer is the answer. A
 block that changed the table (a literal with incremental indexing inserts
-and may evict; a size update resizes) clears the cache, and a pending table
-size change bypasses it on the encoder side.
+and may evict; a size update resizes) clears the cache, and so does a
+table found changed between blocks (h2 resizing the encoder's table when the
+peer's SETTINGS say so); a pending table size change bypasses the cache on
+the encoder side.
 
 Whether a block changed the table is read off the table itself, in
 constant time: an insertion always puts a new entry object at the front,
@@ -72,23 +74,28 @@ class CachingEncoder(Encoder):
     def __init__(self) -> None:
         super().__init__()
         self._blocks: dict[tuple[Any, ...], bytes] = {}
+        #: The table as the cached blocks found it.
+        self._mark = table_mark(self.header_table)
 
     def encode(self, headers: Any, huffman: bool = True) -> bytes:
         """Encode ``headers`` (a list of ``(name, value)`` byte pairs, as h2 passes them)."""
+        before = table_mark(self.header_table)
+        if not _same_table(self._mark, before):
+            self._blocks.clear()  # resized between blocks (the peer's SETTINGS)
         key: tuple[Any, ...] | None = None
         if type(headers) is list and not self.header_table.resized:
             key = tuple(headers)
             block = self._blocks.get(key)
             if block is not None:
                 return block
-        before = table_mark(self.header_table)
         block = super().encode(headers, huffman)
-        if key is not None and _same_table(before, table_mark(self.header_table)):
+        self._mark = after = table_mark(self.header_table)
+        if key is not None and _same_table(before, after):
             if len(self._blocks) >= CACHE_LIMIT:
                 self._blocks.clear()
             self._blocks[key] = block
         else:
-            self._blocks.clear()  # the table may have changed
+            self._blocks.clear()  # the table changed
         return block
 
 
@@ -98,10 +105,15 @@ class CachingDecoder(Decoder):
     def __init__(self, max_header_list_size: int = 2**16) -> None:
         super().__init__(max_header_list_size)
         self._lists: dict[bytes, tuple[list[HeaderTuple], int]] = {}
+        #: The table as the cached lists found it.
+        self._mark = table_mark(self.header_table)
 
     def decode(self, data: bytes, raw: bool = False) -> Iterable[HeaderTuple]:
         """Decode one header block (h2 asks for ``raw`` byte pairs)."""
         block = data if type(data) is bytes else bytes(data)
+        before = table_mark(self.header_table)
+        if not _same_table(self._mark, before):
+            self._lists.clear()  # resized between blocks
         if raw:
             hit = self._lists.get(block)
             if hit is not None:
@@ -112,13 +124,13 @@ class CachingDecoder(Decoder):
                     )
                 self._assert_valid_table_size()
                 return list(headers)
-        before = table_mark(self.header_table)
         decoded = list(super().decode(block, raw))
-        if raw and _same_table(before, table_mark(self.header_table)):
+        self._mark = after = table_mark(self.header_table)
+        if raw and _same_table(before, after):
             if len(self._lists) >= CACHE_LIMIT:
                 self._lists.clear()
             size = sum(_ENTRY_OVERHEAD + len(name) + len(value) for name, value in decoded)
             self._lists[block] = (list(decoded), size)
         else:
-            self._lists.clear()  # the table may have changed
+            self._lists.clear()  # the table changed
         return decoded

@@ -63,6 +63,13 @@ _RESERVED_KEYS = frozenset(
 )
 _RESERVED_PREFIXES = (":", "grpc-")
 
+# The grpc-* names that are the application's to read and write (gRFC A6,
+# "Exposed Retry Metadata" and "Pushback"): the client's retry layer sends
+# grpc-previous-rpc-attempts and servers see it; a server sets
+# grpc-retry-pushback-ms in its trailers and the retry layer reads it.
+APPLICATION_GRPC_KEYS = frozenset({"grpc-previous-rpc-attempts", "grpc-retry-pushback-ms"})
+_APPLICATION_GRPC_NAMES = frozenset(key.encode("ascii") for key in APPLICATION_GRPC_KEYS)
+
 # Received names that are transport, not metadata. The common ones are listed
 # so one frozenset lookup settles most headers; the prefix test below catches
 # any other pseudo-header or grpc-* name. user-agent is deliberately absent:
@@ -110,7 +117,9 @@ def validate_key(key: str) -> str:
     # isascii() first: str.lower() maps some non-ASCII letters (KELVIN SIGN)
     # onto ASCII ones, which would let them slip past the charset test.
     lowered = key.lower() if key.isascii() else key
-    if lowered in _RESERVED_KEYS or lowered.startswith(_RESERVED_PREFIXES):
+    if lowered in _RESERVED_KEYS or (
+        lowered.startswith(_RESERVED_PREFIXES) and lowered not in APPLICATION_GRPC_KEYS
+    ):
         raise LocalProtocolError(f"metadata key {key!r} is reserved for gRPC itself")
     if not lowered:
         raise LocalProtocolError("metadata key must not be empty")
@@ -339,7 +348,9 @@ class Metadata:
                     " bytes (counted as name + value + 32 per header)",
                     StatusCode.RESOURCE_EXHAUSTED,
                 )
-            if name in _TRANSPORT_HEADERS or name.startswith(_TRANSPORT_PREFIXES):
+            if name in _TRANSPORT_HEADERS or (
+                name.startswith(_TRANSPORT_PREFIXES) and name not in _APPLICATION_GRPC_NAMES
+            ):
                 continue
             key = name.decode("latin-1")
             if not name.endswith(b"-bin"):

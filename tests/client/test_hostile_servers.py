@@ -111,6 +111,19 @@ def _after_request(
     return script
 
 
+def _refuse_streams(count: int) -> Script:
+    """A script: our SETTINGS, then RST_STREAM(REFUSED_STREAM) for ``count`` requests."""
+
+    async def script(peer: RawPeer, index: int) -> None:
+        await peer.send(settings_frame())
+        for _ in range(count):
+            request = await peer.read_request()
+            await peer.send(rst_stream_frame(request.stream_id, H2.REFUSED_STREAM))
+        await peer.drain()
+
+    return script
+
+
 def _headers(peer: RawPeer) -> bytes:
     return peer.headers(SID, GRPC_RESPONSE)
 
@@ -270,7 +283,8 @@ HOSTILE: list[tuple[str, Script, StatusCode, str, bool]] = [
     ),
     (
         "RST_STREAM(REFUSED_STREAM)",
-        _after_request(_const(rst_stream_frame(SID, H2.REFUSED_STREAM))),
+        # Refused calls are retried once, transparently: refuse that one too.
+        _refuse_streams(2),
         StatusCode.UNAVAILABLE,
         "REFUSED_STREAM (7)",
         True,

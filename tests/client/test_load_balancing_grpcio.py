@@ -160,7 +160,8 @@ async def test_round_robin_while_a_server_stops_under_concurrent_calls() -> None
     # Calls keep flowing from three tasks while b shuts down. The one race
     # no client can win: a call that reaches b after its shutdown began, but
     # before its GOAWAY reached us, is answered CANCELLED by grpcio (a grpcio
-    # or grpc-go client gets the same; retries, a later layer, would redo it).
+    # or grpc-go client gets the same: not provably unprocessed, so it is no
+    # transparent retry; test_retries_grpcio.py shows a retry policy redo it).
     # Every other call succeeds, and none goes to b once it is gone.
     options = ChannelOptions(load_balancing="round_robin", backoff=FAST)
     failures: list[RpcError] = []

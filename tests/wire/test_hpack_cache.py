@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hpack import Decoder, Encoder, HPACKError, OversizedHeaderListError
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from puregrpc.wire.codecs import CachingDecoder, CachingEncoder, indexed_only
@@ -45,8 +45,34 @@ UNARY_REQUEST: list[Header] = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+_RESIZED_BETWEEN_BLOCKS: list[tuple[str, object]] = [
+    ("resize", 0),
+    (
+        "headers",
+        [
+            (b":path", b"/pkg.S/M"),
+            (b"content-type", b"application/grpc", True),
+            (b"content-type", b""),
+        ],
+    ),
+    ("resize", 64),
+    ("resize", 64),
+    (
+        "headers",
+        [
+            (b":path", b"/pkg.S/M"),
+            (b"content-type", b"application/grpc", True),
+            (b"content-type", b""),
+        ],
+    ),
+]
+
+
+@settings(max_examples=500, deadline=None)
 @given(_steps, st.sampled_from([0, 1, 3]))
+# Found by this test: a block cached while the table was empty, then the
+# table grown between blocks (as the peer's SETTINGS do).
+@example(_RESIZED_BETWEEN_BLOCKS, 1)
 def test_caching_coders_match_hpack_block_for_block(
     steps: list[tuple[str, object]], repeat: int
 ) -> None:
