@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 import trio
 
+from ..filter_sql import filter_to_sql, register_functions
+from ..filters import Filter
 from .base import (
+    DATASET_COLUMNS,
     DatasetCounters,
     DatasetRow,
     KvChange,
@@ -99,6 +102,7 @@ def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    register_functions(conn)  # what ListLargeDataset filters may need (.filter_sql)
     return conn
 
 
@@ -220,18 +224,22 @@ class SqliteDatasetStore:
 
         return await self.db.run(run)
 
-    async def page(self, after_id: int, limit: int) -> list[DatasetRow]:
-        """Up to ``limit`` rows after ``after_id`` (a primary-key range scan)."""
+    async def page(
+        self, after_id: int, limit: int, where: Filter | None = None
+    ) -> list[DatasetRow]:
+        """Up to ``limit`` rows after ``after_id`` matching ``where`` (a primary-key range scan).
+
+        The filter runs inside SQLite (:mod:`..filter_sql`): rows it skips
+        never reach Python.
+        """
+        condition, params = ("1", []) if where is None else filter_to_sql(where, DATASET_COLUMNS)
+        sql = (
+            "SELECT id, category, value, data FROM dataset "
+            f"WHERE id > ? AND {condition} ORDER BY id LIMIT ?"
+        )
 
         def run(conn: sqlite3.Connection) -> list[DatasetRow]:
-            cursor = conn.execute(
-                "SELECT id, category, value, data FROM dataset WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            )
-            return [
-                DatasetRow(id=r[0], category=r[1], value=r[2], data=bytes(r[3]))
-                for r in cursor.fetchall()
-            ]
+            return list(map(DatasetRow._make, conn.execute(sql, (after_id, *params, limit))))
 
         rows = await self.db.run(run)
         self.counters.pages_fetched += 1
