@@ -15,17 +15,11 @@ its top functions when it stops.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import trio
+from streaming_server import cpu_seconds, served
 
 from puregrpc.client import Channel
 from puregrpc_streaming.protos import streaming_pb2 as pb
@@ -39,12 +33,6 @@ async def list_all(stub: StreamingServiceStub, page_size: int, filter_text: str 
     async for _ in stub.ListLargeDataset(request, timeout=600):
         received += 1
     return received
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def run(address: str, rows: int, page_size: int, repeats: int, server_pid: int) -> None:
@@ -81,24 +69,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-list-"))
-    profile = ["-m", "cProfile", "-s", "tottime"] if args.profile else []
-    command = [sys.executable, *profile, "-m", "puregrpc_streaming", "serve", "--port", "0"]
-    command += ["--data-dir", str(work), "--dataset-rows", str(args.rows), "--log-level", "ERROR"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        if not first.startswith("listening on "):
-            raise SystemExit(f"the server did not start: {first!r}")
-        address = first.removeprefix("listening on ").strip()
-        trio.run(run, address, args.rows, args.page_size, args.repeats, process.pid)
-    finally:
-        process.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
-        out, _ = process.communicate(timeout=30)
-        if args.profile:
-            print("\n".join(out.splitlines()[:40]))
-        shutil.rmtree(work, ignore_errors=True)
+    with served(rows=args.rows, profile=args.profile) as server:
+        trio.run(run, server.address, args.rows, args.page_size, args.repeats, server.process.pid)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import trio
 
 from puregrpc import RpcError, StatusCode
 
-from ._client_common import _HASH_BLOCK, RetryPolicy, TransferError, part_path
+from ._client_common import _HASH_BLOCK, RetryPolicy, TransferError, part_path, unwrap_group
 from .progress import Progress
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
@@ -61,6 +62,108 @@ async def _hash_prefix(path: Path) -> tuple[hashlib._Hash, int]:
     return await trio.to_thread.run_sync(run)
 
 
+class _PartWriter:
+    """Appends to a ``.part`` file and hashes, a large block per worker-thread hop.
+
+    Chunks are collected until :data:`_HASH_BLOCK` bytes are pending; then
+    a worker thread writes and hashes them (both release the GIL on large
+    buffers) while the next block is received: the event loop never waits
+    for the disk or the hash, pays one thread round trip per megabyte, and
+    keeps reading the stream meanwhile (one block in the thread, one being
+    filled). What was received is on disk once :meth:`flush` returns, and
+    when the block ends, however it ends.
+    """
+
+    def __init__(self, path: Path, hasher: hashlib._Hash) -> None:
+        self._path = path
+        self._hasher = hasher
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._file: io.BufferedWriter | None = None
+        self._nursery: trio.Nursery | None = None
+        self._nursery_cm = trio.open_nursery()
+        #: Set when no block is being written.
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def __aenter__(self) -> _PartWriter:
+        def run() -> io.BufferedWriter:
+            return open(self._path, "ab")
+
+        self._file = await trio.to_thread.run_sync(run)
+        self._nursery = await self._nursery_cm.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        file = self._file
+        assert file is not None
+        try:
+            with trio.CancelScope(shield=True):
+                # What arrived before a failure stays: the next run resumes there.
+                await self._idle.wait()
+                await trio.to_thread.run_sync(self._write, file, self._take())
+        finally:
+            file.close()
+            self._file = None
+        try:
+            return await self._nursery_cm.__aexit__(*exc_info)  # type: ignore[arg-type]
+        except BaseExceptionGroup as group:
+            # One error (the body's, or a failed write's): raised as itself.
+            inner = unwrap_group(group)
+            if inner is group:
+                raise
+            raise inner from None
+
+    def _take(self) -> list[bytes]:
+        block, self._pending, self._pending_bytes = self._pending, [], 0
+        return block
+
+    def _write(self, file: io.BufferedWriter, block: list[bytes]) -> None:
+        # Joined first (one copy, in this thread): sha256 and the write then
+        # release the GIL once each per block, not once per chunk; every
+        # time a thread takes the GIL back the event loop may wait for it.
+        data = b"".join(block)
+        if data:
+            self._hasher.update(data)
+            file.write(data)
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; a full block goes to a worker thread, in the background."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes < _HASH_BLOCK:
+            return
+        await self._idle.wait()  # at most one block in the thread
+        block = self._take()
+        file, nursery = self._file, self._nursery
+        assert file is not None and nursery is not None
+        self._idle = idle = trio.Event()
+
+        async def in_background() -> None:
+            try:
+                with trio.CancelScope(shield=True):  # a block taken is a block written
+                    await trio.to_thread.run_sync(self._write, file, block)
+            finally:
+                idle.set()
+
+        nursery.start_soon(in_background)
+
+    async def flush(self, *, fsync: bool = False) -> None:
+        """Write and hash everything received so far (and fsync, if ``fsync``)."""
+        file = self._file
+        assert file is not None
+        await self._idle.wait()
+        block = self._take()
+
+        def run() -> None:
+            self._write(file, block)
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
+
+        await trio.to_thread.run_sync(run)
+
+
 async def download_file(
     stub: StreamingServiceStub,
     file_id: str,
@@ -98,7 +201,8 @@ async def download_file(
     failures = 0
     reconnects = 0
     transfer_began = time.perf_counter()
-    async with await trio.open_file(part, "ab") as out:
+    out = _PartWriter(part, hasher)
+    async with out:
         while True:
             try:
                 call = stub.DownloadFile(
@@ -117,7 +221,6 @@ async def download_file(
                                 progress.total = total
                         filename = chunk.filename or filename
                         await out.write(chunk.content)
-                        hasher.update(chunk.content)
                         offset += len(chunk.content)
                         failures = 0
                         if progress is not None:
@@ -139,8 +242,7 @@ async def download_file(
                 await out.flush()
                 await trio.sleep(delay)
         transfer_time = time.perf_counter() - transfer_began
-        await out.flush()
-        await trio.to_thread.run_sync(os.fsync, out.fileno())
+        await out.flush(fsync=True)
     sha256 = hasher.hexdigest()
     if total is not None and offset != total:
         await trio.Path(part).unlink(missing_ok=True)
