@@ -26,7 +26,7 @@ import secrets
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -51,7 +51,7 @@ from ._cli_common import (
     size_arg,
     when,
 )
-from ._cli_serve import add_serve_parser, run_serve
+from ._cli_serve import ServeCommand, add_serve_parser, resolve_serve, run_serve
 from .client_helpers import (
     DEFAULT_CHUNK_SIZE,
     EventGap,
@@ -69,7 +69,7 @@ from .progress import Progress, format_bytes
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
 
-__all__ = ["amain", "build_parser", "main"]
+__all__ = ["ServeCommand", "UsageError", "amain", "build_parser", "main", "parse_serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -579,6 +579,18 @@ async def _run(args: argparse.Namespace, io: Streams) -> int:
         tls_key=args.tls_key,
     ) as channel:
         return await command(StreamingServiceStub(channel), args, io)
+
+
+def parse_serve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServeCommand:
+    """What ``puregrpc-streaming serve ARGV...`` would run, without running it.
+
+    ``argv`` are the arguments after ``serve``; options they do not give
+    come from ``environ`` (default ``os.environ``: ``PUREGRPC_STREAMING_*``)
+    or the TOML file of ``--config``. Raises :class:`UsageError` for bad
+    values (naming their source) and :class:`SystemExit` for what argparse
+    refuses.
+    """
+    return resolve_serve(build_parser().parse_args(["serve", *argv]), environ)
 
 
 async def amain(

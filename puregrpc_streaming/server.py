@@ -28,19 +28,19 @@ from puregrpc.wire import ConnectionConfig
 from .authentication import CallerInterceptor, PeerIdentities
 from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
-from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
+from .backends.events import DEFAULT_QUEUE_BYTES
+from .backends.upload_sessions import SessionPolicy
+from .handlers._common import MAX_PAGE_SIZE, SHUTDOWN_GRACE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
 from .service import StreamingService
 from .tls import serve_mutual_tls, server_ssl_context
 
-__all__ = ["SERVICE_NAME", "RunningServer", "ServeConfig", "open_server", "serve"]
+__all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
 
 logger = logging.getLogger("puregrpc_streaming")
 
 #: The name health checks use for the streaming service.
 SERVICE_NAME = "streaming.v1.StreamingService"
-#: Seconds calls in flight get to finish when the server stops.
-SHUTDOWN_GRACE = 3.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +77,12 @@ class ServeConfig:
     file_threads: int = 8
     #: How much of the event log is kept (count, bytes, age).
     retention: Retention = field(default_factory=Retention)
+    #: Bytes of events queued for one watcher before it is cut off as too slow.
+    watch_queue_bytes: int = DEFAULT_QUEUE_BYTES
+    #: Resumable upload sessions: seconds one may sit idle, and how many may exist.
+    upload_sessions: SessionPolicy = field(default_factory=SessionPolicy)
+    #: Seconds calls in flight get to finish when the server stops.
+    shutdown_grace: float = SHUTDOWN_GRACE
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -103,6 +109,12 @@ class ServeConfig:
         for name in ("sql_threads", "query_threads", "file_threads"):
             if not 1 <= getattr(self, name) <= 256:
                 raise ValueError(f"{name} must be 1..256, got {getattr(self, name)}")
+        if self.watch_queue_bytes < 64 * 1024:
+            raise ValueError(
+                f"watch_queue_bytes must be at least 64 KiB, got {self.watch_queue_bytes}"
+            )
+        if not 0 <= self.shutdown_grace <= 3600:
+            raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
 
     def settings(self) -> ServiceSettings:
@@ -182,6 +194,8 @@ async def open_server(
         sql_threads=config.sql_threads,
         query_threads=config.query_threads,
         file_threads=config.file_threads,
+        sessions=config.upload_sessions,
+        watch_queue_bytes=config.watch_queue_bytes,
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication
@@ -239,8 +253,8 @@ async def open_server(
                     # Open-ended streams would hold the grace period for
                     # nothing: end them now, with a resume hint.
                     backends.events.close("server shutting down")
-                    with trio.move_on_after(SHUTDOWN_GRACE + 5):
-                        await server.stop(grace=SHUTDOWN_GRACE)
+                    with trio.move_on_after(config.shutdown_grace + 5):
+                        await server.stop(grace=config.shutdown_grace)
                     server_scope.cancel()
                 logger.info("stopped")
 

@@ -24,10 +24,11 @@ import trio
 
 from .base import Retention
 from .event_log import SqliteEventLog
-from .events import InProcessEventBus
+from .events import DEFAULT_QUEUE_BYTES, InProcessEventBus
 from .files import LocalFileStore
 from .rooms import RoomDirectory
 from .sqlite import SqliteDatabase, SqliteDatasetStore, SqliteKeyValueStore, SqliteMetricsStore
+from .upload_sessions import SessionPolicy
 
 __all__ = ["EmbeddedBackends", "open_embedded_backends"]
 
@@ -56,6 +57,8 @@ async def open_embedded_backends(
     sql_threads: int = 4,
     query_threads: int = 4,
     file_threads: int = 8,
+    sessions: SessionPolicy | None = None,
+    watch_queue_bytes: int = DEFAULT_QUEUE_BYTES,
 ) -> AsyncIterator[EmbeddedBackends]:
     """Open (creating if needed) the backends under ``data_dir`` for the block.
 
@@ -63,10 +66,11 @@ async def open_embedded_backends(
     Worker threads come from three separate capacity limiters, so one kind
     of work cannot take the others' threads: ``sql_threads`` for the stores'
     statements, ``query_threads`` for InteractiveQuery, ``file_threads`` for
-    file I/O (and one more thread appends to the event log).
+    file I/O (and one more thread appends to the event log). ``sessions``
+    bounds resumable uploads, ``watch_queue_bytes`` each watcher's queue.
     """
     await trio.Path(data_dir).mkdir(parents=True, exist_ok=True)
-    files = LocalFileStore(data_dir / "files", threads=file_threads)
+    files = LocalFileStore(data_dir / "files", threads=file_threads, sessions=sessions)
     removed = await files.prepare()
     if removed:
         logger.info("removed %d unfinished upload(s) left by instances now gone", removed)
@@ -86,7 +90,7 @@ async def open_embedded_backends(
         try:
             log = SqliteEventLog(writer, database, retention)
             last = await log.open()
-            events = InProcessEventBus(log, last_position=last)
+            events = InProcessEventBus(log, last_position=last, queue_bytes=watch_queue_bytes)
             try:
                 yield EmbeddedBackends(
                     files=files,

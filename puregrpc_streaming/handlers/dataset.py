@@ -135,7 +135,7 @@ class DatasetHandlers:
                                 yield pb.QueryResponse(data=row)
                         truncated = cursor.truncated
                 except QueryError as exc:
-                    logger.info("query from %s refused: %s", context.peer(), exc)
+                    logger.debug("query from %s refused: %s", context.peer(), exc)
                     yield _refusal(str(exc), exc.code)
                     continue
                 yield pb.QueryResponse(complete=True, truncated=truncated)

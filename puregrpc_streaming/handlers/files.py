@@ -145,7 +145,7 @@ class FileHandlers:
         finally:
             if session is not None:
                 self._store.release_session(session)
-        logger.info(
+        logger.debug(
             "stored %r as %s: %d bytes, sha256 %s",
             stored.filename,
             stored.file_id,

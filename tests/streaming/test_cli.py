@@ -454,6 +454,6 @@ async def test_tls_with_the_server_ca(nursery: trio.Nursery, tmp_path: Path) -> 
 async def test_serve_with_a_bad_chunk_size_is_a_clear_error(tmp_path: Path) -> None:
     result = await run_cli("serve", "--data-dir", str(tmp_path), "--chunk-size", "1K")
 
-    assert result.code == 1
+    assert result.code == 2  # bad input: a usage error
     assert result.err.startswith("error: ") and "chunk" in result.err, result.err
     assert result.out == ""
