@@ -19,6 +19,10 @@ from .progress import Progress
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
 
+#: Response metadata of DownloadFile: the stored file's sha256 (see handlers.files).
+FILE_SHA256 = "file-sha256"
+_HEX = frozenset("0123456789abcdef")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DownloadResult:
@@ -30,7 +34,8 @@ class DownloadResult:
     size: int
     #: Lowercase hex sha256 of the complete file.
     sha256: str
-    #: Whether ``sha256`` matched an expected checksum (False: none was known).
+    #: Whether ``sha256`` matched the expected checksum or the server's
+    #: record (False: neither was known, an older server).
     checksum_verified: bool
     #: Bytes found in ``PATH.part`` from an earlier, interrupted run.
     resumed_from: int
@@ -164,6 +169,13 @@ class _PartWriter:
         await trio.to_thread.run_sync(run)
 
 
+def _recorded_sha256(value: object) -> str | None:
+    """The server's ``file-sha256`` header, if it is one (older servers send none)."""
+    if isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value):
+        return value
+    return None
+
+
 async def download_file(
     stub: StreamingServiceStub,
     file_id: str,
@@ -184,13 +196,19 @@ async def download_file(
     :class:`RpcError` and keep the ``.part`` for a later run.
     ``attempt_timeout`` is the gRPC deadline of each attempt. When the
     stream ends, the size must equal the ``total_size`` the server announced
-    and, if ``expected_sha256`` is given, the sha256 must match; otherwise
-    :class:`TransferError` is raised and the ``.part`` removed (its bytes are
-    wrong, resuming would not help). On success the ``.part`` is fsynced and
-    renamed to ``dest``.
+    and the sha256 must match ``expected_sha256`` or, when it is not given,
+    the server's record of the file (response metadata ``file-sha256``);
+    otherwise :class:`TransferError` is raised and the ``.part`` removed
+    (its bytes are wrong, resuming would not help). An ``expected_sha256``
+    the server's record contradicts is a :class:`TransferError` before any
+    byte is fetched (the ``.part`` is left alone). On success the ``.part``
+    is fsynced and renamed to ``dest``.
     """
     policy = retry if retry is not None else RetryPolicy()
     part = part_path(dest)
+    expected = expected_sha256.lower() if expected_sha256 is not None else None
+    #: Whether ``expected`` is the server's record (no expected_sha256 was given).
+    from_server = False
     began = time.perf_counter()
     hasher, offset = await _hash_prefix(part)
     resumed_from = offset
@@ -202,47 +220,65 @@ async def download_file(
     reconnects = 0
     transfer_began = time.perf_counter()
     out = _PartWriter(part, hasher)
-    async with out:
-        while True:
-            try:
-                call = stub.DownloadFile(
-                    streaming_pb2.DownloadRequest(file_id=file_id, start_offset=offset),
-                    timeout=attempt_timeout,
-                )
-                async with call:
-                    async for chunk in call:
-                        if chunk.offset != offset:
-                            raise TransferError(
-                                f"server sent a chunk at offset {chunk.offset}, expected {offset}"
-                            )
-                        if total is None or chunk.total_size != total:
-                            total = chunk.total_size
+    try:
+        async with out:
+            while True:
+                try:
+                    call = stub.DownloadFile(
+                        streaming_pb2.DownloadRequest(file_id=file_id, start_offset=offset),
+                        timeout=attempt_timeout,
+                    )
+                    async with call:
+                        headers = await call.initial_metadata()
+                        recorded = _recorded_sha256(headers.get(FILE_SHA256))
+                        if recorded is not None:
+                            if expected is not None and recorded != expected:
+                                raise TransferError(
+                                    f"file {file_id} has sha256 {recorded} on the server, "
+                                    f"not the expected {expected}: nothing downloaded"
+                                )
+                            expected = expected or recorded
+                            from_server = expected_sha256 is None
+                        async for chunk in call:
+                            if chunk.offset != offset:
+                                raise TransferError(
+                                    f"server sent a chunk at offset {chunk.offset}, "
+                                    f"expected {offset}"
+                                )
+                            if total is None or chunk.total_size != total:
+                                total = chunk.total_size
+                                if progress is not None:
+                                    progress.total = total
+                            filename = chunk.filename or filename
+                            await out.write(chunk.content)
+                            offset += len(chunk.content)
+                            failures = 0
                             if progress is not None:
-                                progress.total = total
-                        filename = chunk.filename or filename
-                        await out.write(chunk.content)
-                        offset += len(chunk.content)
-                        failures = 0
-                        if progress is not None:
-                            progress.advance(len(chunk.content))
-                break
-            except RpcError as exc:
-                if exc.code is StatusCode.OUT_OF_RANGE and resumed_from > 0:
-                    raise TransferError(
-                        f"{part} holds {resumed_from:,} bytes, more than file {file_id} has: "
-                        "it is not a partial copy of this file; remove it and retry"
-                    ) from None
-                failures += 1
-                if exc.code not in policy.retryable or failures > policy.attempts:
-                    raise
-                delay = policy.delay(failures)
-                if on_retry is not None:
-                    on_retry(exc, delay)
-                reconnects += 1
-                await out.flush()
-                await trio.sleep(delay)
-        transfer_time = time.perf_counter() - transfer_began
-        await out.flush(fsync=True)
+                                progress.advance(len(chunk.content))
+                    break
+                except RpcError as exc:
+                    if exc.code is StatusCode.OUT_OF_RANGE and resumed_from > 0:
+                        raise TransferError(
+                            f"{part} holds {resumed_from:,} bytes, more than file {file_id} has: "
+                            "it is not a partial copy of this file; remove it and retry"
+                        ) from None
+                    failures += 1
+                    if exc.code not in policy.retryable or failures > policy.attempts:
+                        raise
+                    delay = policy.delay(failures)
+                    if on_retry is not None:
+                        on_retry(exc, delay)
+                    reconnects += 1
+                    await out.flush()
+                    await trio.sleep(delay)
+            transfer_time = time.perf_counter() - transfer_began
+            await out.flush(fsync=True)
+    except BaseException:
+        if resumed_from == 0 and offset == 0:
+            # Nothing received: leave no empty .part behind (this run made it).
+            with trio.CancelScope(shield=True):
+                await trio.Path(part).unlink(missing_ok=True)
+        raise
     sha256 = hasher.hexdigest()
     if total is not None and offset != total:
         await trio.Path(part).unlink(missing_ok=True)
@@ -250,11 +286,12 @@ async def download_file(
             f"download of {file_id} ended at {offset:,} bytes, the server announced {total:,}"
         )
     verified = False
-    if expected_sha256 is not None:
-        if sha256 != expected_sha256.lower():
+    if expected is not None:
+        if sha256 != expected:
             await trio.Path(part).unlink(missing_ok=True)
+            whose = "the server's record" if from_server else "the expected"
             raise TransferError(
-                f"checksum mismatch for {file_id}: got sha256 {sha256}, expected {expected_sha256}"
+                f"checksum mismatch for {file_id}: got sha256 {sha256}, {whose} is {expected}"
             )
         verified = True
     await trio.Path(part).replace(dest)

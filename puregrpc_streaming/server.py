@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +32,9 @@ from .backends.events import DEFAULT_QUEUE_BYTES
 from .backends.upload_sessions import SessionPolicy
 from .handlers._common import MAX_PAGE_SIZE, SHUTDOWN_GRACE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
+from .listening import accept_loop, bind
 from .service import StreamingService
-from .tls import serve_mutual_tls, server_ssl_context
+from .tls import mutual_tls_handler, server_ssl_context
 
 __all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
 
@@ -187,6 +188,29 @@ async def open_server(
     authentication = config.authentication(peers)
     # The first line says who may call: open mode must never go unnoticed.
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
+    # Bound first: a busy address fails now, not after seeding the dataset;
+    # clients that connect meanwhile wait in the backlog.
+    listeners = await bind(config.host, config.port)
+    try:
+        async with _serving(config, listeners, ssl_context, peers, authentication, deadlines) as (
+            running
+        ):
+            yield running
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+
+
+@asynccontextmanager
+async def _serving(
+    config: ServeConfig,
+    listeners: list[trio.SocketListener],
+    ssl_context: ssl.SSLContext | None,
+    peers: PeerIdentities | None,
+    authentication: CallerInterceptor,
+    deadlines: Mapping[str, float | None] | None,
+) -> AsyncIterator[RunningServer]:
     async with open_embedded_backends(
         config.data_dir,
         dataset_rows=config.dataset_rows,
@@ -213,24 +237,29 @@ async def open_server(
             # The server runs shielded from our caller's cancellation so
             # that stopping is graceful (GOAWAY, grace period), not abrupt.
             server_scope = trio.CancelScope(shield=True)
+            accepting = trio.CancelScope()
 
-            async def run_server(*, task_status: trio.TaskStatus[int]) -> None:
+            if peers is None or ssl_context is None:
+                handle: Callable[[trio.SocketStream], Awaitable[None]] = server.handle_stream
+            else:
+                handle = mutual_tls_handler(
+                    server, context=ssl_context, peers=peers, admins=config.admins
+                )
+
+            async def run_server(*, task_status: trio.TaskStatus[None]) -> None:
                 with server_scope:
-                    if peers is None or ssl_context is None:
-                        await server.serve(config.host, config.port, task_status=task_status)
-                        return
-                    await serve_mutual_tls(
-                        server,
-                        config.host,
-                        config.port,
-                        context=ssl_context,
-                        peers=peers,
-                        admins=config.admins,
-                        task_status=task_status,
-                    )
+                    async with trio.open_nursery() as connections:
+                        with accepting:
+                            async with trio.open_nursery() as acceptors:
+                                for listener in listeners:
+                                    acceptors.start_soon(accept_loop, listener, handle, connections)
+                                task_status.started()
+                        # No longer accepting: the connections drain in stop(),
+                        # then server_scope ends them.
+                        await trio.sleep_forever()
 
-            port = await nursery.start(run_server)
-            address = _address(config.host, port)
+            await nursery.start(run_server)
+            address = _address(config.host, listeners[0].socket.getsockname()[1])
             logger.info(
                 "serving streaming.v1.StreamingService on %s (%s, data in %s)",
                 address,
@@ -250,6 +279,7 @@ async def open_server(
                     logger.info("stopping: %s", _active_summary(service))
                     # Probes and balancers see NOT_SERVING before connections close.
                     health.enter_graceful_shutdown()
+                    accepting.cancel()  # no new connections from here on
                     # Open-ended streams would hold the grace period for
                     # nothing: end them now, with a resume hint.
                     backends.events.close("server shutting down")

@@ -32,6 +32,9 @@ logger = logging.getLogger("puregrpc_streaming.files")
 MAX_FILENAME_BYTES = 255
 #: Request metadata naming a resumable upload session, and the answer's offset.
 UPLOAD_ID = "upload-id"
+#: Response metadata of DownloadFile: the stored file's sha256 and size.
+FILE_SHA256 = "file-sha256"
+FILE_SIZE = "file-size"
 UPLOAD_OFFSET = "upload-offset"
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
@@ -211,7 +214,10 @@ class FileHandlers:
         One chunk is read only after the previous one was handed to the
         transport, which waits while the client's flow-control window is
         closed: a slow client holds the server at about one chunk in memory,
-        and a cancelled download reads nothing more.
+        and a cancelled download reads nothing more. The response headers
+        carry the stored file's sha256 (metadata ``file-sha256``) and size
+        (``file-size``), so a client can check what it expects before any
+        byte arrives.
         """
         start = request.start_offset
         if start < 0:
@@ -222,6 +228,9 @@ class FileHandlers:
                 StatusCode.OUT_OF_RANGE,
                 f"start_offset {start} is beyond the end of the file ({stored.size} bytes)",
             )
+        await context.send_initial_metadata(
+            Metadata([(FILE_SHA256, stored.checksum), (FILE_SIZE, str(stored.size))])
+        )
         if start == stored.size:
             return
         try:

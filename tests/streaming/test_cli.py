@@ -104,7 +104,7 @@ async def test_download_without_expected_checksum_says_it_is_not_verified(
     down = await run_cli("download", file_id, "-o", str(tmp_path / "b.bin"), "--target", target)
 
     assert down.code == 0, down.err
-    assert f"sha256 {sha256} (not verified" in down.out
+    assert f"sha256 {sha256} (verified against the server's record)" in down.out
 
 
 async def test_download_of_an_unknown_file_is_not_found(target: str, tmp_path: Path) -> None:
