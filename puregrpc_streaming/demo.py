@@ -218,7 +218,10 @@ async def tour(address: str, work: Path, rows: int, size: int, tokens: dict[str,
         await nursery.start(watch_all)
         await nursery.start(watch_filtered)
 
-        say(f"\n2/10 UploadFile (client streaming): {format_bytes(size)} in 64 KiB chunks")
+        say(
+            f"\n2/10 UploadFile (client streaming): {format_bytes(size)} in 64 KiB chunks, "
+            "interrupted halfway and resumed"
+        )
         file_id, sha256, _ = await step_upload(stub, work, size, tally)
 
         say("\n3/10 DownloadFile (server streaming): interrupted at 40%, then resumed")
