@@ -23,6 +23,7 @@ from ._cli_common import (
 from ._serve_sources import CONFIG_VARIABLE, ENV_PREFIX, GivenAppend, GivenStore, layered
 from .backends.base import Retention
 from .backends.events import DEFAULT_QUEUE_BYTES
+from .backends.sqlite import BUSY_TIMEOUT
 from .backends.upload_sessions import SessionPolicy
 from .handlers._common import SHUTDOWN_GRACE
 from .identity import Identity, load_token_file, parse_token_spec
@@ -99,6 +100,14 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
             metavar="N",
             help=f"worker threads for {what} (default %(default)s)",
         )
+    option(
+        "--sql-busy-timeout",
+        type=positive_float_arg,
+        default=BUSY_TIMEOUT,
+        metavar="SECONDS",
+        help="a write waits this long for another process's lock on the database "
+        "(default %(default)s)",
+    )
     history = Retention()
     option(
         "--retain-events", type=count_arg, default=history.max_events, metavar="N", help="event log"
@@ -250,6 +259,7 @@ def resolve_serve(
                 ttl=args.upload_session_ttl, max_sessions=args.max_upload_sessions
             ),
             shutdown_grace=args.shutdown_grace,
+            sql_busy_timeout=args.sql_busy_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

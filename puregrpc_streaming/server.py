@@ -29,6 +29,7 @@ from .authentication import CallerInterceptor, PeerIdentities
 from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .backends.events import DEFAULT_QUEUE_BYTES
+from .backends.sqlite import BUSY_TIMEOUT
 from .backends.upload_sessions import SessionPolicy
 from .handlers._common import MAX_PAGE_SIZE, SHUTDOWN_GRACE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
@@ -84,6 +85,9 @@ class ServeConfig:
     upload_sessions: SessionPolicy = field(default_factory=SessionPolicy)
     #: Seconds calls in flight get to finish when the server stops.
     shutdown_grace: float = SHUTDOWN_GRACE
+    #: Seconds a write waits for a lock another process holds on the database
+    #: before its call fails UNAVAILABLE.
+    sql_busy_timeout: float = BUSY_TIMEOUT
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -113,6 +117,10 @@ class ServeConfig:
         if self.watch_queue_bytes < 64 * 1024:
             raise ValueError(
                 f"watch_queue_bytes must be at least 64 KiB, got {self.watch_queue_bytes}"
+            )
+        if not 0 < self.sql_busy_timeout <= 600:
+            raise ValueError(
+                f"sql_busy_timeout must be 0..600 seconds, got {self.sql_busy_timeout}"
             )
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
@@ -220,6 +228,7 @@ async def _serving(
         file_threads=config.file_threads,
         sessions=config.upload_sessions,
         watch_queue_bytes=config.watch_queue_bytes,
+        sql_busy_timeout=config.sql_busy_timeout,
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

@@ -9,6 +9,9 @@ gets, from the interceptors of :meth:`StreamingService.interceptors`:
   when it ends, with the method, the peer, the status, the duration and the
   message counts in and out (the start line at DEBUG); errors at WARNING,
   but a client's CANCELLED and a NOT_FOUND at INFO;
+* **storage faults** as clear statuses (:class:`.faults.StorageFaultInterceptor`):
+  a full disk RESOURCE_EXHAUSTED, a database locked by another process or a
+  read-only directory UNAVAILABLE, each naming its cause;
 * its **caller** (:class:`.authentication.CallerInterceptor`): from a client
   certificate or a bearer token, or anonymous in open development mode;
   handlers read it with :func:`.authentication.caller_of`;
@@ -34,6 +37,7 @@ from puregrpc.server import RequestIterator, ServerInterceptor, ServicerContext
 from .authentication import CallerInterceptor
 from .backends.base import Backends
 from .call_policy import DEFAULT_DEADLINES, CallPolicy
+from .faults import StorageFaultInterceptor
 from .handlers._common import ServiceSettings
 from .handlers.chat import ChatHandlers
 from .handlers.dataset import DatasetHandlers
@@ -176,6 +180,7 @@ class StreamingService(StreamingServiceServicer):
                 logger,
                 levels={StatusCode.CANCELLED: logging.INFO, StatusCode.NOT_FOUND: logging.INFO},
             ),
+            StorageFaultInterceptor(),
             self.authentication,
             self.call_policy,
         ]

@@ -26,9 +26,11 @@ after itself and, at startup, removes only those of instances that are gone
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -54,6 +56,7 @@ from .upload_sessions import SessionPolicy, SessionRecord, UploadSessions
 __all__ = ["FileCounters", "LocalFileStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("puregrpc_streaming.files")
 
 _ID = re.compile(r"[0-9a-f]{32}")
 #: Seconds a claim of an upload session waits for the call that holds it to end.
@@ -431,8 +434,17 @@ class _LocalUpload:
                     ),
                 )
 
-        with trio.CancelScope(shield=True):
-            await store._thread(run)
+        try:
+            with trio.CancelScope(shield=True):
+                await store._thread(run)
+        except OSError as exc:
+            # The bytes cannot be kept (a full disk, say): drop the session
+            # rather than leave a .part its record does not describe.
+            logger.warning("upload session %s could not be kept (%s): removed", key[:8], exc)
+            self._finished = False
+            self._handle = handle
+            await self.abort()
+            return
         store.release_session(key)
         store.counters.open_uploads -= 1
 
@@ -448,11 +460,16 @@ class _LocalUpload:
         sessions = self._store._sessions
 
         def run() -> None:
-            if handle is not None:
-                handle.close()
-            path.unlink(missing_ok=True)
-            if key is not None and sessions is not None:
-                sessions.remove(key)
+            try:
+                if handle is not None:
+                    # Closing flushes what is buffered: after a failed write
+                    # (a full disk) that fails again. The file goes anyway.
+                    with contextlib.suppress(OSError):
+                        handle.close()
+            finally:
+                path.unlink(missing_ok=True)
+                if key is not None and sessions is not None:
+                    sessions.remove(key)
 
         with trio.CancelScope(shield=True):
             await self._store._thread(run)

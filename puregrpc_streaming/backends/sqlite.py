@@ -98,8 +98,14 @@ FROM seq
 """
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+#: Seconds a statement waits for another connection's (or process's) lock by default.
+BUSY_TIMEOUT = 10.0
+
+
+def _connect(path: Path, busy_timeout: float = BUSY_TIMEOUT) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     register_functions(conn)  # what ListLargeDataset filters may need (.filter_sql)
@@ -109,9 +115,16 @@ def _connect(path: Path) -> sqlite3.Connection:
 class SqliteDatabase:
     """One SQLite file and a bounded pool of connections used from worker threads."""
 
-    def __init__(self, path: Path, *, max_connections: int = 4) -> None:
-        """Use the database at ``path`` (created by :meth:`open`)."""
+    def __init__(
+        self, path: Path, *, max_connections: int = 4, busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
+        """Use the database at ``path`` (created by :meth:`open`).
+
+        ``busy_timeout``: seconds a statement waits for a lock another
+        connection holds (another process, say) before "database is locked".
+        """
         self.path = path
+        self.busy_timeout = busy_timeout
         self._limiter = trio.CapacityLimiter(max_connections)
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -129,7 +142,7 @@ class SqliteDatabase:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return _connect(self.path)
+        return _connect(self.path, self.busy_timeout)
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
         with self._lock:
@@ -140,7 +153,9 @@ class SqliteDatabase:
 
     async def connect(self) -> sqlite3.Connection:
         """A new connection of the caller's own (not pooled; close it with :meth:`run_on`)."""
-        return await trio.to_thread.run_sync(_connect, self.path, limiter=self._limiter)
+        return await trio.to_thread.run_sync(
+            _connect, self.path, self.busy_timeout, limiter=self._limiter
+        )
 
     async def run_on(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in a worker thread, for a connection from :meth:`connect`."""

@@ -23,6 +23,7 @@ from ..backends.base import (
     UploadSink,
 )
 from ..backends.upload_sessions import session_key
+from ..faults import is_disk_full
 from ..protos import streaming_pb2 as pb
 from ._common import ServiceSettings, fail, invalid, metadata_text
 
@@ -141,9 +142,12 @@ class FileHandlers:
                 else:
                     await sink.abort()
             raise
-        except BaseException:
+        except BaseException as exc:
             if sink is not None:
-                await (sink.suspend() if session is not None else sink.abort())
+                # A full disk keeps nothing, whatever the session: the bytes
+                # would only take the space others need.
+                keep = session is not None and not is_disk_full(exc)
+                await (sink.suspend() if keep else sink.abort())
             raise
         finally:
             if session is not None:
