@@ -23,7 +23,7 @@ from ._cli_common import (
 from ._serve_sources import CONFIG_VARIABLE, ENV_PREFIX, GivenAppend, GivenStore, layered
 from .backends.base import Retention
 from .backends.events import DEFAULT_QUEUE_BYTES
-from .backends.sqlite import BUSY_TIMEOUT
+from .backends.sqlite import BUSY_TIMEOUT, CACHE_KIB
 from .backends.upload_sessions import SessionPolicy
 from .handlers._common import SHUTDOWN_GRACE
 from .identity import Identity, load_token_file, parse_token_spec
@@ -107,6 +107,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="SECONDS",
         help="a write waits this long for another process's lock on the database "
         "(default %(default)s)",
+    )
+    option(
+        "--sql-cache-size",
+        type=size_arg,
+        default=CACHE_KIB << 10,
+        metavar="BYTES",
+        help="SQLite page cache of each connection (default 2000K)",
     )
     history = Retention()
     option(
@@ -260,6 +267,7 @@ def resolve_serve(
             ),
             shutdown_grace=args.shutdown_grace,
             sql_busy_timeout=args.sql_busy_timeout,
+            sql_cache_kib=max(args.sql_cache_size >> 10, 1),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

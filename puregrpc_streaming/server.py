@@ -29,7 +29,7 @@ from .authentication import CallerInterceptor, PeerIdentities
 from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .backends.events import DEFAULT_QUEUE_BYTES
-from .backends.sqlite import BUSY_TIMEOUT
+from .backends.sqlite import BUSY_TIMEOUT, CACHE_KIB
 from .backends.upload_sessions import SessionPolicy
 from .handlers._common import MAX_PAGE_SIZE, SHUTDOWN_GRACE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
@@ -88,6 +88,8 @@ class ServeConfig:
     #: Seconds a write waits for a lock another process holds on the database
     #: before its call fails UNAVAILABLE.
     sql_busy_timeout: float = BUSY_TIMEOUT
+    #: KiB of SQLite page cache per connection (memory that fills as data is read).
+    sql_cache_kib: int = CACHE_KIB
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -122,6 +124,8 @@ class ServeConfig:
             raise ValueError(
                 f"sql_busy_timeout must be 0..600 seconds, got {self.sql_busy_timeout}"
             )
+        if not 16 <= self.sql_cache_kib <= 1 << 20:
+            raise ValueError(f"sql_cache_kib must be 16..{1 << 20} KiB, got {self.sql_cache_kib}")
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
@@ -229,6 +233,7 @@ async def _serving(
         sessions=config.upload_sessions,
         watch_queue_bytes=config.watch_queue_bytes,
         sql_busy_timeout=config.sql_busy_timeout,
+        sql_cache_kib=config.sql_cache_kib,
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

@@ -31,6 +31,7 @@ from .files import LocalFileStore
 from .rooms import RoomDirectory
 from .sqlite import (
     BUSY_TIMEOUT,
+    CACHE_KIB,
     SqliteDatabase,
     SqliteDatasetStore,
     SqliteKeyValueStore,
@@ -72,6 +73,7 @@ async def open_embedded_backends(
     sessions: SessionPolicy | None = None,
     watch_queue_bytes: int = DEFAULT_QUEUE_BYTES,
     sql_busy_timeout: float = BUSY_TIMEOUT,
+    sql_cache_kib: int = CACHE_KIB,
 ) -> AsyncIterator[EmbeddedBackends]:
     """Open (creating if needed) the backends under ``data_dir`` for the block.
 
@@ -82,7 +84,7 @@ async def open_embedded_backends(
     file I/O (and one more thread appends to the event log). ``sessions``
     bounds resumable uploads, ``watch_queue_bytes`` each watcher's queue,
     ``sql_busy_timeout`` how long a statement waits for another process's
-    lock on the database.
+    lock on the database, ``sql_cache_kib`` each connection's page cache.
 
     A data directory that cannot be written, or a database another process
     keeps locked, is a :class:`DataDirectoryError` naming it; nothing in the
@@ -100,11 +102,16 @@ async def open_embedded_backends(
     if removed:
         logger.info("removed %d unfinished upload(s) left by instances now gone", removed)
     database = SqliteDatabase(
-        data_dir / "streaming.sqlite3", max_connections=sql_threads, busy_timeout=sql_busy_timeout
+        data_dir / "streaming.sqlite3",
+        max_connections=sql_threads,
+        busy_timeout=sql_busy_timeout,
+        cache_kib=sql_cache_kib,
     )
     # The log appends through a connection of its own: publishing never
     # waits behind the pool's readers.
-    writer = SqliteDatabase(database.path, max_connections=1, busy_timeout=sql_busy_timeout)
+    writer = SqliteDatabase(
+        database.path, max_connections=1, busy_timeout=sql_busy_timeout, cache_kib=sql_cache_kib
+    )
     try:
         try:
             dataset, rooms, log, last = await _open_stores(

@@ -63,6 +63,8 @@ def test_every_limit_has_a_flag_a_variable_and_a_key(tmp_path: Path) -> None:
         "watch-queue-bytes": ("1M", "watch_queue_bytes", 1 << 20),
         "shutdown-grace": ("9", "shutdown_grace", 9.0),
         "query-timeout": ("2.5", "query_timeout", 2.5),
+        "sql-busy-timeout": ("0.5", "sql_busy_timeout", 0.5),
+        "sql-cache-size": ("64K", "sql_cache_kib", 64),
     }
     for flag, (text, attribute, expected) in values.items():
         variable = "PUREGRPC_STREAMING_" + flag.upper().replace("-", "_")
