@@ -179,3 +179,18 @@ def test_json_lines_carry_exceptions() -> None:
         )
     line = json.loads(JsonLinesFormatter().format(record))
     assert line["message"] == "failed here" and "ValueError: boom" in line["exception"]
+
+
+async def test_the_shutdown_grace_is_what_the_setting_says(tmp_path: Path) -> None:
+    # An upload left open holds the server's stop for the grace period, then
+    # is cut: with 0.2 s it is over well before the 3 s default would be.
+    with trio.fail_after(2.5):
+        async with running(tmp_path, shutdown_grace=0.2) as served:
+            call = served.stub.UploadFile(timeout=30)
+            await call.__aenter__()
+            await call.send(pb.FileChunk(content=b"x" * 1000, filename="open.bin"))
+            await trio.sleep(0.1)  # the server has the call now
+        with pytest.raises(RpcError) as cut:
+            await call.response()
+        await call.__aexit__(None, None, None)
+    assert cut.value.code in (StatusCode.UNAVAILABLE, StatusCode.CANCELLED)
