@@ -10,17 +10,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 import pytest
 import trio
-from service_support import running
+from service_support import running, upload
 
 from puregrpc import RpcError, StatusCode
+from puregrpc.client import Channel
 from puregrpc_streaming.cli import UsageError, amain, parse_serve
 from puregrpc_streaming.logs import JsonLinesFormatter, configure_logging
 from puregrpc_streaming.protos import streaming_pb2 as pb
+from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
+from puregrpc_streaming.server import ServeConfig, serve
 
 
 def test_a_flag_wins_over_the_environment_which_wins_over_the_file(tmp_path: Path) -> None:
@@ -182,15 +186,30 @@ def test_json_lines_carry_exceptions() -> None:
 
 
 async def test_the_shutdown_grace_is_what_the_setting_says(tmp_path: Path) -> None:
-    # An upload left open holds the server's stop for the grace period, then
-    # is cut: with 0.2 s it is over well before the 3 s default would be.
-    with trio.fail_after(2.5):
-        async with running(tmp_path, shutdown_grace=0.2) as served:
-            call = served.stub.UploadFile(timeout=30)
-            await call.__aenter__()
-            await call.send(pb.FileChunk(content=b"x" * 1000, filename="open.bin"))
-            await trio.sleep(0.1)  # the server has the call now
-        with pytest.raises(RpcError) as cut:
-            await call.response()
-        await call.__aexit__(None, None, None)
+    # A download whose client stopped reading holds the server's stop for
+    # the grace period, then is cut: with 0.2 s it is over well before the
+    # 3 s default would be.
+    config = ServeConfig(data_dir=tmp_path, dataset_rows=10, shutdown_grace=0.2)
+    server_scope = trio.CancelScope()
+
+    async def run_server(*, task_status: trio.TaskStatus[str]) -> None:
+        with server_scope:
+            await serve(config, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        address = await nursery.start(run_server)
+        async with Channel(address) as channel:
+            stub = StreamingServiceStub(channel)
+            file_id = await upload(stub, os.urandom(4 << 20), "big.bin")
+            with trio.fail_after(10):
+                request = pb.DownloadRequest(file_id=file_id)
+                async with stub.DownloadFile(request, timeout=30) as call:
+                    await call.receive()  # then read no more: the server is stuck sending
+                    server_scope.cancel()  # stop, as on SIGTERM
+                    # Past 0.2 s (but not 3 s) the server has given up on the
+                    # call: reading on, the client finds it cut, not complete.
+                    await trio.sleep(1.0)
+                    with pytest.raises(RpcError) as cut:
+                        while await call.receive() is not None:
+                            pass
     assert cut.value.code in (StatusCode.UNAVAILABLE, StatusCode.CANCELLED)
