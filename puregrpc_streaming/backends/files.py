@@ -6,7 +6,8 @@ Layout::
     files/<file_id>.json   its record (filename, size, checksum, created_at)
     files/tmp/<instance>.lock          held by each running instance (see .instances)
     files/tmp/<instance>-*.part        its uploads in progress (removed on abort)
-    files/tmp/<instance>-s<key>.*      its resumable upload sessions (.upload_sessions)
+    files/sessions/s<key>.*            resumable upload sessions, of no instance
+                                       (.upload_sessions: they survive a restart)
 
 An upload is written to a temporary file in ``tmp/`` (same file system, so
 the final rename is atomic), hashed as it goes, fsynced, renamed to
@@ -107,6 +108,7 @@ class LocalFileStore:
         """Use ``root`` (call :meth:`prepare` before serving); ``threads`` for file I/O."""
         self.root = root
         self.tmp = root / "tmp"
+        self.sessions_dir = root / "sessions"
         self.counters = FileCounters()
         #: The worker threads of file I/O (its own: slow queries cannot take them).
         self.limiter = trio.CapacityLimiter(threads)
@@ -115,6 +117,8 @@ class LocalFileStore:
         self._sessions: UploadSessions | None = None
         #: Sessions a call holds now, each with the event its release sets.
         self._busy: dict[str, trio.Event] = {}
+        #: The descriptor of each held session's lock (against other instances).
+        self._locks: dict[str, int] = {}
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -125,12 +129,13 @@ class LocalFileStore:
 
         def run() -> tuple[InstanceLock, int]:
             self.tmp.mkdir(parents=True, exist_ok=True)
+            self.sessions_dir.mkdir(exist_ok=True)
             instance = InstanceLock.acquire(self.tmp)
             return instance, sweep(self.tmp, instance)
 
         instance, removed = await self._thread(run)
         self._instance = instance
-        self._sessions = UploadSessions(self.tmp, instance.instance_id, self._policy)
+        self._sessions = UploadSessions(self.sessions_dir, self._policy)
         return removed
 
     async def close(self) -> None:
@@ -185,6 +190,15 @@ class LocalFileStore:
         sessions = self._session_files()
         self._busy[key] = trio.Event()
         try:
+            fd: int | None = None
+            with trio.move_on_after(CLAIM_WAIT):
+                # Another instance's call may still be ending: wait for its
+                # lock (a flock of another process has no event to wait on).
+                while (fd := await self._thread(sessions.lock, key)) is None:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            if fd is None:
+                raise UploadSessionBusy("another call is uploading to this session now")
+            self._locks[key] = fd
             offset = await self._thread(sessions.offset, key, time.time())
         except BaseException:
             self.release_session(key)
@@ -193,6 +207,9 @@ class LocalFileStore:
 
     def release_session(self, key: str) -> None:
         """End the claim of :meth:`claim_session` (idempotent)."""
+        fd = self._locks.pop(key, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock at once; no disk I/O
         held = self._busy.pop(key, None)
         if held is not None:
             held.set()

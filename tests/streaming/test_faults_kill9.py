@@ -28,7 +28,7 @@ from fault_support import (
 from service_support import chunks_of
 
 from puregrpc import RpcError, StatusCode
-from puregrpc_streaming.client_helpers import RetryPolicy, download_file, part_path
+from puregrpc_streaming.client_helpers import RetryPolicy, download_file, part_path, upload_file
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 
@@ -174,3 +174,34 @@ async def test_kill_during_collect_metrics(tmp_path: Path) -> None:
             rows.append(response.data)
     assert [json.loads(row) for row in rows] == [{"name": "done", "n": 500}]  # none cut
     assert query_db(data_dir, "SELECT name, count(*) FROM metrics GROUP BY name") == [("done", 500)]
+
+
+async def test_a_resumable_upload_killed_halfway_resumes_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+    source = tmp_path / "big.bin"
+    data = os.urandom(8 << 20)
+    source.write_bytes(data)
+    port = free_port()
+    sessions = data_dir / "files" / "sessions"
+    async with server_process(data_dir, port=port) as server, admin_stub(server.address) as stub:
+        with pytest.raises(RpcError), trio.fail_after(20):
+            async with stub.UploadFile(timeout=20, metadata=[("upload-id", "restart-me")]) as call:
+                for number, chunk in enumerate(chunks_of(data, "big.bin")):
+                    await call.send(chunk)
+                    if number == 64:  # 4 MiB sent: kill once the server holds some
+                        while not any(p.stat().st_size for p in sessions.glob("*.part")):  # noqa: ASYNC110
+                            await trio.sleep(0.01)
+                        server.kill()
+                await call.done_writing()
+                await call.response()
+        await wait_for_exit(server)
+    async with server_process(data_dir, port=port) as server, admin_stub(server.address) as stub:
+        result = await upload_file(
+            stub, source, upload_id="restart-me", retry=RetryPolicy(attempts=3)
+        )
+        assert result.resumed_from > 0  # the dead server's bytes were kept
+        assert result.checksum == hashlib.sha256(data).hexdigest()
+        assert await _download(stub, result.file_id) == data
+    assert list(sessions.glob("*.part")) == []  # the session ended with the commit
