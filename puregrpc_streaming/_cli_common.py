@@ -74,6 +74,17 @@ def positive_float_arg(text: str) -> float:
     return value
 
 
+def nonnegative_float_arg(text: str) -> float:
+    """An argparse type: a number, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
 def count_arg(text: str) -> int:
     """An argparse type: a non-negative integer."""
     try:

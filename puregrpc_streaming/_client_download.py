@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from collections.abc import Callable
@@ -13,10 +14,14 @@ import trio
 
 from puregrpc import RpcError, StatusCode
 
-from ._client_common import _HASH_BLOCK, RetryPolicy, TransferError, part_path
+from ._client_common import _HASH_BLOCK, RetryPolicy, TransferError, part_path, unwrap_group
 from .progress import Progress
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
+
+#: Response metadata of DownloadFile: the stored file's sha256 (see handlers.files).
+FILE_SHA256 = "file-sha256"
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,7 +34,8 @@ class DownloadResult:
     size: int
     #: Lowercase hex sha256 of the complete file.
     sha256: str
-    #: Whether ``sha256`` matched an expected checksum (False: none was known).
+    #: Whether ``sha256`` matched the expected checksum or the server's
+    #: record (False: neither was known, an older server).
     checksum_verified: bool
     #: Bytes found in ``PATH.part`` from an earlier, interrupted run.
     resumed_from: int
@@ -61,6 +67,115 @@ async def _hash_prefix(path: Path) -> tuple[hashlib._Hash, int]:
     return await trio.to_thread.run_sync(run)
 
 
+class _PartWriter:
+    """Appends to a ``.part`` file and hashes, a large block per worker-thread hop.
+
+    Chunks are collected until :data:`_HASH_BLOCK` bytes are pending; then
+    a worker thread writes and hashes them (both release the GIL on large
+    buffers) while the next block is received: the event loop never waits
+    for the disk or the hash, pays one thread round trip per megabyte, and
+    keeps reading the stream meanwhile (one block in the thread, one being
+    filled). What was received is on disk once :meth:`flush` returns, and
+    when the block ends, however it ends.
+    """
+
+    def __init__(self, path: Path, hasher: hashlib._Hash) -> None:
+        self._path = path
+        self._hasher = hasher
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._file: io.BufferedWriter | None = None
+        self._nursery: trio.Nursery | None = None
+        self._nursery_cm = trio.open_nursery()
+        #: Set when no block is being written.
+        self._idle = trio.Event()
+        self._idle.set()
+
+    async def __aenter__(self) -> _PartWriter:
+        def run() -> io.BufferedWriter:
+            return open(self._path, "ab")
+
+        self._file = await trio.to_thread.run_sync(run)
+        self._nursery = await self._nursery_cm.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        file = self._file
+        assert file is not None
+        try:
+            with trio.CancelScope(shield=True):
+                # What arrived before a failure stays: the next run resumes there.
+                await self._idle.wait()
+                await trio.to_thread.run_sync(self._write, file, self._take())
+        finally:
+            file.close()
+            self._file = None
+        try:
+            return await self._nursery_cm.__aexit__(*exc_info)  # type: ignore[arg-type]
+        except BaseExceptionGroup as group:
+            # One error (the body's, or a failed write's): raised as itself.
+            inner = unwrap_group(group)
+            if inner is group:
+                raise
+            raise inner from None
+
+    def _take(self) -> list[bytes]:
+        block, self._pending, self._pending_bytes = self._pending, [], 0
+        return block
+
+    def _write(self, file: io.BufferedWriter, block: list[bytes]) -> None:
+        # Joined first (one copy, in this thread): sha256 and the write then
+        # release the GIL once each per block, not once per chunk; every
+        # time a thread takes the GIL back the event loop may wait for it.
+        data = b"".join(block)
+        if data:
+            self._hasher.update(data)
+            file.write(data)
+
+    async def write(self, data: bytes) -> None:
+        """Append ``data``; a full block goes to a worker thread, in the background."""
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pending_bytes < _HASH_BLOCK:
+            return
+        await self._idle.wait()  # at most one block in the thread
+        block = self._take()
+        file, nursery = self._file, self._nursery
+        assert file is not None and nursery is not None
+        self._idle = idle = trio.Event()
+
+        async def in_background() -> None:
+            try:
+                with trio.CancelScope(shield=True):  # a block taken is a block written
+                    await trio.to_thread.run_sync(self._write, file, block)
+            finally:
+                idle.set()
+
+        nursery.start_soon(in_background)
+
+    async def flush(self, *, fsync: bool = False) -> None:
+        """Write and hash everything received so far (and fsync, if ``fsync``)."""
+        file = self._file
+        assert file is not None
+        await self._idle.wait()
+        block = self._take()
+
+        def run() -> None:
+            self._write(file, block)
+            if fsync:
+                file.flush()
+                os.fsync(file.fileno())
+
+        await trio.to_thread.run_sync(run)
+
+
+def _recorded_sha256(value: object) -> str | None:
+    """The server's ``file-sha256`` header, if it is one (older servers send none)."""
+    if isinstance(value, str) and len(value) == 64 and all(c in _HEX for c in value):
+        return value
+    return None
+
+
 async def download_file(
     stub: StreamingServiceStub,
     file_id: str,
@@ -81,13 +196,19 @@ async def download_file(
     :class:`RpcError` and keep the ``.part`` for a later run.
     ``attempt_timeout`` is the gRPC deadline of each attempt. When the
     stream ends, the size must equal the ``total_size`` the server announced
-    and, if ``expected_sha256`` is given, the sha256 must match; otherwise
-    :class:`TransferError` is raised and the ``.part`` removed (its bytes are
-    wrong, resuming would not help). On success the ``.part`` is fsynced and
-    renamed to ``dest``.
+    and the sha256 must match ``expected_sha256`` or, when it is not given,
+    the server's record of the file (response metadata ``file-sha256``);
+    otherwise :class:`TransferError` is raised and the ``.part`` removed
+    (its bytes are wrong, resuming would not help). An ``expected_sha256``
+    the server's record contradicts is a :class:`TransferError` before any
+    byte is fetched (the ``.part`` is left alone). On success the ``.part``
+    is fsynced and renamed to ``dest``.
     """
     policy = retry if retry is not None else RetryPolicy()
     part = part_path(dest)
+    expected = expected_sha256.lower() if expected_sha256 is not None else None
+    #: Whether ``expected`` is the server's record (no expected_sha256 was given).
+    from_server = False
     began = time.perf_counter()
     hasher, offset = await _hash_prefix(part)
     resumed_from = offset
@@ -98,49 +219,66 @@ async def download_file(
     failures = 0
     reconnects = 0
     transfer_began = time.perf_counter()
-    async with await trio.open_file(part, "ab") as out:
-        while True:
-            try:
-                call = stub.DownloadFile(
-                    streaming_pb2.DownloadRequest(file_id=file_id, start_offset=offset),
-                    timeout=attempt_timeout,
-                )
-                async with call:
-                    async for chunk in call:
-                        if chunk.offset != offset:
-                            raise TransferError(
-                                f"server sent a chunk at offset {chunk.offset}, expected {offset}"
-                            )
-                        if total is None or chunk.total_size != total:
-                            total = chunk.total_size
+    out = _PartWriter(part, hasher)
+    try:
+        async with out:
+            while True:
+                try:
+                    call = stub.DownloadFile(
+                        streaming_pb2.DownloadRequest(file_id=file_id, start_offset=offset),
+                        timeout=attempt_timeout,
+                    )
+                    async with call:
+                        headers = await call.initial_metadata()
+                        recorded = _recorded_sha256(headers.get(FILE_SHA256))
+                        if recorded is not None:
+                            if expected is not None and recorded != expected:
+                                raise TransferError(
+                                    f"file {file_id} has sha256 {recorded} on the server, "
+                                    f"not the expected {expected}: nothing downloaded"
+                                )
+                            expected = expected or recorded
+                            from_server = expected_sha256 is None
+                        async for chunk in call:
+                            if chunk.offset != offset:
+                                raise TransferError(
+                                    f"server sent a chunk at offset {chunk.offset}, "
+                                    f"expected {offset}"
+                                )
+                            if total is None or chunk.total_size != total:
+                                total = chunk.total_size
+                                if progress is not None:
+                                    progress.total = total
+                            filename = chunk.filename or filename
+                            await out.write(chunk.content)
+                            offset += len(chunk.content)
+                            failures = 0
                             if progress is not None:
-                                progress.total = total
-                        filename = chunk.filename or filename
-                        await out.write(chunk.content)
-                        hasher.update(chunk.content)
-                        offset += len(chunk.content)
-                        failures = 0
-                        if progress is not None:
-                            progress.advance(len(chunk.content))
-                break
-            except RpcError as exc:
-                if exc.code is StatusCode.OUT_OF_RANGE and resumed_from > 0:
-                    raise TransferError(
-                        f"{part} holds {resumed_from:,} bytes, more than file {file_id} has: "
-                        "it is not a partial copy of this file; remove it and retry"
-                    ) from None
-                failures += 1
-                if exc.code not in policy.retryable or failures > policy.attempts:
-                    raise
-                delay = policy.delay(failures)
-                if on_retry is not None:
-                    on_retry(exc, delay)
-                reconnects += 1
-                await out.flush()
-                await trio.sleep(delay)
-        transfer_time = time.perf_counter() - transfer_began
-        await out.flush()
-        await trio.to_thread.run_sync(os.fsync, out.fileno())
+                                progress.advance(len(chunk.content))
+                    break
+                except RpcError as exc:
+                    if exc.code is StatusCode.OUT_OF_RANGE and resumed_from > 0:
+                        raise TransferError(
+                            f"{part} holds {resumed_from:,} bytes, more than file {file_id} has: "
+                            "it is not a partial copy of this file; remove it and retry"
+                        ) from None
+                    failures += 1
+                    if exc.code not in policy.retryable or failures > policy.attempts:
+                        raise
+                    delay = policy.delay(failures)
+                    if on_retry is not None:
+                        on_retry(exc, delay)
+                    reconnects += 1
+                    await out.flush()
+                    await trio.sleep(delay)
+            transfer_time = time.perf_counter() - transfer_began
+            await out.flush(fsync=True)
+    except BaseException:
+        if resumed_from == 0 and offset == 0:
+            # Nothing received: leave no empty .part behind (this run made it).
+            with trio.CancelScope(shield=True):
+                await trio.Path(part).unlink(missing_ok=True)
+        raise
     sha256 = hasher.hexdigest()
     if total is not None and offset != total:
         await trio.Path(part).unlink(missing_ok=True)
@@ -148,11 +286,12 @@ async def download_file(
             f"download of {file_id} ended at {offset:,} bytes, the server announced {total:,}"
         )
     verified = False
-    if expected_sha256 is not None:
-        if sha256 != expected_sha256.lower():
+    if expected is not None:
+        if sha256 != expected:
             await trio.Path(part).unlink(missing_ok=True)
+            whose = "the server's record" if from_server else "the expected"
             raise TransferError(
-                f"checksum mismatch for {file_id}: got sha256 {sha256}, expected {expected_sha256}"
+                f"checksum mismatch for {file_id}: got sha256 {sha256}, {whose} is {expected}"
             )
         verified = True
     await trio.Path(part).replace(dest)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import secrets
 import time
 from collections.abc import AsyncGenerator, Callable
@@ -71,16 +72,28 @@ class _Chunks:
         # would cost more than the read itself.
         block_size = max(chunk_size, _HASH_BLOCK // chunk_size * chunk_size)
         begin = offset
-        async with await trio.open_file(self.path, "rb") as file:
-            await file.seek(offset)
+        hasher = self.hasher
+
+        def read_and_hash(file: io.BufferedReader) -> bytes:
+            # One thread hop reads and hashes a block (both release the GIL):
+            # the event loop never waits for the disk or for sha256.
+            block = file.read(block_size)
+            hasher.update(block)
+            return block
+
+        def open_file() -> io.BufferedReader:
+            return open(self.path, "rb")
+
+        file = await trio.to_thread.run_sync(open_file)
+        try:
+            await trio.to_thread.run_sync(file.seek, offset)
             while True:
-                block = await file.read(block_size)
+                block = await trio.to_thread.run_sync(read_and_hash, file)
                 # Nothing left to read: done, unless this call has sent nothing
                 # yet (an empty file, or a session holding it all already):
                 # then one empty chunk names the file.
                 if not block and not (offset == begin == self.size):
                     return
-                self.hasher.update(block)
                 view = memoryview(block)
                 for start in range(0, max(len(block), 1), chunk_size):
                     content = bytes(view[start : start + chunk_size])
@@ -97,6 +110,8 @@ class _Chunks:
                         self.progress.advance(len(content))
                 if not block:
                     return
+        finally:
+            file.close()  # a file only read: closing it does not wait for the disk
 
 
 async def _hash_of_prefix(path: Path, length: int) -> hashlib._Hash:

@@ -26,7 +26,7 @@ import secrets
 import shlex
 import sys
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -51,7 +51,7 @@ from ._cli_common import (
     size_arg,
     when,
 )
-from ._cli_serve import add_serve_parser, run_serve
+from ._cli_serve import ServeCommand, add_serve_parser, resolve_serve, run_serve
 from .client_helpers import (
     DEFAULT_CHUNK_SIZE,
     EventGap,
@@ -69,7 +69,7 @@ from .progress import Progress, format_bytes
 from .protos import streaming_pb2
 from .protos.streaming_puregrpc import StreamingServiceStub
 
-__all__ = ["amain", "build_parser", "main"]
+__all__ = ["ServeCommand", "UsageError", "amain", "build_parser", "main", "parse_serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,24 +82,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve_parser(commands)
 
-    client = argparse.ArgumentParser(add_help=False)
-    client.add_argument(
-        "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="default %(default)s"
-    )
-    client.add_argument("--tls-ca", type=Path, metavar="PEM", help="use TLS, trusting this CA")
-    client.add_argument(
-        "--tls-cert", type=Path, metavar="PEM", help="client certificate (mutual TLS)"
-    )
-    client.add_argument("--tls-key", type=Path, metavar="PEM", help="key of --tls-cert")
-    client.add_argument(
-        "--token",
-        default=os.environ.get(TOKEN_VARIABLE),
-        metavar="TOKEN",
-        help=f"bearer token (default: ${TOKEN_VARIABLE})",
-    )
-    client.add_argument(
-        "--timeout", type=positive_float_arg, metavar="SECONDS", help="deadline of each call"
-    )
+    def client_options(timeout_help: str) -> argparse.ArgumentParser:
+        client = argparse.ArgumentParser(add_help=False)
+        client.add_argument(
+            "--target", default=DEFAULT_TARGET, metavar="HOST:PORT", help="default %(default)s"
+        )
+        client.add_argument("--tls-ca", type=Path, metavar="PEM", help="use TLS, trusting this CA")
+        client.add_argument(
+            "--tls-cert", type=Path, metavar="PEM", help="client certificate (mutual TLS)"
+        )
+        client.add_argument("--tls-key", type=Path, metavar="PEM", help="key of --tls-cert")
+        client.add_argument(
+            "--token",
+            default=os.environ.get(TOKEN_VARIABLE),
+            metavar="TOKEN",
+            help=f"bearer token (default: ${TOKEN_VARIABLE})",
+        )
+        client.add_argument(
+            "--timeout", type=positive_float_arg, metavar="SECONDS", help=timeout_help
+        )
+        return client
+
+    client = client_options("deadline of each call")
 
     def add(name: str, help: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, parents=[client])
@@ -129,7 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--upload-id", metavar="ID", help="continue this upload session (printed when one fails)"
     )
 
-    watch = add("watch", "WatchEvents: print events as they happen (reconnects)")
+    watch = commands.add_parser(
+        "watch",
+        help="WatchEvents: print events as they happen (reconnects)",
+        parents=[
+            client_options(
+                "stop watching after SECONDS in all, reconnections included, and exit 0 "
+                "(default: watch until interrupted)"
+            )
+        ],
+    )
     watch.add_argument("--type", dest="types", action="append", default=[], metavar="TYPE")
     watch.add_argument("--filter", default="", metavar="EXPR")
     watch.add_argument("--last-event-id", metavar="ID", help="resume after this event")
@@ -210,7 +223,12 @@ async def _download(stub: StreamingServiceStub, args: argparse.Namespace, io: St
             io.note(f"kept {format_bytes(kept)} in {part}: rerun to resume")
         raise
     io.out(f"saved {result.path} ({result.filename or args.file_id}): {result.size} bytes")
-    checked = "verified" if result.checksum_verified else "not verified: pass --sha256 HEX"
+    if not result.checksum_verified:
+        checked = "not verified: pass --sha256 HEX"
+    elif args.sha256:
+        checked = "verified"
+    else:
+        checked = "verified against the server's record"
     io.out(f"sha256 {result.sha256} ({checked}); size matches the server's")
     return 0
 
@@ -293,13 +311,19 @@ async def _list(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
     cursor = args.cursor
     if args.limit == 0:
         return 0
-    async with stub.ListLargeDataset(request, timeout=args.timeout) as call:
-        async for item in call:
-            io.out(f"{item.id}\t{item.category}\t{item.value:g}\t{as_text(item.data)}")
-            rows += 1
-            cursor = item.cursor
-            if args.limit is not None and rows >= args.limit:
-                break
+    try:
+        async with stub.ListLargeDataset(request, timeout=args.timeout) as call:
+            async for item in call:
+                io.out(f"{item.id}\t{item.category}\t{item.value:g}\t{as_text(item.data)}")
+                rows += 1
+                cursor = item.cursor
+                if args.limit is not None and rows >= args.limit:
+                    break
+    except (KeyboardInterrupt, RpcError):
+        # Interrupted (Ctrl-C, a lost connection): say where to go on from.
+        if cursor:
+            io.note(f"interrupted after {rows} rows; continue with --cursor {cursor}")
+        raise
     io.note(f"{rows} rows" + (f"; continue with --cursor {cursor}" if cursor else ""))
     return 0
 
@@ -384,6 +408,7 @@ async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
     unseen: Counter[tuple[str, str]] = Counter()
     sent = 0
     echoed = 0
+    bad_lines = 0
     all_back = trio.Event()
     async with (
         stub.Chat(metadata=metadata, timeout=args.timeout) as call,
@@ -407,8 +432,13 @@ async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
         nursery.start_soon(receive)
         room = args.room
         async for line in LineReader(io.stdin):
-            if line.startswith("/room "):
-                room = line.split(maxsplit=1)[1].strip()
+            if line.strip() == "/room" or line.startswith("/room "):
+                name = line.strip().removeprefix("/room").strip()
+                if not name:
+                    io.note("error: /room needs a room name (/room ROOM); nothing sent")
+                    bad_lines += 1
+                    continue
+                room = name
                 continue
             if not line.strip():
                 continue
@@ -424,7 +454,7 @@ async def _chat(stub: StreamingServiceStub, args: argparse.Namespace, io: Stream
         with trio.move_on_after(2.0):
             await trio.sleep_forever()  # receive() ends the nursery when the server ends
         nursery.cancel_scope.cancel()
-    return 0
+    return EXIT_USAGE if bad_lines else 0
 
 
 def _parse_change(
@@ -571,6 +601,13 @@ async def _run(args: argparse.Namespace, io: Streams) -> int:
     command = _CLIENT_COMMANDS[args.command]
     if (args.tls_key is not None) and args.tls_cert is None:
         raise UsageError("--tls-key needs --tls-cert")
+    for flag, path in (
+        ("--tls-ca", args.tls_ca),
+        ("--tls-cert", args.tls_cert),
+        ("--tls-key", args.tls_key),
+    ):
+        if path is not None and not await trio.Path(path).is_file():
+            raise UsageError(f"{flag} {path}: no such file")
     async with open_channel(
         args.target,
         tls_ca=args.tls_ca,
@@ -579,6 +616,18 @@ async def _run(args: argparse.Namespace, io: Streams) -> int:
         tls_key=args.tls_key,
     ) as channel:
         return await command(StreamingServiceStub(channel), args, io)
+
+
+def parse_serve(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> ServeCommand:
+    """What ``puregrpc-streaming serve ARGV...`` would run, without running it.
+
+    ``argv`` are the arguments after ``serve``; options they do not give
+    come from ``environ`` (default ``os.environ``: ``PUREGRPC_STREAMING_*``)
+    or the TOML file of ``--config``. Raises :class:`UsageError` for bad
+    values (naming their source) and :class:`SystemExit` for what argparse
+    refuses.
+    """
+    return resolve_serve(build_parser().parse_args(["serve", *argv]), environ)
 
 
 async def amain(

@@ -218,7 +218,10 @@ async def tour(address: str, work: Path, rows: int, size: int, tokens: dict[str,
         await nursery.start(watch_all)
         await nursery.start(watch_filtered)
 
-        say(f"\n2/10 UploadFile (client streaming): {format_bytes(size)} in 64 KiB chunks")
+        say(
+            f"\n2/10 UploadFile (client streaming): {format_bytes(size)} in 64 KiB chunks, "
+            "interrupted halfway and resumed"
+        )
         file_id, sha256, _ = await step_upload(stub, work, size, tally)
 
         say("\n3/10 DownloadFile (server streaming): interrupted at 40%, then resumed")
@@ -274,7 +277,11 @@ async def tour(address: str, work: Path, rows: int, size: int, tokens: dict[str,
 
 
 def _parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="python -m puregrpc_streaming.demo",
+        description="The streaming.v1 demo (make demo): starts puregrpc-streaming serve on a "
+        "temporary data directory and calls all ten RPCs, authenticated, with progress.",
+    )
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="dataset rows to seed")
     parser.add_argument("--size-mib", type=int, default=DEFAULT_SIZE_MIB, help="file to transfer")
     return parser.parse_args(argv)

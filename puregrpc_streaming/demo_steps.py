@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections import Counter, defaultdict
@@ -108,19 +109,39 @@ async def step_upload(
         return hasher.hexdigest()
 
     local = await trio.to_thread.run_sync(make)
+    # A resumable upload (a session named by upload_id), cut off halfway by
+    # the client, then resumed: the server answers how much it kept.
+    session = secrets.token_urlsafe(12)
+    with trio.CancelScope() as scope:
+        interrupting = _Interrupting("  upload", scope, 0.5)
+        async with tally.timing("UploadFile"):
+            await upload_file(
+                stub, source, progress=interrupting, call_timeout=120, upload_id=session
+            )
+    say(f"  interrupted: the client cancelled after sending {format_bytes(interrupting.done)}")
     async with tally.timing("UploadFile"):
         result = await upload_file(
-            stub, source, progress=Progress("  upload", stream=sys.stdout), call_timeout=120
+            stub,
+            source,
+            progress=Progress("  resume", stream=sys.stdout),
+            call_timeout=120,
+            upload_id=session,
+            retry=RetryPolicy(attempts=5),
         )
-    tally.messages["UploadFile"] += result.chunks + 1
-    assert result.checksum == local
+    tally.messages["UploadFile"] += result.chunks + 2
+    assert result.checksum == local and result.resumed_from > 0
     tally.checksums_verified += 1
-    rate = result.size / result.elapsed / 1e6
+    rate = (result.size - result.resumed_from) / result.elapsed / 1e6
+    say(
+        f"  resumed: the server held {format_bytes(result.resumed_from)} of upload session "
+        f"{session[:8]}…, the client sent the rest"
+    )
     say(f"  file_id {result.file_id}: {format_bytes(result.size)}, sha256 {result.checksum[:16]}…")
-    say("  the server's sha256 equals the one computed locally while reading")
+    say("  the server's sha256 (over the whole file) equals the one computed locally")
     tally.lines.append(
-        f"UploadFile: {format_bytes(result.size)} in {result.chunks} chunks, "
-        f"{rate:,.0f} MB/s, sha256 verified"
+        f"UploadFile: {format_bytes(result.size)}, interrupted at "
+        f"{format_bytes(interrupting.done)} and resumed from the server's "
+        f"{format_bytes(result.resumed_from)}, {rate:,.0f} MB/s, sha256 verified"
     )
     return result.file_id, local, rate
 
@@ -170,11 +191,14 @@ async def step_list(stub: StreamingServiceStub, rows: int, tally: Tally) -> None
     progress.total = rows
     async with tally.timing("ListLargeDataset"):
         started = time.perf_counter()
+        middle = rows // 2
         async for item in stub.ListLargeDataset(streaming_pb2.ListRequest(page_size=100)):
             received += 1
-            progress.advance(1)
-            if received == rows // 2:
+            if received == middle:
                 middle_cursor, middle_id = item.cursor, item.id
+            if not received % 1000:  # the display per thousand rows: rows are cheap
+                progress.advance(1000)
+        progress.advance(received % 1000)
         elapsed = time.perf_counter() - started
     progress.finish()
     tally.messages["ListLargeDataset"] += received + 1

@@ -37,6 +37,10 @@ Semantics:
 Evaluation never raises. A malformed filter raises :class:`FilterError` (a
 ``ValueError``) that names the problem and its column; the service answers
 INVALID_ARGUMENT with that message.
+
+:func:`parse_filter` gives the expression tree (:data:`Filter`), which
+:func:`compile_filter` turns into a Python predicate and
+:mod:`.filter_sql` into an SQL condition with the same meaning.
 """
 
 from __future__ import annotations
@@ -48,7 +52,18 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FilterError", "Predicate", "compile_filter", "match_all"]
+__all__ = [
+    "AllOf",
+    "AnyOf",
+    "Comparison",
+    "Filter",
+    "FilterError",
+    "Not",
+    "Predicate",
+    "compile_filter",
+    "match_all",
+    "parse_filter",
+]
 
 #: A compiled filter: takes a record, says whether it matches.
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -74,8 +89,44 @@ def match_all(record: Mapping[str, Any]) -> bool:
     return True
 
 
-def compile_filter(text: str, *, fields: Collection[str] | None = None) -> Predicate:
-    """Parse ``text`` into a predicate (an empty or blank text matches everything).
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """``FIELD OP LITERAL``: ``path`` is the field split at its dots."""
+
+    path: tuple[str, ...]
+    #: One of ``= != < <= > >= ~ !~`` (``==`` is read as ``=``).
+    op: str
+    #: A str, int, float, bool or None (a str for ``~`` and ``!~``).
+    literal: Any
+
+
+@dataclass(frozen=True, slots=True)
+class AllOf:
+    """``a and b and ...`` (two parts or more)."""
+
+    parts: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """``a or b or ...`` (two parts or more)."""
+
+    parts: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """``not inner``."""
+
+    inner: Filter
+
+
+#: A parsed filter expression.
+Filter = Comparison | AllOf | AnyOf | Not
+
+
+def parse_filter(text: str, *, fields: Collection[str] | None = None) -> Filter | None:
+    """Parse ``text`` into its expression tree (``None``: an empty or blank text).
 
     ``fields``, when given, lists the top-level field names allowed; any
     other name is an error (useful where records have a fixed shape).
@@ -86,9 +137,29 @@ def compile_filter(text: str, *, fields: Collection[str] | None = None) -> Predi
         )
     tokens = _tokenize(text)
     if len(tokens) == 1:  # only the end marker
-        return match_all
-    parser = _Parser(tokens, text, fields)
-    return parser.parse()
+        return None
+    return _Parser(tokens, text, fields).parse()
+
+
+def compile_filter(text: str, *, fields: Collection[str] | None = None) -> Predicate:
+    """Parse ``text`` into a predicate (an empty or blank text matches everything).
+
+    ``fields`` as in :func:`parse_filter`.
+    """
+    tree = parse_filter(text, fields=fields)
+    return match_all if tree is None else _predicate(tree)
+
+
+def _predicate(tree: Filter) -> Predicate:
+    if isinstance(tree, Comparison):
+        return _comparison(tree.path, tree.op, tree.literal)
+    if isinstance(tree, Not):
+        inner = _predicate(tree.inner)
+        return lambda record: not inner(record)
+    parts = [_predicate(part) for part in tree.parts]
+    if isinstance(tree, AllOf):
+        return lambda record: all(part(record) for part in parts)
+    return lambda record: any(part(record) for part in parts)
 
 
 # ----------------------------------------------------------------- tokens
@@ -258,15 +329,15 @@ class _Parser:
         self._fields = fields
         self._depth = 0
 
-    def parse(self) -> Predicate:
-        predicate = self._or()
+    def parse(self) -> Filter:
+        tree = self._or()
         token = self._peek()
         if token.kind != "end":
             raise FilterError(
                 f"unexpected {_describe(token)} at column {token.column}; "
                 "expected 'and', 'or' or the end of the filter"
             )
-        return predicate
+        return tree
 
     def _peek(self) -> _Token:
         return self._tokens[self._pos]
@@ -280,32 +351,27 @@ class _Parser:
         token = self._peek()
         return token.kind == "keyword" and token.value == word
 
-    def _or(self) -> Predicate:
+    def _or(self) -> Filter:
         parts = [self._and()]
         while self._is_keyword("or"):
             self._take()
             parts.append(self._and())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda record: any(part(record) for part in parts)
+        return parts[0] if len(parts) == 1 else AnyOf(tuple(parts))
 
-    def _and(self) -> Predicate:
+    def _and(self) -> Filter:
         parts = [self._not()]
         while self._is_keyword("and"):
             self._take()
             parts.append(self._not())
-        if len(parts) == 1:
-            return parts[0]
-        return lambda record: all(part(record) for part in parts)
+        return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
 
-    def _not(self) -> Predicate:
+    def _not(self) -> Filter:
         if self._is_keyword("not"):
             self._take()
-            inner = self._nested(self._not)
-            return lambda record: not inner(record)
+            return Not(self._nested(self._not))
         return self._primary()
 
-    def _nested(self, rule: Callable[[], Predicate]) -> Predicate:
+    def _nested(self, rule: Callable[[], Filter]) -> Filter:
         # Bound the recursion: a filter of 3000 "not"s must be an error, not
         # a RecursionError in the handler.
         self._depth += 1
@@ -316,7 +382,7 @@ class _Parser:
         finally:
             self._depth -= 1
 
-    def _primary(self) -> Predicate:
+    def _primary(self) -> Filter:
         token = self._peek()
         if token.kind == "(":
             self._take()
@@ -330,7 +396,7 @@ class _Parser:
             return inner
         return self._comparison()
 
-    def _comparison(self) -> Predicate:
+    def _comparison(self) -> Comparison:
         field = self._take()
         if field.kind != "name":
             raise FilterError(
@@ -350,7 +416,7 @@ class _Parser:
             )
         literal_token = self._take()
         literal = _literal(literal_token, op.value)
-        return _comparison(path, op.value, literal)
+        return Comparison(path, "=" if op.value == "==" else op.value, literal)
 
 
 def _literal(token: _Token, op: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +28,21 @@ from puregrpc.wire import ConnectionConfig
 from .authentication import CallerInterceptor, PeerIdentities
 from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
-from .handlers._common import MAX_PAGE_SIZE, ServiceSettings, flat_nursery
+from .backends.events import DEFAULT_QUEUE_BYTES
+from .backends.sqlite import BUSY_TIMEOUT, CACHE_KIB
+from .backends.upload_sessions import SessionPolicy
+from .handlers._common import MAX_PAGE_SIZE, SHUTDOWN_GRACE, ServiceSettings, flat_nursery
 from .identity import Identity, with_admins
+from .listening import accept_loop, bind
 from .service import StreamingService
-from .tls import serve_mutual_tls, server_ssl_context
+from .tls import mutual_tls_handler, server_ssl_context
 
-__all__ = ["SERVICE_NAME", "RunningServer", "ServeConfig", "open_server", "serve"]
+__all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
 
 logger = logging.getLogger("puregrpc_streaming")
 
 #: The name health checks use for the streaming service.
 SERVICE_NAME = "streaming.v1.StreamingService"
-#: Seconds calls in flight get to finish when the server stops.
-SHUTDOWN_GRACE = 3.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +79,17 @@ class ServeConfig:
     file_threads: int = 8
     #: How much of the event log is kept (count, bytes, age).
     retention: Retention = field(default_factory=Retention)
+    #: Bytes of events queued for one watcher before it is cut off as too slow.
+    watch_queue_bytes: int = DEFAULT_QUEUE_BYTES
+    #: Resumable upload sessions: seconds one may sit idle, and how many may exist.
+    upload_sessions: SessionPolicy = field(default_factory=SessionPolicy)
+    #: Seconds calls in flight get to finish when the server stops.
+    shutdown_grace: float = SHUTDOWN_GRACE
+    #: Seconds a write waits for a lock another process holds on the database
+    #: before its call fails UNAVAILABLE.
+    sql_busy_timeout: float = BUSY_TIMEOUT
+    #: KiB of SQLite page cache per connection (memory that fills as data is read).
+    sql_cache_kib: int = CACHE_KIB
     #: PEM certificate chain and private key: both to serve TLS, neither for plaintext.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -103,6 +116,18 @@ class ServeConfig:
         for name in ("sql_threads", "query_threads", "file_threads"):
             if not 1 <= getattr(self, name) <= 256:
                 raise ValueError(f"{name} must be 1..256, got {getattr(self, name)}")
+        if self.watch_queue_bytes < 64 * 1024:
+            raise ValueError(
+                f"watch_queue_bytes must be at least 64 KiB, got {self.watch_queue_bytes}"
+            )
+        if not 0 < self.sql_busy_timeout <= 600:
+            raise ValueError(
+                f"sql_busy_timeout must be 0..600 seconds, got {self.sql_busy_timeout}"
+            )
+        if not 16 <= self.sql_cache_kib <= 1 << 20:
+            raise ValueError(f"sql_cache_kib must be 16..{1 << 20} KiB, got {self.sql_cache_kib}")
+        if not 0 <= self.shutdown_grace <= 3600:
+            raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
 
     def settings(self) -> ServiceSettings:
@@ -175,6 +200,29 @@ async def open_server(
     authentication = config.authentication(peers)
     # The first line says who may call: open mode must never go unnoticed.
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
+    # Bound first: a busy address fails now, not after seeding the dataset;
+    # clients that connect meanwhile wait in the backlog.
+    listeners = await bind(config.host, config.port)
+    try:
+        async with _serving(config, listeners, ssl_context, peers, authentication, deadlines) as (
+            running
+        ):
+            yield running
+    finally:
+        with trio.CancelScope(shield=True):
+            for listener in listeners:
+                await listener.aclose()
+
+
+@asynccontextmanager
+async def _serving(
+    config: ServeConfig,
+    listeners: list[trio.SocketListener],
+    ssl_context: ssl.SSLContext | None,
+    peers: PeerIdentities | None,
+    authentication: CallerInterceptor,
+    deadlines: Mapping[str, float | None] | None,
+) -> AsyncIterator[RunningServer]:
     async with open_embedded_backends(
         config.data_dir,
         dataset_rows=config.dataset_rows,
@@ -182,6 +230,10 @@ async def open_server(
         sql_threads=config.sql_threads,
         query_threads=config.query_threads,
         file_threads=config.file_threads,
+        sessions=config.upload_sessions,
+        watch_queue_bytes=config.watch_queue_bytes,
+        sql_busy_timeout=config.sql_busy_timeout,
+        sql_cache_kib=config.sql_cache_kib,
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication
@@ -199,24 +251,29 @@ async def open_server(
             # The server runs shielded from our caller's cancellation so
             # that stopping is graceful (GOAWAY, grace period), not abrupt.
             server_scope = trio.CancelScope(shield=True)
+            accepting = trio.CancelScope()
 
-            async def run_server(*, task_status: trio.TaskStatus[int]) -> None:
+            if peers is None or ssl_context is None:
+                handle: Callable[[trio.SocketStream], Awaitable[None]] = server.handle_stream
+            else:
+                handle = mutual_tls_handler(
+                    server, context=ssl_context, peers=peers, admins=config.admins
+                )
+
+            async def run_server(*, task_status: trio.TaskStatus[None]) -> None:
                 with server_scope:
-                    if peers is None or ssl_context is None:
-                        await server.serve(config.host, config.port, task_status=task_status)
-                        return
-                    await serve_mutual_tls(
-                        server,
-                        config.host,
-                        config.port,
-                        context=ssl_context,
-                        peers=peers,
-                        admins=config.admins,
-                        task_status=task_status,
-                    )
+                    async with trio.open_nursery() as connections:
+                        with accepting:
+                            async with trio.open_nursery() as acceptors:
+                                for listener in listeners:
+                                    acceptors.start_soon(accept_loop, listener, handle, connections)
+                                task_status.started()
+                        # No longer accepting: the connections drain in stop(),
+                        # then server_scope ends them.
+                        await trio.sleep_forever()
 
-            port = await nursery.start(run_server)
-            address = _address(config.host, port)
+            await nursery.start(run_server)
+            address = _address(config.host, listeners[0].socket.getsockname()[1])
             logger.info(
                 "serving streaming.v1.StreamingService on %s (%s, data in %s)",
                 address,
@@ -236,11 +293,12 @@ async def open_server(
                     logger.info("stopping: %s", _active_summary(service))
                     # Probes and balancers see NOT_SERVING before connections close.
                     health.enter_graceful_shutdown()
+                    accepting.cancel()  # no new connections from here on
                     # Open-ended streams would hold the grace period for
                     # nothing: end them now, with a resume hint.
                     backends.events.close("server shutting down")
-                    with trio.move_on_after(SHUTDOWN_GRACE + 5):
-                        await server.stop(grace=SHUTDOWN_GRACE)
+                    with trio.move_on_after(config.shutdown_grace + 5):
+                        await server.stop(grace=config.shutdown_grace)
                     server_scope.cancel()
                 logger.info("stopped")
 

@@ -5,9 +5,13 @@ delegates to a handler class of :mod:`.handlers`. On top of that, every call
 gets, from the interceptors of :meth:`StreamingService.interceptors`:
 
 * a **call log** on the ``puregrpc_streaming`` logger
-  (:class:`puregrpc.interceptors.CallLogInterceptor`): a start line (method,
-  peer, deadline), and an end line with the status, the duration and the
-  message counts in and out (errors at WARNING);
+  (:class:`puregrpc.interceptors.CallLogInterceptor`): one line per call,
+  when it ends, with the method, the peer, the status, the duration and the
+  message counts in and out (the start line at DEBUG); errors at WARNING,
+  but a client's CANCELLED and a NOT_FOUND at INFO;
+* **storage faults** as clear statuses (:class:`.faults.StorageFaultInterceptor`):
+  a full disk RESOURCE_EXHAUSTED, a database locked by another process or a
+  read-only directory UNAVAILABLE, each naming its cause;
 * its **caller** (:class:`.authentication.CallerInterceptor`): from a client
   certificate or a bearer token, or anonymous in open development mode;
   handlers read it with :func:`.authentication.caller_of`;
@@ -26,12 +30,14 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING
 
+from puregrpc import StatusCode
 from puregrpc.interceptors import CallLogInterceptor
 from puregrpc.server import RequestIterator, ServerInterceptor, ServicerContext
 
 from .authentication import CallerInterceptor
 from .backends.base import Backends
 from .call_policy import DEFAULT_DEADLINES, CallPolicy
+from .faults import StorageFaultInterceptor
 from .handlers._common import ServiceSettings
 from .handlers.chat import ChatHandlers
 from .handlers.dataset import DatasetHandlers
@@ -168,7 +174,13 @@ class StreamingService(StreamingServiceServicer):
         (UNAUTHENTICATED, a default deadline run out).
         """
         return [
-            CallLogInterceptor(logger, start_level=logging.INFO),
+            # One line per call, when it ends; a client's cancel and a
+            # NOT_FOUND are answers, not faults: INFO, not WARNING.
+            CallLogInterceptor(
+                logger,
+                levels={StatusCode.CANCELLED: logging.INFO, StatusCode.NOT_FOUND: logging.INFO},
+            ),
+            StorageFaultInterceptor(),
             self.authentication,
             self.call_policy,
         ]

@@ -3,7 +3,7 @@
 With a client CA (``serve --client-ca PEM``) the server asks every client
 for a certificate signed by that CA. puregrpc's server does not hand a
 connection's certificate to handlers, so for mutual TLS the service accepts
-connections itself (:func:`serve_mutual_tls`): it runs the TLS handshake,
+connections itself (:func:`mutual_tls_handler`): it runs the TLS handshake,
 reads the client's certificate, records its identity in
 :class:`~.authentication.PeerIdentities` under a peer name unique among
 open connections, and hands the finished TLS stream to
@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from puregrpc.server import Server
 from .authentication import PeerIdentities
 from .identity import ADMIN_ROLE, Identity
 
-__all__ = ["certificate_identity", "certificate_user", "serve_mutual_tls", "server_ssl_context"]
+__all__ = ["certificate_identity", "certificate_user", "mutual_tls_handler", "server_ssl_context"]
 
 logger = logging.getLogger("puregrpc_streaming.tls")
 
@@ -129,37 +130,21 @@ async def _serve_connection(
         peers.remove(peer)
 
 
-async def serve_mutual_tls(
+def mutual_tls_handler(
     server: Server,
-    host: str,
-    port: int,
     *,
     context: ssl.SSLContext,
     peers: PeerIdentities,
     admins: frozenset[str] = frozenset(),
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Accept TLS connections on ``host:port`` and serve them with ``server``, until cancelled.
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """What serves one accepted connection with mutual TLS (for :func:`.listening.accept_loop`).
 
-    ``server`` must have been built with the same ``context`` (it sets ALPN
-    h2 on it). ``task_status.started(port)`` once listening. Cancel it after
-    :meth:`Server.stop` has drained the connections.
+    It runs the handshake, settles the client certificate's identity and
+    hands the TLS stream to ``server``, which must have been built with the
+    same ``context`` (it sets ALPN h2 on it).
     """
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound: int = listeners[0].socket.getsockname()[1]
-    async with trio.open_nursery() as nursery:
 
-        async def accept(listener: trio.SocketListener) -> None:
-            async with listener:
-                while True:
-                    try:
-                        stream = await listener.accept()
-                    except OSError as exc:
-                        logger.error("accept failed: %s", exc)
-                        await trio.sleep(0.1)
-                        continue
-                    nursery.start_soon(_serve_connection, server, stream, context, peers, admins)
+    async def handle(stream: trio.SocketStream) -> None:
+        await _serve_connection(server, stream, context, peers, admins)
 
-        for listener in listeners:
-            nursery.start_soon(accept, listener)
-        task_status.started(bound)
+    return handle

@@ -11,6 +11,7 @@ exception).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import trio
 
@@ -28,8 +29,12 @@ class CallLogInterceptor:
 
     ``level`` is the level of the end line of a call that ended OK,
     ``error_level`` that of any other outcome, ``start_level`` that of the
-    start line. Each record carries the fields as ``extra`` (``grpc_method``,
-    ``grpc_peer``, ``grpc_code``, ``grpc_duration``) for structured handlers.
+    start line; ``levels`` sets the end line's level for particular status
+    codes (say, a client's CANCELLED or a NOT_FOUND at INFO: answers, not
+    faults). Each record carries the fields as ``extra`` (``grpc_method``,
+    ``grpc_peer``, ``grpc_code``, ``grpc_duration``, ``grpc_received``,
+    ``grpc_sent``, and ``grpc_details`` when there are any) for structured
+    handlers.
     """
 
     def __init__(
@@ -39,11 +44,13 @@ class CallLogInterceptor:
         level: int = logging.INFO,
         error_level: int = logging.WARNING,
         start_level: int = logging.DEBUG,
+        levels: Mapping[StatusCode, int] | None = None,
     ) -> None:
         self.logger = logger if logger is not None else logging.getLogger("puregrpc.calls")
         self.level = level
         self.error_level = error_level
         self.start_level = start_level
+        self.levels: dict[StatusCode, int] = dict(levels or {})
 
     async def intercept(
         self, call: ServerCall[object, object], proceed: ServerContinuation
@@ -76,7 +83,9 @@ class CallLogInterceptor:
     def _log_end(
         self, context: ServicerContext, method: str, peer: str, status: Status, started: float
     ) -> None:
-        level = self.level if status.code in _QUIET_CODES else self.error_level
+        level = self.levels.get(
+            status.code, self.level if status.code in _QUIET_CODES else self.error_level
+        )
         if not self.logger.isEnabledFor(level):
             return
         duration = trio.current_time() - started
@@ -97,5 +106,8 @@ class CallLogInterceptor:
                 "grpc_peer": peer,
                 "grpc_code": status.code.name,
                 "grpc_duration": duration,
+                "grpc_received": context.messages_received,
+                "grpc_sent": context.messages_sent,
+                **({"grpc_details": status.details} if status.details else {}),
             },
         )

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
-from ..filters import Predicate
+from ..filters import Filter, Predicate
 
 # ------------------------------------------------------------------ files
 
@@ -261,9 +261,8 @@ class EventBus(Protocol):
 # ---------------------------------------------------------------- dataset
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DatasetRow:
-    """One row of the dataset table."""
+class DatasetRow(NamedTuple):
+    """One row of the dataset table (a tuple: pages of them are built in bulk)."""
 
     id: int
     category: str
@@ -275,8 +274,14 @@ class DatasetRow:
         return {"id": self.id, "category": self.category, "value": self.value}
 
 
+#: The fields a ListRequest filter may name, and the kind of each (all never null).
+DATASET_COLUMNS: Mapping[str, Literal["number", "string"]] = {
+    "id": "number",
+    "category": "string",
+    "value": "number",
+}
 #: Top-level field names of :meth:`DatasetRow.as_record`.
-DATASET_FIELDS = ("id", "category", "value")
+DATASET_FIELDS = tuple(DATASET_COLUMNS)
 
 
 class QueryError(Exception):
@@ -343,8 +348,13 @@ class DatasetStore(Protocol):
 
     counters: DatasetCounters
 
-    async def page(self, after_id: int, limit: int) -> list[DatasetRow]:
-        """Up to ``limit`` rows with ``id > after_id``, in id order."""
+    async def page(
+        self, after_id: int, limit: int, where: Filter | None = None
+    ) -> list[DatasetRow]:
+        """Up to ``limit`` rows with ``id > after_id`` that match ``where``, in id order.
+
+        ``where`` names only fields of :data:`DATASET_COLUMNS`.
+        """
         ...
 
     async def row_count(self) -> int:

@@ -6,7 +6,8 @@ Layout::
     files/<file_id>.json   its record (filename, size, checksum, created_at)
     files/tmp/<instance>.lock          held by each running instance (see .instances)
     files/tmp/<instance>-*.part        its uploads in progress (removed on abort)
-    files/tmp/<instance>-s<key>.*      its resumable upload sessions (.upload_sessions)
+    files/sessions/s<key>.*            resumable upload sessions, of no instance
+                                       (.upload_sessions: they survive a restart)
 
 An upload is written to a temporary file in ``tmp/`` (same file system, so
 the final rename is atomic), hashed as it goes, fsynced, renamed to
@@ -26,9 +27,11 @@ after itself and, at startup, removes only those of instances that are gone
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import secrets
@@ -54,6 +57,7 @@ from .upload_sessions import SessionPolicy, SessionRecord, UploadSessions
 __all__ = ["FileCounters", "LocalFileStore"]
 
 T = TypeVar("T")
+logger = logging.getLogger("puregrpc_streaming.files")
 
 _ID = re.compile(r"[0-9a-f]{32}")
 #: Seconds a claim of an upload session waits for the call that holds it to end.
@@ -104,6 +108,7 @@ class LocalFileStore:
         """Use ``root`` (call :meth:`prepare` before serving); ``threads`` for file I/O."""
         self.root = root
         self.tmp = root / "tmp"
+        self.sessions_dir = root / "sessions"
         self.counters = FileCounters()
         #: The worker threads of file I/O (its own: slow queries cannot take them).
         self.limiter = trio.CapacityLimiter(threads)
@@ -112,6 +117,8 @@ class LocalFileStore:
         self._sessions: UploadSessions | None = None
         #: Sessions a call holds now, each with the event its release sets.
         self._busy: dict[str, trio.Event] = {}
+        #: The descriptor of each held session's lock (against other instances).
+        self._locks: dict[str, int] = {}
 
     async def _thread(self, fn: Callable[..., T], *args: Any) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self.limiter)
@@ -122,12 +129,13 @@ class LocalFileStore:
 
         def run() -> tuple[InstanceLock, int]:
             self.tmp.mkdir(parents=True, exist_ok=True)
+            self.sessions_dir.mkdir(exist_ok=True)
             instance = InstanceLock.acquire(self.tmp)
             return instance, sweep(self.tmp, instance)
 
         instance, removed = await self._thread(run)
         self._instance = instance
-        self._sessions = UploadSessions(self.tmp, instance.instance_id, self._policy)
+        self._sessions = UploadSessions(self.sessions_dir, self._policy)
         return removed
 
     async def close(self) -> None:
@@ -182,6 +190,15 @@ class LocalFileStore:
         sessions = self._session_files()
         self._busy[key] = trio.Event()
         try:
+            fd: int | None = None
+            with trio.move_on_after(CLAIM_WAIT):
+                # Another instance's call may still be ending: wait for its
+                # lock (a flock of another process has no event to wait on).
+                while (fd := await self._thread(sessions.lock, key)) is None:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            if fd is None:
+                raise UploadSessionBusy("another call is uploading to this session now")
+            self._locks[key] = fd
             offset = await self._thread(sessions.offset, key, time.time())
         except BaseException:
             self.release_session(key)
@@ -190,6 +207,9 @@ class LocalFileStore:
 
     def release_session(self, key: str) -> None:
         """End the claim of :meth:`claim_session` (idempotent)."""
+        fd = self._locks.pop(key, None)
+        if fd is not None:
+            os.close(fd)  # releases the flock at once; no disk I/O
         held = self._busy.pop(key, None)
         if held is not None:
             held.set()
@@ -431,8 +451,17 @@ class _LocalUpload:
                     ),
                 )
 
-        with trio.CancelScope(shield=True):
-            await store._thread(run)
+        try:
+            with trio.CancelScope(shield=True):
+                await store._thread(run)
+        except OSError as exc:
+            # The bytes cannot be kept (a full disk, say): drop the session
+            # rather than leave a .part its record does not describe.
+            logger.warning("upload session %s could not be kept (%s): removed", key[:8], exc)
+            self._finished = False
+            self._handle = handle
+            await self.abort()
+            return
         store.release_session(key)
         store.counters.open_uploads -= 1
 
@@ -448,11 +477,16 @@ class _LocalUpload:
         sessions = self._store._sessions
 
         def run() -> None:
-            if handle is not None:
-                handle.close()
-            path.unlink(missing_ok=True)
-            if key is not None and sessions is not None:
-                sessions.remove(key)
+            try:
+                if handle is not None:
+                    # Closing flushes what is buffered: after a failed write
+                    # (a full disk) that fails again. The file goes anyway.
+                    with contextlib.suppress(OSError):
+                        handle.close()
+            finally:
+                path.unlink(missing_ok=True)
+                if key is not None and sessions is not None:
+                    sessions.remove(key)
 
         with trio.CancelScope(shield=True):
             await self._store._thread(run)

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -45,7 +46,7 @@ import trio
 
 from .base import DatasetCounters, QueryError, QueryLimits
 
-__all__ = ["SqliteQueryCursor", "SqliteQuerySession", "row_to_json"]
+__all__ = ["SqliteQueryCursor", "SqliteQuerySession", "row_to_json", "statement_kind"]
 
 T = TypeVar("T")
 
@@ -167,6 +168,56 @@ class SqliteQueryCursor:
         self._finish()
 
 
+_COMMENT = re.compile(r"\s+|--[^\n]*(?:\n|$)|/\*.*?(?:\*/|$)", re.DOTALL)
+_WORD = re.compile(r"[A-Za-z_]+|\(|\)|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\S")
+#: Keywords that say what a statement after WITH ... does.
+_MAIN_VERBS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "VALUES"})
+#: Statement kinds named with their object: CREATE TABLE, DROP INDEX...
+_WITH_OBJECT = frozenset({"CREATE", "DROP", "ALTER"})
+
+
+def statement_kind(sql: str) -> str:
+    """What kind of statement ``sql`` is, as its author wrote it: ``DELETE``,
+    ``CREATE TABLE``, ``PRAGMA``... (``WITH ... DELETE`` is a DELETE)."""
+    words: list[str] = []
+    pos = 0
+    while pos < len(sql) and len(words) < 10_000:
+        skip = _COMMENT.match(sql, pos)
+        if skip is not None and skip.end() > pos:
+            pos = skip.end()
+            continue
+        token = _WORD.match(sql, pos)
+        if token is None:  # pragma: no cover - \S matches any other character
+            break
+        words.append(token.group())
+        pos = token.end()
+    if not words:
+        return "empty"
+    first = words[0].upper()
+    if first == "WITH":
+        depth = 0
+        for word in words[1:]:
+            depth += (word == "(") - (word == ")")
+            if depth == 0 and word.upper() in _MAIN_VERBS:
+                return word.upper()
+        return "WITH"
+    if first in _WITH_OBJECT and len(words) > 1:
+        rest = [w.upper() for w in words[1:4]]
+        for modifier in ("TEMP", "TEMPORARY", "UNIQUE", "VIRTUAL"):
+            if rest and rest[0] == modifier:
+                rest = rest[1:]
+        if rest and rest[0].isalpha():
+            return f"{first} {rest[0]}"
+    return first if first.isalpha() else f"{words[0]!r}"
+
+
+def _not_a_select(sql: str) -> str:
+    kind = statement_kind(sql)
+    if kind in ("SELECT", "VALUES"):
+        return "only SELECT statements are allowed: this one writes or changes the database"
+    return f"only SELECT statements are allowed, not {kind}"
+
+
 class SqliteQuerySession:
     """A read-only, SELECT-only, time-limited connection (one per query stream)."""
 
@@ -223,6 +274,9 @@ class SqliteQuerySession:
         conn = await trio.to_thread.run_sync(run, limiter=limiter)
         return cls(conn, counters, limiter, all_tables=all_tables)
 
+    #: The statement being run (its kind names a refusal).
+    _sql = ""
+
     def _authorize(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
@@ -254,7 +308,7 @@ class SqliteQuerySession:
                 "PERMISSION_DENIED",
             )
         if denied:
-            return QueryError(f"only SELECT statements are allowed (refused: {', '.join(denied)})")
+            return QueryError(_not_a_select(self._sql))
         if time.monotonic() > self._deadline:
             return QueryError(
                 f"query exceeded its time limit of {limits.time_limit:g} s", "DEADLINE_EXCEEDED"
@@ -296,13 +350,14 @@ class SqliteQuerySession:
         if not sql.strip():
             raise QueryError("empty query")
         self._budget = limits.time_limit
+        self._sql = sql
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, limits.max_row_bytes)
 
         def start() -> sqlite3.Cursor:
             cursor = conn.execute(sql)
             if cursor.description is None:
                 cursor.close()
-                raise QueryError("only SELECT statements are allowed")
+                raise QueryError(_not_a_select(sql))
             return cursor
 
         self._counters.queries_run += 1

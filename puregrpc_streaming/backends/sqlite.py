@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 import trio
 
+from ..filter_sql import filter_to_sql, register_functions
+from ..filters import Filter
 from .base import (
+    DATASET_COLUMNS,
     DatasetCounters,
     DatasetRow,
     KvChange,
@@ -95,19 +98,49 @@ FROM seq
 """
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+#: Seconds a statement waits for another connection's (or process's) lock by default.
+BUSY_TIMEOUT = 10.0
+
+
+#: KiB of page cache per connection by default (SQLite's own default).
+CACHE_KIB = 2000
+
+
+def _connect(
+    path: Path, busy_timeout: float = BUSY_TIMEOUT, cache_kib: int = CACHE_KIB
+) -> sqlite3.Connection:
+    conn = sqlite3.connect(
+        path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
+    )
+    # Negative: a size in KiB. Each connection's cache grows to this as it
+    # reads and writes pages, then stays: part of the server's memory.
+    conn.execute(f"PRAGMA cache_size = -{int(cache_kib)}")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    register_functions(conn)  # what ListLargeDataset filters may need (.filter_sql)
     return conn
 
 
 class SqliteDatabase:
     """One SQLite file and a bounded pool of connections used from worker threads."""
 
-    def __init__(self, path: Path, *, max_connections: int = 4) -> None:
-        """Use the database at ``path`` (created by :meth:`open`)."""
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_connections: int = 4,
+        busy_timeout: float = BUSY_TIMEOUT,
+        cache_kib: int = CACHE_KIB,
+    ) -> None:
+        """Use the database at ``path`` (created by :meth:`open`).
+
+        ``busy_timeout``: seconds a statement waits for a lock another
+        connection holds (another process, say) before "database is locked";
+        ``cache_kib``: each connection's page cache.
+        """
         self.path = path
+        self.busy_timeout = busy_timeout
+        self.cache_kib = cache_kib
         self._limiter = trio.CapacityLimiter(max_connections)
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -125,7 +158,7 @@ class SqliteDatabase:
         with self._lock:
             if self._idle:
                 return self._idle.pop()
-        return _connect(self.path)
+        return _connect(self.path, self.busy_timeout, self.cache_kib)
 
     def _checkin(self, conn: sqlite3.Connection) -> None:
         with self._lock:
@@ -136,7 +169,9 @@ class SqliteDatabase:
 
     async def connect(self) -> sqlite3.Connection:
         """A new connection of the caller's own (not pooled; close it with :meth:`run_on`)."""
-        return await trio.to_thread.run_sync(_connect, self.path, limiter=self._limiter)
+        return await trio.to_thread.run_sync(
+            _connect, self.path, self.busy_timeout, self.cache_kib, limiter=self._limiter
+        )
 
     async def run_on(self, conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` in a worker thread, for a connection from :meth:`connect`."""
@@ -220,18 +255,22 @@ class SqliteDatasetStore:
 
         return await self.db.run(run)
 
-    async def page(self, after_id: int, limit: int) -> list[DatasetRow]:
-        """Up to ``limit`` rows after ``after_id`` (a primary-key range scan)."""
+    async def page(
+        self, after_id: int, limit: int, where: Filter | None = None
+    ) -> list[DatasetRow]:
+        """Up to ``limit`` rows after ``after_id`` matching ``where`` (a primary-key range scan).
+
+        The filter runs inside SQLite (:mod:`..filter_sql`): rows it skips
+        never reach Python.
+        """
+        condition, params = ("1", []) if where is None else filter_to_sql(where, DATASET_COLUMNS)
+        sql = (
+            "SELECT id, category, value, data FROM dataset "
+            f"WHERE id > ? AND {condition} ORDER BY id LIMIT ?"
+        )
 
         def run(conn: sqlite3.Connection) -> list[DatasetRow]:
-            cursor = conn.execute(
-                "SELECT id, category, value, data FROM dataset WHERE id > ? ORDER BY id LIMIT ?",
-                (after_id, limit),
-            )
-            return [
-                DatasetRow(id=r[0], category=r[1], value=r[2], data=bytes(r[3]))
-                for r in cursor.fetchall()
-            ]
+            return list(map(DatasetRow._make, conn.execute(sql, (after_id, *params, limit))))
 
         rows = await self.db.run(run)
         self.counters.pages_fetched += 1

@@ -1,11 +1,11 @@
 """Resumable upload sessions of the local file store.
 
 An upload that names a session (UploadFile with metadata ``upload-id``) is
-written to ``tmp/<instance>-s<key>.part``, its key being a hash of the
-caller and the upload id (so one caller cannot reach another's session).
+written to ``sessions/s<key>.part``, its key being a hash of the caller and
+the upload id (so one caller cannot reach another's session).
 When its call fails, from a dropped connection or anything else short of
 the quota, the bytes received so far are flushed and fsynced and the
-session is kept, described by ``tmp/<instance>-s<key>.json`` (filename,
+session is kept, described by ``sessions/s<key>.json`` (filename,
 announced size, last activity). A later call with the same upload id is
 told the committed offset first (response metadata ``upload-offset``) and
 sends the rest; the server hashes the kept prefix again, so the checksum
@@ -13,15 +13,19 @@ covers the whole file.
 
 Sessions are bounded: :class:`SessionPolicy` (told the time) expires those
 idle longer than its ``ttl`` and caps how many exist; a session is used by
-one call at a time (a second one is :class:`~.base.UploadSessionBusy`).
-They live as long as the instance that holds them: after a restart, the
-new instance removes them with the rest of a dead instance's files.
+one call at a time (a second one is :class:`~.base.UploadSessionBusy`),
+across instances too: a call holds an exclusive ``flock`` on
+``sessions/s<key>.lock`` (:meth:`UploadSessions.lock`), which the system
+drops when the process dies. Sessions belong to no instance, so they
+survive a restart (a kill -9 included): the client resumes from what the
+previous server had fsynced or flushed.
 
 All functions here block: call them from the store's worker threads.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -67,12 +71,28 @@ class SessionRecord:
 
 
 class UploadSessions:
-    """The sessions of one store instance, on disk under ``tmp``."""
+    """The sessions of a store, on disk under ``directory`` (shared by its instances)."""
 
-    def __init__(self, tmp: Path, instance_id: str, policy: SessionPolicy) -> None:
-        self._tmp = tmp
-        self._prefix = f"{instance_id}-s"
+    def __init__(self, directory: Path, policy: SessionPolicy) -> None:
+        self._tmp = directory
+        self._prefix = "s"
         self.policy = policy
+
+    def lock(self, key: str) -> int | None:
+        """Take session ``key``'s lock; its file descriptor, or ``None`` if another holds it.
+
+        Close the descriptor (:func:`os.close`) to release it.
+        """
+        fd = os.open(self._tmp / f"{self._prefix}{key}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def part_path(self, key: str) -> Path:
         """Where session ``key`` keeps its bytes."""
@@ -113,6 +133,7 @@ class UploadSessions:
         """Forget session ``key`` and its bytes."""
         self.part_path(key).unlink(missing_ok=True)
         self.record_path(key).unlink(missing_ok=True)
+        (self._tmp / f"{self._prefix}{key}.lock").unlink(missing_ok=True)
 
     def offset(self, key: str, now: float) -> int | None:
         """The bytes session ``key`` holds (``None``: no such session, or it expired)."""

@@ -56,6 +56,8 @@ class ServiceSettings:
 
 #: Largest ListRequest.page_size.
 MAX_PAGE_SIZE = 10_000
+#: Seconds calls in flight get to finish when the server stops (the default).
+SHUTDOWN_GRACE = 3.0
 #: The largest message gRPC clients accept by default (4 MiB): no response may be bigger.
 MAX_MESSAGE_BYTES = 4 << 20
 

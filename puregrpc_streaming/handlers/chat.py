@@ -204,7 +204,7 @@ class ChatHandlers:
                 fail(StatusCode.RESOURCE_EXHAUSTED, f"cannot join room {room!r}: {exc}")
         joined.add(room)
         rooms.append(room)
-        logger.info("%s joined room %s", user, room)
+        logger.debug("%s joined room %s", user, room)
         await self._notice(room, f"{user} joined")
 
     async def _leave_all(self, user: str, rooms: list[str], joined: set[str]) -> None:
@@ -215,7 +215,7 @@ class ChatHandlers:
             joined.clear()  # before the notices: they are for the others
             rooms.clear()
             for room in left:
-                logger.info("%s left room %s", user, room)
+                logger.debug("%s left room %s", user, room)
                 await self._notice(room, f"{user} left")
 
     async def _notice(self, room: str, content: str) -> None:

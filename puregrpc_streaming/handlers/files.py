@@ -23,6 +23,7 @@ from ..backends.base import (
     UploadSink,
 )
 from ..backends.upload_sessions import session_key
+from ..faults import is_disk_full
 from ..protos import streaming_pb2 as pb
 from ._common import ServiceSettings, fail, invalid, metadata_text
 
@@ -32,6 +33,9 @@ logger = logging.getLogger("puregrpc_streaming.files")
 MAX_FILENAME_BYTES = 255
 #: Request metadata naming a resumable upload session, and the answer's offset.
 UPLOAD_ID = "upload-id"
+#: Response metadata of DownloadFile: the stored file's sha256 and size.
+FILE_SHA256 = "file-sha256"
+FILE_SIZE = "file-size"
 UPLOAD_OFFSET = "upload-offset"
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{8,128}")
 
@@ -138,14 +142,17 @@ class FileHandlers:
                 else:
                     await sink.abort()
             raise
-        except BaseException:
+        except BaseException as exc:
             if sink is not None:
-                await (sink.suspend() if session is not None else sink.abort())
+                # A full disk keeps nothing, whatever the session: the bytes
+                # would only take the space others need.
+                keep = session is not None and not is_disk_full(exc)
+                await (sink.suspend() if keep else sink.abort())
             raise
         finally:
             if session is not None:
                 self._store.release_session(session)
-        logger.info(
+        logger.debug(
             "stored %r as %s: %d bytes, sha256 %s",
             stored.filename,
             stored.file_id,
@@ -211,7 +218,10 @@ class FileHandlers:
         One chunk is read only after the previous one was handed to the
         transport, which waits while the client's flow-control window is
         closed: a slow client holds the server at about one chunk in memory,
-        and a cancelled download reads nothing more.
+        and a cancelled download reads nothing more. The response headers
+        carry the stored file's sha256 (metadata ``file-sha256``) and size
+        (``file-size``), so a client can check what it expects before any
+        byte arrives.
         """
         start = request.start_offset
         if start < 0:
@@ -222,6 +232,9 @@ class FileHandlers:
                 StatusCode.OUT_OF_RANGE,
                 f"start_offset {start} is beyond the end of the file ({stored.size} bytes)",
             )
+        await context.send_initial_metadata(
+            Metadata([(FILE_SHA256, stored.checksum), (FILE_SIZE, str(stored.size))])
+        )
         if start == stored.size:
             return
         try:

@@ -104,7 +104,7 @@ async def test_download_without_expected_checksum_says_it_is_not_verified(
     down = await run_cli("download", file_id, "-o", str(tmp_path / "b.bin"), "--target", target)
 
     assert down.code == 0, down.err
-    assert f"sha256 {sha256} (not verified" in down.out
+    assert f"sha256 {sha256} (verified against the server's record)" in down.out
 
 
 async def test_download_of_an_unknown_file_is_not_found(target: str, tmp_path: Path) -> None:
@@ -454,6 +454,6 @@ async def test_tls_with_the_server_ca(nursery: trio.Nursery, tmp_path: Path) -> 
 async def test_serve_with_a_bad_chunk_size_is_a_clear_error(tmp_path: Path) -> None:
     result = await run_cli("serve", "--data-dir", str(tmp_path), "--chunk-size", "1K")
 
-    assert result.code == 1
+    assert result.code == 2  # bad input: a usage error
     assert result.err.startswith("error: ") and "chunk" in result.err, result.err
     assert result.out == ""

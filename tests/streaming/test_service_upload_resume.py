@@ -176,9 +176,9 @@ async def test_cli_upload_resumes_after_a_dropped_connection(
 
     async def cut_midway() -> None:
         # Once the server holds some of it (a session's part file has grown).
-        tmp = tmp_path / "data" / "files" / "tmp"
+        sessions = tmp_path / "data" / "files" / "sessions"
         with trio.fail_after(30):
-            while not any(p.stat().st_size > 4 << 20 for p in tmp.glob("*.part")):  # noqa: ASYNC110
+            while not any(p.stat().st_size > 4 << 20 for p in sessions.glob("*.part")):  # noqa: ASYNC110
                 await trio.sleep(0.01)
         relay.cut()
 
