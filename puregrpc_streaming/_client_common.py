@@ -22,6 +22,33 @@ DEFAULT_CHUNK_SIZE = 64 * 1024
 _HASH_BLOCK = 1 << 20
 
 
+#: The reads the channel itself retries (gRFC A6, through the service config)
+#: while no response has arrived: repeating them is harmless. Once a stream
+#: has delivered something, A6 commits it, and the helpers' own loops resume
+#: it from where it stopped (download offset, last event id), which no
+#: generic retry can do.
+RETRIED_READS = ("GetData", "DownloadFile", "WatchEvents", "ListLargeDataset")
+
+#: The helpers' channel service config: those reads retried on UNAVAILABLE.
+SERVICE_CONFIG: dict[str, object] = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "streaming.v1.StreamingService", "method": method}
+                for method in RETRIED_READS
+            ],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "2s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
 class TransferError(Exception):
     """A transfer finished but its result is wrong (size or checksum mismatch)."""
 
@@ -105,7 +132,9 @@ async def open_channel(
     Errors raised in the block come out as themselves, not wrapped in the
     exception group of the channel's nursery. The channel's own reconnection
     backoff is kept short (0.1 s growing to 2 s) because the helpers here
-    pace their retries themselves; a connection attempt is given 5 s.
+    pace their resumptions themselves; a connection attempt is given 5 s.
+    The channel retries the reads of :data:`RETRIED_READS` that fail
+    UNAVAILABLE before any response (:data:`SERVICE_CONFIG`).
     """
     if token is not None and (not token or any(c.isspace() for c in token)):
         raise ValueError("a bearer token must be non-empty and without spaces")
@@ -113,6 +142,7 @@ async def open_channel(
     options = ChannelOptions(
         backoff=BackoffPolicy(initial_backoff=0.1, max_backoff=2.0, min_connect_timeout=5.0),
         call_defaults=defaults,
+        service_config=SERVICE_CONFIG,
     )
     secure = tls or tls_ca is not None or tls_cert is not None
     ssl_context = client_tls_context(tls_ca, cert=tls_cert, key=tls_key) if secure else None

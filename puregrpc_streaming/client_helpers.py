@@ -22,6 +22,8 @@ stalls the event loop.
 from __future__ import annotations
 
 from ._client_common import DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE
+from ._client_common import RETRIED_READS as RETRIED_READS
+from ._client_common import SERVICE_CONFIG as SERVICE_CONFIG
 from ._client_common import RetryPolicy as RetryPolicy
 from ._client_common import TransferError as TransferError
 from ._client_common import client_tls_context as client_tls_context
@@ -39,6 +41,8 @@ from ._client_watch import EventWatcher as EventWatcher
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "RETRIED_READS",
+    "SERVICE_CONFIG",
     "DownloadResult",
     "EventGap",
     "EventWatcher",
