@@ -92,34 +92,34 @@ class ChannelzService(ChannelzServicer):
         self, request: pb.GetServerRequest, context: ServicerContext
     ) -> pb.GetServerResponse:
         """One server, or NOT_FOUND."""
-        for server in self._registry.servers():
-            if server.id == request.server_id:
-                return pb.GetServerResponse(server=_convert.server_message(server))
-        raise RpcError(StatusCode.NOT_FOUND, f"no server with id {request.server_id}")
+        server = self._registry.server(request.server_id)
+        if server is None:
+            raise RpcError(StatusCode.NOT_FOUND, f"no server with id {request.server_id}")
+        return pb.GetServerResponse(server=_convert.server_message(server))
 
     async def GetServerSockets(
         self, request: pb.GetServerSocketsRequest, context: ServicerContext
     ) -> pb.GetServerSocketsResponse:
         """A server's open connections from ``start_socket_id``, one page of refs."""
-        for server in self._registry.servers():
-            if server.id == request.server_id:
-                sockets = server.sockets
-                page, end = _page(
-                    sockets, [s.id for s in sockets], request.start_socket_id, request.max_results
-                )
-                return pb.GetServerSocketsResponse(
-                    socket_ref=[_convert.socket_ref(socket) for socket in page], end=end
-                )
-        raise RpcError(StatusCode.NOT_FOUND, f"no server with id {request.server_id}")
+        server = self._registry.server(request.server_id)
+        if server is None:
+            raise RpcError(StatusCode.NOT_FOUND, f"no server with id {request.server_id}")
+        sockets = server.sockets
+        page, end = _page(
+            sockets, [s.id for s in sockets], request.start_socket_id, request.max_results
+        )
+        return pb.GetServerSocketsResponse(
+            socket_ref=[_convert.socket_ref(socket) for socket in page], end=end
+        )
 
     async def GetChannel(
         self, request: pb.GetChannelRequest, context: ServicerContext
     ) -> pb.GetChannelResponse:
         """One top-level channel, or NOT_FOUND."""
-        for channel in self._registry.channels():
-            if channel.id == request.channel_id:
-                return pb.GetChannelResponse(channel=_convert.channel_message(channel))
-        raise RpcError(StatusCode.NOT_FOUND, f"no channel with id {request.channel_id}")
+        channel = self._registry.channel(request.channel_id)
+        if channel is None:
+            raise RpcError(StatusCode.NOT_FOUND, f"no channel with id {request.channel_id}")
+        return pb.GetChannelResponse(channel=_convert.channel_message(channel))
 
     async def GetSubchannel(
         self, request: pb.GetSubchannelRequest, context: ServicerContext

@@ -108,7 +108,7 @@ class SubchannelConnection:
         self,
         transport: Transport[ClientConnection],
         keepalive: ConnectionKeepalive | None,
-        calls: CallCounts | None = None,
+        calls: CallCounts,
     ) -> None:
         self.transport = transport
         #: The subchannel's call counts (channelz: one per stream opened here).
@@ -125,13 +125,11 @@ class SubchannelConnection:
 
     def call_opened(self) -> None:
         """A call's stream opened on this connection."""
-        if self._calls is not None:
-            self._calls.call_started()
+        self._calls.call_started()
 
     def call_ended(self, ok: bool) -> None:
         """A call on this connection ended, with status OK or not."""
-        if self._calls is not None:
-            self._calls.call_ended(ok)
+        self._calls.call_ended(ok)
 
     @property
     def usable(self) -> bool:

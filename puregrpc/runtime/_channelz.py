@@ -270,6 +270,16 @@ class ChannelzRegistry:
         """Snapshots of every live top-level channel, by id."""
         return [channel.channelz() for _, channel in sorted(self._channels.items())]
 
+    def server(self, server_id: int) -> ChannelzServer | None:
+        """A snapshot of the live server ``server_id``, or None."""
+        server = self._servers.get(server_id)
+        return None if server is None else server.channelz()
+
+    def channel(self, channel_id: int) -> ChannelzChannel | None:
+        """A snapshot of the live top-level channel ``channel_id``, or None."""
+        channel = self._channels.get(channel_id)
+        return None if channel is None else channel.channelz()
+
 
 #: The process's registry (channelz ids are process-wide, so is this).
 CHANNELZ = ChannelzRegistry()

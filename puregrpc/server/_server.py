@@ -38,6 +38,7 @@ from ..runtime import (
     next_channelz_id,
     require_trio,
     socket_address,
+    stream_addresses,
     tracer_or_environment,
 )
 from ._auth_context import auth_context_of
@@ -51,19 +52,14 @@ logger = logging.getLogger("puregrpc.server")
 
 def _peer_name(stream: trio.abc.Stream) -> str:
     """``ipv4:host:port``, ``ipv6:[host]:port`` or ``unix:path``, as gRPC names peers."""
-    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
-    sock = getattr(inner, "socket", None)
-    if sock is None:
-        return "unknown"
-    try:
-        address = sock.getpeername()
-    except OSError:
-        return "unknown"
-    if sock.family == socket.AF_INET:
-        return f"ipv4:{address[0]}:{address[1]}"
-    if sock.family == socket.AF_INET6:
-        return f"ipv6:[{address[0]}]:{address[1]}"
-    return f"unix:{address or sock.getsockname()}"
+    local, remote = stream_addresses(stream)
+    if remote.kind == "tcp":
+        family = "ipv6" if ":" in remote.host else "ipv4"
+        return f"{family}:{remote}"
+    if remote.kind == "unix":
+        # A Unix client is usually unnamed: the path it reached names it.
+        return f"unix:{remote.host or local.host}"
+    return "unknown"
 
 
 def _remove_socket_file(path: str) -> None:

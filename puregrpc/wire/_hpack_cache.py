@@ -41,21 +41,10 @@ from typing import Any
 from hpack import Decoder, Encoder, HeaderTuple, OversizedHeaderListError
 from hpack.table import HeaderTable
 
-#: One-byte indexed field representations: a block of only these bytes is indexed-only.
-_INDEXED_BYTES = bytes(range(0x81, 0xFF))
 #: Distinct blocks remembered per direction (cleared whole when full).
 CACHE_LIMIT = 32
 #: RFC 7541 §4.1: an entry's size is its name and value plus 32.
 _ENTRY_OVERHEAD = 32
-
-
-def indexed_only(block: bytes) -> bool:
-    """True if ``block`` is non-empty and made only of one-byte indexed representations.
-
-    What a block of a header list fully in the table looks like (one byte
-    per field); such a block never changes the table.
-    """
-    return bool(block) and not block.translate(None, _INDEXED_BYTES)
 
 
 def table_mark(table: HeaderTable) -> tuple[int, object, int]:

@@ -21,7 +21,6 @@ from ._framing import encode_prefix as encode_prefix
 from ._framing import frame_message as frame_message
 from ._hpack_cache import CachingDecoder as CachingDecoder
 from ._hpack_cache import CachingEncoder as CachingEncoder
-from ._hpack_cache import indexed_only as indexed_only
 from ._metadata import validate_key as validate_key
 from ._request_headers import RequestHead as RequestHead
 from ._request_headers import RequestRejected as RequestRejected
@@ -68,7 +67,6 @@ __all__ = [
     "frame_message",
     "h2_error_to_code",
     "http_status_to_code",
-    "indexed_only",
     "is_supported",
     "parse_accept_encoding",
     "parse_grpc_status",
