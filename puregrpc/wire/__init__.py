@@ -40,6 +40,7 @@ from ._events import WindowOpened as WindowOpened
 from ._framing import DEFAULT_MAX_RECEIVE_MESSAGE_SIZE as DEFAULT_MAX_RECEIVE_MESSAGE_SIZE
 from ._h2_connection import H2_INTERNALS as H2_INTERNALS
 from ._h2_connection import SUPPORTED_H2 as SUPPORTED_H2
+from ._h2_connection import H2Connection as H2Connection
 from ._h2_connection import check_h2_compatibility as check_h2_compatibility
 from ._lifecycle import CallState as CallState
 from ._metadata import DEFAULT_MAX_METADATA_SIZE as DEFAULT_MAX_METADATA_SIZE
@@ -81,6 +82,7 @@ __all__ = [
     "EndCause",
     "Event",
     "GrpcConnection",
+    "H2Connection",
     "HalfClosed",
     "ListTracer",
     "LocalProtocolError",

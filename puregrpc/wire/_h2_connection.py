@@ -21,6 +21,9 @@ one that lacks an internal, naming what to re-check; the test suite runs it.
 from __future__ import annotations
 
 import collections
+import struct
+from collections.abc import Iterable
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -28,8 +31,10 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hpack
 import hpack.table
+from h2.connection import ConnectionInputs
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
 from ._hpack_cache import CachingDecoder, CachingEncoder
@@ -55,7 +60,19 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("HeaderTable.resized", "hpack: a table size change is pending (the encoder's cache waits)"),
     ("HeaderTable.dynamic_entries", "hpack: its length and front entry tell a block changed it"),
     ("Decoder._assert_valid_table_size", "hpack: checked again on a decoder cache hit"),
+    ("H2Connection.state_machine", "the connection's state machine, fed SEND_HEADERS/SEND_DATA"),
+    ("H2Stream.state_machine", "a stream's state machine, fed the inputs of a sent frame"),
+    ("H2StreamStateMachine.trailers_sent", "trailers without END_STREAM are refused"),
+    ("H2Stream.outbound_flow_control_window", "a stream's send window, charged per DATA"),
 )
+
+#: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
+_FRAME_HEADER = struct.Struct(">HBBBL")
+_DATA = 0x0
+_HEADERS = 0x1
+_CONTINUATION = 0x9
+_END_STREAM = 0x1
+_END_HEADERS = 0x4
 
 
 class _SettingValues(list[int]):
@@ -168,9 +185,137 @@ class H2Connection(h2.connection.H2Connection):
         frame.additional_data = debug_data
         self._prepare_for_sending([frame])
 
+    # ------------------------------------------------- the hot frames, ours
+
+    # h2's send_headers and send_data build a hyperframe object per frame,
+    # make about ten debug-log calls, re-encode every header name and value,
+    # and serialize through a generic path: a large share of a unary call.
+    # For the frames every call sends (headers, trailers and DATA on a
+    # stream h2 already knows), the two methods below feed h2's state
+    # machines exactly the inputs h2 would, charge the same windows, and
+    # append the same bytes to the same buffer, but build the bytes
+    # themselves. Anything else (a new stream, priority, padding,
+    # informational headers, str headers, a frame h2 would refuse) goes to
+    # h2's own method, so every error is h2's. The differential tests in
+    # tests/wire check byte-for-byte and state-for-state agreement with h2.
+
+    def send_headers(
+        self,
+        stream_id: int,
+        headers: Iterable[Any],
+        end_stream: bool = False,
+        priority_weight: int | None = None,
+        priority_depends_on: int | None = None,
+        priority_exclusive: bool | None = None,
+    ) -> None:
+        """Queue a HEADERS block: h2's method, done directly on an existing stream."""
+        stream = self.streams.get(stream_id)
+        if (
+            stream is None
+            or priority_weight is not None
+            or priority_depends_on is not None
+            or priority_exclusive is not None
+            or type(headers) is not list
+            or (self.config.client_side or _informational(headers))
+        ):
+            super().send_headers(
+                stream_id,
+                headers,
+                end_stream,
+                priority_weight=priority_weight,
+                priority_depends_on=priority_depends_on,
+                priority_exclusive=priority_exclusive,
+            )
+            return
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                super().send_headers(stream_id, headers, end_stream)
+                return
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        machine = stream.state_machine
+        machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
+        block = self.encoder.encode(headers)
+        if end_stream:
+            machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        elif machine.trailers_sent:
+            raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+        flags = _END_STREAM if end_stream else 0
+        out = self._data_to_send
+        size = len(block)
+        max_frame = self.max_outbound_frame_size
+        if size <= max_frame:
+            out += _FRAME_HEADER.pack(
+                size >> 8, size & 0xFF, _HEADERS, flags | _END_HEADERS, stream_id
+            )
+            out += block
+            return
+        # A block over the frame size: HEADERS, then CONTINUATION frames.
+        view = memoryview(block)
+        kind = _HEADERS
+        for start in range(0, size, max_frame):
+            piece = view[start : start + max_frame]
+            if start + max_frame >= size:
+                flags |= _END_HEADERS
+            n = len(piece)
+            out += _FRAME_HEADER.pack(n >> 8, n & 0xFF, kind, flags, stream_id)
+            out += piece
+            kind, flags = _CONTINUATION, 0
+
+    def send_data(
+        self,
+        stream_id: int,
+        data: bytes | memoryview,
+        end_stream: bool = False,
+        pad_length: Any = None,
+    ) -> None:
+        """Queue a DATA frame: h2's method, done directly when h2 would accept it."""
+        stream = self.streams.get(stream_id)
+        size = len(data)
+        if (
+            stream is None
+            or pad_length is not None
+            or size > self.outbound_flow_control_window
+            or size > stream.outbound_flow_control_window
+            or size > self.max_outbound_frame_size
+        ):
+            super().send_data(stream_id, data, end_stream, pad_length)
+            return
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        machine = stream.state_machine
+        machine.process_input(h2.stream.StreamInputs.SEND_DATA)
+        flags = 0
+        if end_stream:
+            machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+            flags = _END_STREAM
+        stream.outbound_flow_control_window -= size
+        self.outbound_flow_control_window -= size
+        out = self._data_to_send
+        out += _FRAME_HEADER.pack(size >> 8, size & 0xFF, _DATA, flags, stream_id)
+        out += data
+
+    def end_stream(self, stream_id: int) -> None:
+        """Queue an empty DATA frame with END_STREAM: h2's method, done directly."""
+        stream = self.streams.get(stream_id)
+        if stream is None:
+            super().end_stream(stream_id)
+            return
+        self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+        stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
+        self._data_to_send += _FRAME_HEADER.pack(0, 0, _DATA, _END_STREAM, stream_id)
+
     def has_data_to_send(self) -> bool:
         """True when :meth:`data_to_send` would return bytes (h2 has no public peek)."""
         return bool(self._data_to_send)
+
+
+def _informational(headers: list[Any]) -> bool:
+    """h2's test for a 1xx response: a ``:status`` among the leading pseudo-headers, 1xx."""
+    for name, value in headers:
+        if name[:1] != b":":
+            return False
+        if name == b":status":
+            return bool(value[:1] == b"1")
+    return False
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -207,6 +352,8 @@ def check_h2_compatibility(version: str | None = None) -> list[str]:
             "Settings": h2.settings.Settings(),
             "HeaderTable": hpack.table.HeaderTable(),
             "Decoder": hpack.Decoder(),
+            "H2Stream": h2.stream.H2Stream(1, h2.config.H2Configuration(), 65535, 65535),
+            "H2StreamStateMachine": h2.stream.H2StreamStateMachine(1),
         }
         owner = owners.get(owner_name) or H2Connection()
         if not hasattr(owner, attribute):
