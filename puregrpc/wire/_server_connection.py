@@ -36,7 +36,7 @@ from ._errors import LocalProtocolError
 from ._events import CallEnded, CallStarted, EndCause, Event, HalfClosed, PingAcknowledged
 from ._lifecycle import Call, CallAction, CallState
 from ._metadata import Metadata
-from ._request_headers import RequestRejected, parse_request_headers
+from ._request_headers import RequestHead, RequestRejected, parse_request_headers
 from ._response_headers import build_response_headers, build_trailers, build_trailers_only
 from ._status import Status, StatusCode
 from ._trace import NULL_TRACER, Tracer
@@ -45,6 +45,8 @@ from ._trace import NULL_TRACER, Tracer
 SHUTDOWN_PING_DATA = b"pgrpc-gs"
 #: The stream id of the first GOAWAY: "every stream you may have opened".
 _ALL_STREAMS = 2**31 - 1
+#: Parsed request header blocks kept per connection (see _on_request).
+_HEAD_CACHE_LIMIT = 8
 
 
 class ServerConnection(GrpcConnection):
@@ -64,6 +66,8 @@ class ServerConnection(GrpcConnection):
         self._last_accepted: int | None = None
         #: True between the first GOAWAY and the PING ACK of a graceful shutdown.
         self._draining = False
+        #: Recently parsed request header lists -> their parsed form.
+        self._heads: dict[tuple[tuple[bytes, bytes], ...], RequestHead] = {}
 
     # ------------------------------------------------------------ call API
 
@@ -158,13 +162,20 @@ class ServerConnection(GrpcConnection):
             events.append(self._refusal(stream_id, refused))
             return
         cfg = self.config
-        try:
-            head = parse_request_headers(
-                event.headers or [], max_metadata_size=cfg.max_header_list_size
-            )
-        except RequestRejected as rejected:
-            self._refuse(stream_id, rejected, bool(event.stream_ended), events)
-            return
+        fields = event.headers or []
+        key = tuple(fields)
+        head = self._heads.get(key)
+        if head is None:
+            try:
+                head = parse_request_headers(fields, max_metadata_size=cfg.max_header_list_size)
+            except RequestRejected as rejected:
+                self._refuse(stream_id, rejected, bool(event.stream_ended), events)
+                return
+            # Clients repeat their header blocks (a method, no deadline, the
+            # same metadata): keep the parsed form of the last few.
+            if len(self._heads) >= _HEAD_CACHE_LIMIT:
+                self._heads.clear()
+            self._heads[key] = head
         call = Call(
             stream_id,
             max_message_size=cfg.max_receive_message_size,
@@ -182,7 +193,8 @@ class ServerConnection(GrpcConnection):
                 path=head.path,
                 service=head.service,
                 method=head.method,
-                metadata=head.metadata,
+                # Its own copy: a handler may add to its metadata.
+                metadata=head.metadata.copy(),
                 timeout=head.timeout,
                 authority=head.authority,
                 user_agent=head.user_agent,

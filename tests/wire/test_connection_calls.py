@@ -311,3 +311,25 @@ def test_first_send_message_sends_default_response_headers() -> None:
         stream_id=sid, metadata=Metadata(), encoding="identity"
     )
     assert isinstance(client_events[1], MessageReceived)
+
+
+def test_repeated_request_blocks_are_parsed_once_but_never_shared() -> None:
+    # The server keeps the parsed form of recent header blocks: a call's
+    # metadata must still be its own, and a different block its own parse.
+    pair = Pair()
+    request_md = Metadata([("x-token", "abc")])
+    started_events: list[CallStarted] = []
+    for metadata in (request_md, request_md, Metadata([("x-token", "other")])):
+        sid = pair.client.start_call(PATH, metadata=metadata)
+        pair.client.send_message(sid, b"ping")
+        pair.client.end_stream(sid)
+        _, server_events = pair.pump()
+        (started,) = of_type(server_events, CallStarted)
+        started_events.append(started)
+        started.metadata.add("x-added-by-handler", "1")
+    first, second, third = started_events
+    assert first.metadata is not second.metadata
+    assert second.metadata.get_all("x-added-by-handler") == ["1"]
+    assert second.metadata["x-token"] == "abc"
+    assert third.metadata["x-token"] == "other"
+    assert (first.stream_id, second.stream_id, third.stream_id) == (1, 3, 5)
