@@ -224,6 +224,8 @@ class ServedConnection:
             )
             logger.info("call %s from %s: UNIMPLEMENTED", event.path, self.peer)
             return
+        # A unary response is written with its status, in one write.
+        stream.hold_writes = not handler.method.cardinality.server_streaming
         assert self._nursery is not None
         self._nursery.start_soon(self._serve_call, event, handler, stream)
 

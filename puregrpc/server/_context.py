@@ -185,16 +185,17 @@ class ServicerContext:
         if self._stream.end_event is not None:
             await self._stream.raise_ended("cannot send")
         if not self._headers_sent:
-            self._send_headers(None)
+            # They leave with the message: its send wakes the writer.
+            self._send_headers(None, wake=False)
         data = self._method.response_serializer(message)
         await self._stream.send(data, compress=compress)
         self.messages_sent += 1
 
     # ------------------------------------------------------------ internal
 
-    def _send_headers(self, metadata: Metadata | None) -> None:
+    def _send_headers(self, metadata: Metadata | None, *, wake: bool = True) -> None:
         self._headers_sent = True
-        self._stream.send_headers(metadata, encoding=self._compression)
+        self._stream.send_headers(metadata, encoding=self._compression, wake=wake)
 
     @property
     def trailing_metadata(self) -> Metadata:
