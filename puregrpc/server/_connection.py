@@ -269,6 +269,7 @@ class ServedConnection:
             else:
                 status = Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
         stream.end(status, trailing)
+        context._release()
         self._calls.call_ended(status.code is StatusCode.OK)
         self._last_call_end = trio.current_time()
         self._on_call_end()
