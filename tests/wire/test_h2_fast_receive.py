@@ -36,11 +36,13 @@ REQUEST = [
     (b"te", b"trailers"),
 ]
 TRAILERS = [(b"grpc-status", b"0")]
+#: The streams a client under test has opened (5 already half-closed).
+CLIENT_STREAMS = (1, 3, 5)
 
 
-def _config() -> h2.config.H2Configuration:
+def _config(client_side: bool = False) -> h2.config.H2Configuration:
     return h2.config.H2Configuration(
-        client_side=False,
+        client_side=client_side,
         header_encoding=None,
         validate_inbound_headers=False,
         normalize_inbound_headers=False,
@@ -170,20 +172,24 @@ def _normal(value: Any) -> Any:
     return repr(value)
 
 
-class _Servers:
-    """Ours and h2's, hearing the same bytes and acting the same way."""
+class _Peers:
+    """Ours and h2's (both servers, or both clients), hearing the same bytes and acting alike."""
 
-    def __init__(self, max_streams: int | None = None) -> None:
-        self.ours = H2Connection(_config())
-        self.theirs = h2.connection.H2Connection(_config())
+    def __init__(self, max_streams: int | None = None, *, client_side: bool = False) -> None:
+        self.client_side = client_side
+        self.ours = H2Connection(_config(client_side))
+        self.theirs = h2.connection.H2Connection(_config(client_side))
         self.dead = False
-        for server in self.both:
+        for peer in self.both:
             if max_streams is not None:
-                server.local_settings = h2.settings.Settings(
-                    client=False,
+                peer.local_settings = h2.settings.Settings(
+                    client=client_side,
                     initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams},
                 )
-            server.initiate_connection()
+            peer.initiate_connection()
+            if client_side:
+                for stream_id in CLIENT_STREAMS:
+                    peer.send_headers(stream_id, list(REQUEST), end_stream=stream_id == 5)
         assert self.ours.data_to_send() == self.theirs.data_to_send()
 
     @property
@@ -206,7 +212,9 @@ class _Servers:
         outcomes = []
         for server in self.both:
             try:
-                if action == "end":
+                if action == "end" and self.client_side:
+                    server.end_stream(stream_id)
+                elif action == "end":
                     server.send_headers(stream_id, list(TRAILERS), end_stream=True)
                 else:
                     server.reset_stream(stream_id)
@@ -253,7 +261,7 @@ class _Servers:
 def test_fast_receive_matches_h2(
     steps: list[tuple[Any, ...]], preface_cut: int, max_streams: int | None
 ) -> None:
-    servers = _Servers(max_streams)
+    servers = _Peers(max_streams)
     client = _Client()
     # The preface and the client's SETTINGS, cut anywhere: the fast path
     # waits until h2 has taken the preface.
@@ -282,7 +290,7 @@ def test_fast_receive_matches_h2(
 def test_a_request_in_one_read_is_read_without_the_frame_buffer() -> None:
     # HEADERS and DATA of a unary request, whole: h2's buffer stays empty,
     # and the events are h2's: a request, its data, its end.
-    servers = _Servers()
+    servers = _Peers()
     client = _Client()
     servers.feed(PREFACE + frame(0x4, 0, 0, b""))
     request = client.build(("open", False, "plain")) + client.build(("data", 0, 10, True, False))
@@ -295,3 +303,40 @@ def test_a_request_in_one_read_is_read_without_the_frame_buffer() -> None:
     assert isinstance(events[1], h2.events.DataReceived)
     assert events[1].data == b"\x00\x00\x00\x00\x05hello"
     assert servers.ours.incoming_buffer._data == b""
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=_steps)
+@example(
+    steps=[
+        (
+            [("headers", 0, False, "plain"), ("data", 0, 70, False, False)],
+            [],
+            [],
+        ),
+        ([("headers", 0, True, "trailers")], [3], []),
+    ]
+)
+@example(steps=[([("headers", 0, True, "plain"), ("data", 0, 5, False, False)], [], [])])
+def test_fast_receive_matches_h2_on_the_client_side(steps: list[tuple[Any, ...]]) -> None:
+    # The client has opened three calls; the bytes are a server's answers
+    # (headers, DATA, trailers, resets) and whatever else the steps hold.
+    clients = _Peers(client_side=True)
+    server = _Client()
+    server.opened = list(CLIENT_STREAMS)
+    server.next_id = 2  # "open" here is a server opening a stream: refused
+    clients.feed(frame(0x4, 0, 0, b""))
+    for frames, cuts, actions in steps:
+        data = b"".join(server.build(spec) for spec in frames)
+        start = 0
+        for cut in [*cuts, len(data)]:
+            piece = data[start : start + cut] if cut < len(data) else data[start:]
+            if piece:
+                clients.feed(piece)
+            start += len(piece)
+            if clients.dead or start >= len(data):
+                break
+        if clients.dead:
+            return
+        for action, ref in actions:
+            clients.act(action, server.stream(ref))
