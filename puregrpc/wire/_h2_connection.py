@@ -32,6 +32,7 @@ import h2.events
 import h2.exceptions
 import h2.settings
 import h2.stream
+import h2.utilities
 import hpack
 import hpack.table
 from h2.connection import AllowedStreamIDs, ConnectionInputs
@@ -76,10 +77,13 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Connection._terminate_connection", "queues GOAWAY on a protocol error"),
     ("H2Stream.receive_headers", "a stream's handling of received HEADERS"),
     ("H2Stream.receive_data", "a stream's handling of received DATA"),
+    ("H2Stream.receive_window_update", "a stream's handling of a received WINDOW_UPDATE"),
 )
 
 #: Stream states in which h2 takes HEADERS and DATA without an error.
 _RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+#: Stream states in which h2 takes a WINDOW_UPDATE as a window change.
+_WINDOWED = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL, StreamState.HALF_CLOSED_REMOTE)
 #: Whether this h2's frame buffer is the one the fast receive path knows.
 _FAST_RECEIVE = all(
     hasattr(FrameBuffer(server=True), name)
@@ -95,6 +99,8 @@ _END_STREAM = 0x1
 _END_HEADERS = 0x4
 _PADDED = 0x8
 _PRIORITY = 0x20
+_WINDOW_UPDATE = 0x8
+_MAX_WINDOW = 2**31 - 1
 
 
 class _SettingValues(list[int]):
@@ -124,6 +130,17 @@ def _compact_settings(settings: h2.settings.Settings) -> None:
     for key, queue in values.items():
         if isinstance(queue, collections.deque):
             values[key] = _SettingValues(queue)
+
+
+def _window_updated(stream_id: int, delta: int) -> h2.events.WindowUpdated:
+    """h2's WindowUpdated event (a keyword-built dataclass from h2 4.2 on, bare before)."""
+    try:
+        return h2.events.WindowUpdated(stream_id=stream_id, delta=delta)  # type: ignore[call-arg,unused-ignore]
+    except TypeError:  # pragma: no cover - h2 4.1
+        event = h2.events.WindowUpdated()  # type: ignore[call-arg,unused-ignore]
+        event.stream_id = stream_id
+        event.delta = delta
+        return event
 
 
 def _rst_stream(stream_id: int, error_code: int) -> RstStreamFrame:
@@ -205,14 +222,15 @@ class H2Connection(h2.connection.H2Connection):
     # FrameBuffer (a copy of the bytes, a header parse, a flags set) and
     # dispatches it. For the frames every call brings - HEADERS opening a
     # stream or on an open one, DATA on an open stream, no padding, no
-    # priority, the header block in one frame - receive_data below reads the
+    # priority, the header block in one frame - and WINDOW_UPDATE on the
+    # connection or an open stream, receive_data below reads the
     # frame header itself and calls the same h2 methods h2's handlers call,
-    # in the same order, under the same error handling. It does so only from
-    # the front of the bytes, while h2's buffer is empty; at the first frame
-    # of any other kind (or one h2 would refuse, or a partial one) the rest
-    # goes to h2's own receive_data, so frame order, every error and every
-    # limit stay h2's. The differential test in tests/wire checks events,
-    # errors, states and windows against plain h2.
+    # in the same order, under the same error handling. Any other whole
+    # frame (a PING, SETTINGS, RST_STREAM, one h2 would refuse) is handed to h2's
+    # own receive_data by itself, so frame order, every error and every limit
+    # stay h2's; from a partial frame on, or while a header block waits for
+    # CONTINUATION, the rest is h2's entirely. The differential test in
+    # tests/wire checks events, errors, states and windows against plain h2.
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[h2.events.Event]:  # type: ignore[override]
         """Take received bytes: the common frames directly, the rest through h2."""
@@ -222,64 +240,92 @@ class H2Connection(h2.connection.H2Connection):
         events: list[h2.events.Event] = []
         size = len(data)
         pos = 0
-        max_frame = self.max_inbound_frame_size
-        streams = self.streams
-        try:
-            while size - pos >= 9:
-                length = data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2]
-                end = pos + 9 + length
-                if end > size or length > max_frame:
-                    break
-                kind = data[pos + 3]
-                flags = data[pos + 4]
-                stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-                stream = streams.get(stream_id)
-                if kind == _DATA:
-                    if flags & _PADDED or stream is None:
-                        break
-                    if stream.state_machine.state not in _RECEIVING:
-                        break
-                    body = bytes(data[pos + 9 : end])
-                    events += self.state_machine.process_input(ConnectionInputs.RECV_DATA)
-                    self._inbound_flow_control_window_manager.window_consumed(length)
-                    frames, stream_events = stream.receive_data(
-                        body, bool(flags & _END_STREAM), length
-                    )
-                elif kind == _HEADERS:
-                    if flags & (_PADDED | _PRIORITY) or not flags & _END_HEADERS:
-                        break
-                    if stream is None:
-                        if (
-                            self.config.client_side
-                            or not stream_id & 1
-                            or stream_id <= self.highest_inbound_stream_id
-                            or self.open_inbound_streams + 1
-                            > self.local_settings.max_concurrent_streams
-                        ):
-                            break
-                    elif stream.state_machine.state not in _RECEIVING:
-                        break
-                    block = bytes(data[pos + 9 : end])
-                    headers = h2.connection._decode_headers(self.decoder, block)
-                    events += self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
-                    if stream is None:
-                        stream = self._get_or_create_stream(
-                            stream_id, AllowedStreamIDs(not self.config.client_side)
-                        )
-                    frames, stream_events = stream.receive_headers(
-                        headers, bool(flags & _END_STREAM), self.config.header_encoding
-                    )
-                else:
-                    break
-                if frames:
-                    self._prepare_for_sending(frames)
-                events += stream_events
-                pos = end
-        except h2.exceptions.ProtocolError as exc:
-            self._terminate_connection(exc.error_code)
-            raise
+        while size - pos >= 9:
+            length = data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2]
+            end = pos + 9 + length
+            if end > size or length > self.max_inbound_frame_size:
+                break  # partial, or too long: h2's to buffer or refuse
+            try:
+                handled = self._receive_common_frame(data, pos, end)
+            except h2.exceptions.ProtocolError as exc:
+                self._terminate_connection(exc.error_code)
+                raise
+            if handled is None:
+                handled = super().receive_data(data[pos:end])
+                if buffer._headers_buffer:
+                    events += handled
+                    pos = end
+                    break  # CONTINUATION frames follow: h2's from here
+            events += handled
+            pos = end
         if pos < size:
             events += super().receive_data(data[pos:] if pos else data)
+        return events
+
+    def _receive_common_frame(
+        self, data: bytes | bytearray | memoryview, pos: int, end: int
+    ) -> list[h2.events.Event] | None:
+        """The events of the whole frame at ``data[pos:end]``; None if it is not a common one."""
+        kind = data[pos + 3]
+        flags = data[pos + 4]
+        stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+        stream = self.streams.get(stream_id)
+        if kind == _DATA:
+            if flags & _PADDED or stream is None:
+                return None
+            if stream.state_machine.state not in _RECEIVING:
+                return None
+            length = end - pos - 9
+            events = self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+            self._inbound_flow_control_window_manager.window_consumed(length)
+            frames, stream_events = stream.receive_data(
+                bytes(data[pos + 9 : end]), bool(flags & _END_STREAM), length
+            )
+        elif kind == _HEADERS:
+            if flags & (_PADDED | _PRIORITY) or not flags & _END_HEADERS:
+                return None
+            if stream is None:
+                if (
+                    self.config.client_side
+                    or not stream_id & 1
+                    or stream_id <= self.highest_inbound_stream_id
+                    or self.open_inbound_streams + 1 > self.local_settings.max_concurrent_streams
+                ):
+                    return None
+            elif stream.state_machine.state not in _RECEIVING:
+                return None
+            headers = h2.connection._decode_headers(self.decoder, bytes(data[pos + 9 : end]))
+            events = self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+            if stream is None:
+                stream = self._get_or_create_stream(
+                    stream_id, AllowedStreamIDs(not self.config.client_side)
+                )
+            frames, stream_events = stream.receive_headers(
+                headers, bool(flags & _END_STREAM), self.config.header_encoding
+            )
+        elif kind == _WINDOW_UPDATE:
+            if end - pos != 13:
+                return None
+            increment = int.from_bytes(data[pos + 9 : end], "big")
+            if not 1 <= increment <= _MAX_WINDOW:
+                return None  # h2 (hyperframe) refuses it
+            if stream_id:
+                if stream is None or stream.state_machine.state not in _WINDOWED:
+                    return None
+                events = self.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+                frames, stream_events = stream.receive_window_update(increment)
+            else:
+                events = self.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+                self.outbound_flow_control_window = h2.utilities.guard_increment_window(
+                    self.outbound_flow_control_window, increment
+                )
+                frames = []
+                stream_events = [_window_updated(0, increment)]
+        else:
+            return None
+        if frames:
+            self._prepare_for_sending(frames)
+        events.extend(stream_events)
         return events
 
     def send_goaway(self, error_code: int, last_stream_id: int, debug_data: bytes) -> None:

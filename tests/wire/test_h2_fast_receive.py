@@ -65,7 +65,9 @@ def padded(body: bytes, pad: int) -> bytes:
 # resets on them - and now and then something h2 must refuse or handle
 # specially: a raw stream id (0, even, reused, unknown), a frame over the
 # size limit, padding, priority, CONTINUATION, junk.
-_shapes = st.sampled_from(["plain"] * 6 + ["padded", "priority", "continued", "trailers"])
+_shapes = st.sampled_from(
+    ["plain"] * 6 + ["padded", "priority", "continued", "interrupted", "trailers"]
+)
 _refs = st.integers(0, 5)  # which opened stream (modulo how many)
 _raw_ids = st.sampled_from([0, 1, 2, 3, 5, 99])
 _rare = st.sampled_from([False, False, False, True])
@@ -83,6 +85,10 @@ _client_frames = st.one_of(
     st.tuples(st.just("data"), _refs, st.sampled_from([16_385, 40_000]), st.booleans(), _rare),
     st.tuples(st.just("rst"), _refs),
     st.tuples(st.just("window"), st.integers(-1, 5), st.integers(1, 70_000)),
+    st.tuples(st.just("window"), st.integers(-1, 5), st.integers(1, 70_000)),
+    # Refused (0, the reserved bit), overflowing, or the wrong length.
+    st.tuples(st.just("window"), st.integers(-1, 5), st.sampled_from([0, 2**31, 2**31 - 1])),
+    st.tuples(st.just("window_long"), st.integers(-1, 5)),
     st.tuples(st.just("ping"), st.just(0)),
     st.tuples(st.just("settings"), st.sampled_from([0, 100, 65_535, 1 << 20])),
     st.tuples(st.just("junk"), st.binary(min_size=1, max_size=12)),
@@ -136,6 +142,9 @@ class _Client:
         if kind == "window":
             stream_id = 0 if spec[1] < 0 else self.stream(spec[1])
             return frame(0x8, 0, stream_id, struct.pack(">L", spec[2]))
+        if kind == "window_long":
+            stream_id = 0 if spec[1] < 0 else self.stream(spec[1])
+            return frame(0x8, 0, stream_id, struct.pack(">LB", 1, 0))
         if kind == "ping":
             return frame(0x6, 0, 0, bytes(8))
         if kind == "settings":
@@ -149,6 +158,14 @@ class _Client:
             return frame(0x1, flags | 0x4 | 0x8, stream_id, padded(block, 3))
         if shape == "priority":
             return frame(0x1, flags | 0x4 | 0x20, stream_id, b"\x00\x00\x00\x00\x10" + block)
+        if shape == "interrupted":
+            # A DATA frame inside the header block: a connection error.
+            half = len(block) // 2
+            return (
+                frame(0x1, flags, stream_id, block[:half])
+                + frame(0x0, 0, stream_id, b"x")
+                + frame(0x9, 0x4, stream_id, block[half:])
+            )
         if shape == "continued":
             half = len(block) // 2
             return frame(0x1, flags, stream_id, block[:half]) + frame(
