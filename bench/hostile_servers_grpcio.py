@@ -97,7 +97,8 @@ async def _puregrpc_call(case: Case, port: int, deadline: float) -> Outcome:
                     request = echo_pb2.EchoRequest(message="hi")
                     reply: object = await EchoStub(channel).Unary(request, timeout=deadline)
                 else:
-                    reply = await channel.unary_unary(UNARY, b"hello", timeout=deadline)
+                    raw: bytes = await channel.unary_unary(UNARY, b"hello", timeout=deadline)
+                    reply = raw
         except RpcError as error:
             return Outcome(error.code.name, error.details, time.monotonic() - start)
         except trio.TooSlowError:
@@ -126,8 +127,8 @@ def _grpcio_call(case: Case, port: int, deadline: float) -> Outcome:
         try:
             reply = call(request, timeout=deadline)
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            details = error.details() or ""  # type: ignore[attr-defined]
+            code = error.code()
+            details = error.details() or ""
             return Outcome(code.name, details, time.monotonic() - start)
         seconds = time.monotonic() - start
         again = None
