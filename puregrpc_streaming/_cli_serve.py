@@ -28,6 +28,7 @@ from .backends.upload_sessions import SessionPolicy
 from .handlers._common import SHUTDOWN_GRACE
 from .identity import Identity, load_token_file, parse_token_spec
 from .logs import configure_logging
+from .memory import DEFAULT_ARENAS, tune_malloc
 
 if TYPE_CHECKING:
     from .server import ServeConfig
@@ -113,7 +114,15 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         type=size_arg,
         default=CACHE_KIB << 10,
         metavar="BYTES",
-        help="SQLite page cache of each connection (default 2000K)",
+        help="SQLite page cache of each connection (default 256K)",
+    )
+    option(
+        "--malloc-arenas",
+        type=count_arg,
+        default=DEFAULT_ARENAS,
+        metavar="N",
+        help="glibc malloc arenas of the process, with large blocks always mapped on their "
+        "own; 0 keeps glibc's defaults (default %(default)s; see puregrpc_streaming.memory)",
     )
     history = Retention()
     option(
@@ -211,6 +220,8 @@ class ServeCommand:
     log_level: str
     #: ``text`` or ``json`` (JSON lines).
     log_format: str
+    #: glibc malloc arenas for the process (0: glibc's defaults; see :mod:`.memory`).
+    malloc_arenas: int = DEFAULT_ARENAS
 
 
 def resolve_serve(
@@ -271,7 +282,12 @@ def resolve_serve(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return ServeCommand(config=config, log_level=args.log_level, log_format=args.log_format)
+    return ServeCommand(
+        config=config,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        malloc_arenas=args.malloc_arenas,
+    )
 
 
 async def run_serve(
@@ -282,6 +298,8 @@ async def run_serve(
     from .server import serve
 
     command = resolve_serve(args, environ)
+    # Before any worker thread: arenas made before it stay (see .memory).
+    tune_malloc(command.malloc_arenas)
     config = command.config
     configure_logging(io.stderr, level=command.log_level, json_lines=command.log_format == "json")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -109,7 +109,8 @@ class ServedConnection:
         self._timers_lot = trio.lowlevel.ParkingLot()
         self._shutting_down = False
         self._cancelled_by_shutdown = False
-        self._quiet = trio.Event()
+        #: The closing task was asked for (it starts then, not with the connection).
+        self._quiet = False
         self._abusive = False
 
     # ------------------------------------------------------------- running
@@ -120,7 +121,8 @@ class ServedConnection:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._timers)
-                nursery.start_soon(self._close_after_flush)
+                if self._quiet:
+                    nursery.start_soon(self._close_after_flush)
                 await self.transport.run()
                 nursery.cancel_scope.cancel()
         finally:
@@ -284,12 +286,17 @@ class ServedConnection:
             self._close_when_quiet()
 
     def _close_when_quiet(self) -> None:
-        self._quiet.set()
+        # The closing task starts only now: an open connection keeps no task
+        # (nor an Event) waiting for its end. A closed transport has nothing
+        # left to flush (and its nursery may be closing).
+        if not self._quiet:
+            self._quiet = True
+            if self._nursery is not None and not self.transport.closed:
+                self._nursery.start_soon(self._close_after_flush)
 
     async def _close_after_flush(self) -> None:
         # Once the connection is shut down and quiet: let the last trailers
         # and the GOAWAY reach the socket, then close.
-        await self._quiet.wait()
         with trio.move_on_after(1.0):
             await self.transport.drain()
         self.transport.abort("server shut down the connection")

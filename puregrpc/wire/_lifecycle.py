@@ -96,6 +96,13 @@ TRANSITIONS: dict[tuple[CallState, CallAction], CallState] = {
 }
 
 
+#: The send queue of every call with nothing queued: one shared deque, never
+#: appended to. ``OutboundFlow`` gives a call a deque of its own when it
+#: queues bytes and puts this one back once they are sent, so an idle call
+#: (most of a server's open streams) costs no deque (760 bytes each).
+NOTHING_QUEUED: deque[memoryview] = deque()
+
+
 class Call:
     """Everything the connection state machine knows about one call (one HTTP/2 stream)."""
 
@@ -133,8 +140,9 @@ class Call:
         #: Encoding of messages we receive / send on this call.
         self.recv_encoding = IDENTITY
         self.send_encoding = IDENTITY
-        #: Framed bytes waiting to go into DATA frames, oldest first.
-        self.queue: deque[memoryview] = deque()
+        #: Framed bytes waiting to go into DATA frames, oldest first; the
+        #: shared :data:`NOTHING_QUEUED` while there are none.
+        self.queue: deque[memoryview] = NOTHING_QUEUED
         #: Total bytes in ``queue``.
         self.queued = 0
         #: Trailers to send with END_STREAM once the queue drains (CLOSING

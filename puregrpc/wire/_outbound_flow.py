@@ -35,12 +35,13 @@ connection, which decides what the end means for its role.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from ._events import Event, WindowOpened
 from ._framing import PREFIX_LENGTH, encode_prefix, frame_message
 from ._h2_connection import H2Connection
-from ._lifecycle import Call, CallAction, CallState
+from ._lifecycle import NOTHING_QUEUED, Call, CallAction, CallState
 from ._statistics import flow_fields
 
 #: Queued bytes at which a call is flushed at once instead of waiting for the
@@ -90,9 +91,12 @@ class OutboundFlow:
 
         Returns True when the call is blocked: data waits for the peer's window.
         """
+        queue = call.queue
+        if queue is NOTHING_QUEUED:
+            queue = call.queue = deque()
         if len(payload) < LARGE_MESSAGE:
             framed = frame_message(payload, compressed)
-            call.queue.append(memoryview(framed))
+            queue.append(memoryview(framed))
             call.queued += len(framed)
         else:
             # A large message is not copied into a framed buffer: its prefix
@@ -100,8 +104,8 @@ class OutboundFlow:
             # them (only the first frame, prefix + head, is joined).
             if type(payload) is not bytes:
                 payload = bytes(payload)  # it must not change while queued
-            call.queue.append(memoryview(encode_prefix(len(payload), compressed)))
-            call.queue.append(memoryview(payload))
+            queue.append(memoryview(encode_prefix(len(payload), compressed)))
+            queue.append(memoryview(payload))
             call.queued += PREFIX_LENGTH + len(payload)
         if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
             self.flush(call, None)
@@ -122,7 +126,7 @@ class OutboundFlow:
         """Forget ``call``'s queue and scheduling (the call ended or failed)."""
         self._blocked.pop(call.stream_id, None)
         self.pending.pop(call.stream_id, None)
-        call.queue.clear()
+        call.queue = NOTHING_QUEUED
         call.queued = 0
 
     # ------------------------------------------------------------- sending
@@ -215,6 +219,7 @@ class OutboundFlow:
                 if self._trace is not None:
                     self._trace("stall", stream_id, **flow_fields(h2conn, call))
             return
+        call.queue = NOTHING_QUEUED  # drained: the call's own deque goes
         was_blocked = self._blocked.pop(stream_id, None) is not None
         if call.send_state is CallState.CLOSING:
             if call.end_headers is not None:

@@ -102,8 +102,13 @@ FROM seq
 BUSY_TIMEOUT = 10.0
 
 
-#: KiB of page cache per connection by default (SQLite's own default).
-CACHE_KIB = 2000
+#: KiB of page cache per connection by default. SQLite's own default is
+#: 2000, but the service opens connections per call too (a query session,
+#: a metrics staging area), so the caches add up with the calls in flight,
+#: and the file's pages are in the OS cache anyway: listing 1,000,000 rows
+#: took 6.9-8.3 s of server CPU with 2000 KiB and 7.4-8.3 s with 256
+#: (``bench/streaming_list.py``, 4 runs each, a loaded machine).
+CACHE_KIB = 256
 
 
 def _connect(

@@ -2,7 +2,7 @@
 
 No retry policy is configured in these tests: the retry happens anyway (gRFC
 A6 "Transparent Retries", as grpc-go and grpc-java do). The servers are
-scripted HTTP/2 peers on 127.0.0.1 (tests/client/hostile_server_support.py).
+scripted HTTP/2 peers on 127.0.0.1 (:mod:`puregrpc.testing.hostile`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,11 @@ from __future__ import annotations
 import pytest
 import trio
 from h2.errors import ErrorCodes as H2
-from hostile_server_support import (
+
+from puregrpc import RpcError, StatusCode
+from puregrpc.client import Channel
+from puregrpc.runtime import Cardinality, raw_method
+from puregrpc.testing.hostile import (
     RawPeer,
     goaway_frame,
     hostile_server,
@@ -18,10 +22,6 @@ from hostile_server_support import (
     serve_requests,
     settings_frame,
 )
-
-from puregrpc import RpcError, StatusCode
-from puregrpc.client import Channel
-from puregrpc.runtime import Cardinality, raw_method
 
 UNARY = raw_method("/hostile.Test/Unary", Cardinality.UNARY_UNARY)
 

@@ -11,6 +11,8 @@ import io
 import json
 import logging
 import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from puregrpc import RpcError, StatusCode
 from puregrpc.client import Channel
 from puregrpc_streaming.cli import UsageError, amain, parse_serve
 from puregrpc_streaming.logs import JsonLinesFormatter, configure_logging
+from puregrpc_streaming.memory import DEFAULT_ARENAS
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 from puregrpc_streaming.server import ServeConfig, serve
@@ -90,6 +93,28 @@ def test_every_limit_has_a_flag_a_variable_and_a_key(tmp_path: Path) -> None:
         {"PUREGRPC_STREAMING_RETAIN_BYTES": "1M", "PUREGRPC_STREAMING_RETAIN_SECONDS": "60"},
     ).config.retention
     assert (retention.max_bytes, retention.max_age) == (1 << 20, 60.0)
+
+
+def test_malloc_arenas_come_from_a_flag_a_variable_or_a_key(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("malloc-arenas = 4\n")
+    assert parse_serve(["--data-dir", "d"], {}).malloc_arenas == DEFAULT_ARENAS
+    assert parse_serve(["--data-dir", "d", "--malloc-arenas", "0"], {}).malloc_arenas == 0
+    variable = {"PUREGRPC_STREAMING_MALLOC_ARENAS": "3"}
+    assert parse_serve(["--data-dir", "d"], variable).malloc_arenas == 3
+    assert parse_serve(["--data-dir", "d", "--config", str(config)], {}).malloc_arenas == 4
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_tune_malloc_takes_effect_on_glibc_and_zero_keeps_the_defaults() -> None:
+    # In a process of its own: the settings are the whole process's.
+    code = (
+        "from puregrpc_streaming.memory import tune_malloc\nprint(tune_malloc(0), tune_malloc(2))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize(

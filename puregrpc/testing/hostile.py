@@ -1,7 +1,7 @@
 """A tiny scripted HTTP/2 server for client tests: raw frames on a plain trio socket.
 
 Built from hyperframe (frames) and hpack (header blocks), the two libraries h2
-itself stands on, and nothing of puregrpc: each test's *script* decides every
+itself stands on, and nothing else of puregrpc: each *script* decides every
 byte the server sends, so it can misbehave in ways no real server would.
 
 ``async with hostile_server(script) as port:`` listens on 127.0.0.1 and runs
@@ -9,6 +9,10 @@ byte the server sends, so it can misbehave in ways no real server would.
 connections from 0), with a :class:`RawPeer` to read the client's frames and
 send raw bytes. The frame builders below return bytes, so a script can also
 send frames no library would build (oversized, unknown, truncated).
+:mod:`puregrpc.testing.hostile_cases` holds the scripted cases that
+puregrpc's own tests and ``bench/hostile_servers_grpcio.py`` both run.
+Any client can be pointed at these servers: nothing here assumes the
+client is puregrpc's (a request's headers are whatever it sent).
 """
 
 from __future__ import annotations
@@ -37,7 +41,29 @@ CLIENT_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #: The usual response headers of a gRPC server.
 GRPC_RESPONSE = [(b":status", b"200"), (b"content-type", b"application/grpc")]
 
+#: What a hostile server runs for each connection: ``await script(peer, index)``.
 Script = Callable[["RawPeer", int], Awaitable[None]]
+
+__all__ = [
+    "CLIENT_PREFACE",
+    "GRPC_RESPONSE",
+    "RawPeer",
+    "Request",
+    "Script",
+    "continuation_frame",
+    "data_frame",
+    "goaway_frame",
+    "grpc_message",
+    "headers_frame",
+    "hostile_server",
+    "ping_frame",
+    "raw_frame",
+    "rst_stream_frame",
+    "serve_requests",
+    "settings_frame",
+    "well_behaved",
+    "window_update_frame",
+]
 
 
 # ----------------------------------------------------------------- frames
@@ -224,8 +250,15 @@ class RawPeer:
             if isinstance(frame, SettingsFrame) and "ACK" not in frame.flags and ack_settings:
                 await self.send(settings_frame(ack=True))
             elif isinstance(frame, HeadersFrame):
-                assert "END_HEADERS" in frame.flags, "our client sends no CONTINUATION"
-                headers = dict(self._decoder.decode(frame.data, raw=True))
+                block = bytes(frame.data)
+                flags = frame.flags
+                while "END_HEADERS" not in flags:  # a block continued (RFC 9113 §6.10)
+                    more = await self.next_frame()
+                    if not isinstance(more, ContinuationFrame):
+                        raise ConnectionError("the client broke off a header block")
+                    block += bytes(more.data)
+                    flags = more.flags
+                headers = dict(self._decoder.decode(block, raw=True))
                 request = Request(frame.stream_id, headers, ended="END_STREAM" in frame.flags)
                 self.requests[frame.stream_id] = request
                 if request.ended or not until_end:
