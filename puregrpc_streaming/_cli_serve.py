@@ -71,6 +71,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="0 picks a free port (default %(default)s)",
     )
     option("--data-dir", type=Path, help="files and SQLite live here (required)")
+    option(
+        "--workers",
+        type=count_arg,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (SO_REUSEPORT, Linux; default 1)",
+    )
     option("--max-upload-bytes", type=size_arg, default=1 << 30, metavar="BYTES")
     option("--heartbeat-interval", type=positive_float_arg, default=15.0, metavar="SECONDS")
     option("--chunk-size", type=size_arg, default=64 * 1024, help="download chunk size, 16K-64K")
@@ -211,6 +218,8 @@ class ServeCommand:
     log_level: str
     #: ``text`` or ``json`` (JSON lines).
     log_format: str
+    #: Worker processes (1: this process serves; more: it supervises them).
+    workers: int = 1
 
 
 def resolve_serve(
@@ -231,6 +240,8 @@ def resolve_serve(
         )
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
+    if not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers must be 1..256, got {args.workers}")
     if args.client_ca is not None and args.tls_cert is None:
         raise UsageError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
     tokens = _token_table(args)
@@ -271,7 +282,9 @@ def resolve_serve(
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    return ServeCommand(config=config, log_level=args.log_level, log_format=args.log_format)
+    return ServeCommand(
+        config=config, log_level=args.log_level, log_format=args.log_format, workers=args.workers
+    )
 
 
 async def run_serve(
@@ -279,6 +292,7 @@ async def run_serve(
 ) -> int:
     """Run ``serve`` (:func:`resolve_serve`) until SIGINT or SIGTERM; returns the exit status."""
     # Imported here: client subcommands need none of the server's backends.
+    from ._serve_workers import serve_workers
     from .server import serve
 
     command = resolve_serve(args, environ)
@@ -294,7 +308,11 @@ async def run_serve(
                     return
 
             nursery.start_soon(stop_on_signal)
-            address = await nursery.start(serve, config)
-            io.out(f"listening on {address}")
+            if command.workers == 1:
+                address = await nursery.start(serve, config)
+                io.out(f"listening on {address}")
+            else:
+                address = await nursery.start(serve_workers, command)
+                io.out(f"listening on {address} ({command.workers} workers)")
     io.out("server stopped")
     return 0

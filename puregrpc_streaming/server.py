@@ -53,6 +53,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     #: Port (0: any free port; the bound one is reported).
     port: int = 0
+    #: Join the port's ``SO_REUSEPORT`` group: other processes (the workers
+    #: of ``serve --workers``) listen on the same port.
+    reuse_port: bool = False
     #: Where files and the SQLite database live (created if missing).
     data_dir: Path
     #: Largest accepted upload; larger -> RESOURCE_EXHAUSTED.
@@ -202,7 +205,7 @@ async def open_server(
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     # Bound first: a busy address fails now, not after seeding the dataset;
     # clients that connect meanwhile wait in the backlog.
-    listeners = await bind(config.host, config.port)
+    listeners = await bind(config.host, config.port, reuse_port=config.reuse_port)
     try:
         async with _serving(config, listeners, ssl_context, peers, authentication, deadlines) as (
             running
