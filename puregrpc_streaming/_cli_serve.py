@@ -169,6 +169,18 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="SECONDS",
         help="calls in flight get this long to finish on SIGTERM (default %(default)s)",
     )
+    option(
+        "--redis-url",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: events and chat on this Redis, shared by every instance "
+        "on it (default: the embedded event bus; needs the redis extra)",
+    )
+    option(
+        "--redis-stream",
+        default="puregrpc-streaming:events",
+        metavar="KEY",
+        help="the Redis stream of the events (default %(default)s)",
+    )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     option("--tls-key", type=Path, help="PEM private key of --tls-cert")
     option(
@@ -279,6 +291,8 @@ def resolve_serve(
             shutdown_grace=args.shutdown_grace,
             sql_busy_timeout=args.sql_busy_timeout,
             sql_cache_kib=max(args.sql_cache_size >> 10, 1),
+            redis_url=args.redis_url,
+            redis_stream=args.redis_stream,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -36,6 +37,9 @@ from .identity import Identity, with_admins
 from .listening import accept_loop, bind
 from .service import StreamingService
 from .tls import mutual_tls_handler, server_ssl_context
+
+if TYPE_CHECKING:
+    from .backends.redis_events import RedisSettings
 
 __all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
 
@@ -104,6 +108,11 @@ class ServeConfig:
     tokens: Mapping[str, Identity] = field(default_factory=dict)
     #: User ids given the ``admin`` role, however they authenticate.
     admins: frozenset[str] = frozenset()
+    #: ``redis://host:port/db``: events and chat on this Redis's stream,
+    #: shared with every instance that uses it (None: the embedded bus).
+    redis_url: str | None = None
+    #: The Redis stream's key.
+    redis_stream: str = "puregrpc-streaming:events"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -129,6 +138,12 @@ class ServeConfig:
             )
         if not 16 <= self.sql_cache_kib <= 1 << 20:
             raise ValueError(f"sql_cache_kib must be 16..{1 << 20} KiB, got {self.sql_cache_kib}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"redis_url must be redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
@@ -151,6 +166,19 @@ class ServeConfig:
         if self.tls_cert is None or self.tls_key is None:
             return None
         return server_ssl_context(self.tls_cert, self.tls_key, self.client_ca)
+
+    def redis_settings(self) -> RedisSettings | None:
+        """The Redis event bus's settings, if ``redis_url`` is set (imports ``redis`` then)."""
+        if self.redis_url is None:
+            return None
+        from .backends.redis_events import RedisSettings
+
+        return RedisSettings(
+            url=self.redis_url,
+            stream=self.redis_stream,
+            threads=self.sql_threads,
+            retention=self.retention,
+        )
 
     def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
         """The interceptor that settles each call's caller (``peers``: mutual TLS)."""
@@ -237,6 +265,7 @@ async def _serving(
         watch_queue_bytes=config.watch_queue_bytes,
         sql_busy_timeout=config.sql_busy_timeout,
         sql_cache_kib=config.sql_cache_kib,
+        redis=config.redis_settings(),
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

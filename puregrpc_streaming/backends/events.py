@@ -13,7 +13,7 @@ Theory of operation:
 * Each subscriber has a bounded :class:`~.._mailbox.Mailbox` (events and
   bytes). Offering never waits: a subscriber whose mailbox is full is *cut
   off* (its queue dropped, itself removed from the bus) and its next
-  :meth:`_Subscriber.next` raises :class:`~.base.SubscriberTooSlow`. It
+  :meth:`BusSubscriber.next` raises :class:`~.base.SubscriberTooSlow`. It
   resumes by subscribing again with ``after_id`` = the last id it received.
 * Resuming: a subscription with ``after_id`` first replays the log from
   there up to the *boundary*, the last position fanned out when it
@@ -37,7 +37,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -45,9 +45,19 @@ from .._mailbox import Mailbox, MailboxClosed, MailboxOverflow
 from ..access import EVERYONE
 from ..filters import Predicate
 from .base import BusClosed, BusEvent, SubscriberTooSlow
-from .event_log import LoggedEvent, SqliteEventLog, event_size
+from .event_log import LoggedEvent, LogPage, SqliteEventLog, event_size
 
-__all__ = ["InProcessEventBus", "parse_event_id"]
+__all__ = [
+    "BusSubscriber",
+    "InProcessEventBus",
+    "PagedLog",
+    "SubscriberSource",
+    "encode_payload",
+    "from_log",
+    "gap_event",
+    "offer",
+    "parse_event_id",
+]
 
 logger = logging.getLogger("puregrpc_streaming.events")
 
@@ -72,13 +82,14 @@ def parse_event_id(event_id: str) -> int:
     return int(head)
 
 
-def _encode(payload: Mapping[str, Any]) -> bytes:
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _from_log(logged: LoggedEvent) -> BusEvent:
+def from_log(logged: LoggedEvent, event_id: Callable[[int], str] = str) -> BusEvent:
+    """The :class:`BusEvent` of a logged event, its id made by ``event_id(position)``."""
     return BusEvent(
-        id=str(logged.position),
+        id=event_id(logged.position),
         position=logged.position,
         type=logged.type,
         payload=json.loads(logged.payload_json),
@@ -92,7 +103,40 @@ def _size(event: BusEvent) -> int:
     return event_size(event.type, event.payload_json, event.audience)
 
 
-class _Subscriber:
+class SubscriberSource(Protocol):
+    """What a :class:`BusSubscriber` needs of its bus: the log, the order, the ids."""
+
+    queue_size: int
+    queue_bytes: int
+
+    @property
+    def log(self) -> PagedLog:
+        """Where replays read from."""
+        ...
+
+    @property
+    def last_position(self) -> int:
+        """The position of the last event fanned out."""
+        ...
+
+    def event_id(self, position: int) -> str:
+        """The id clients see for ``position``."""
+        ...
+
+    def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
+        """The ``gap`` event a replay starts with when the log lost what followed ``after``."""
+        ...
+
+
+class PagedLog(Protocol):
+    """A log read in pages by position (:class:`~.event_log.SqliteEventLog` is one)."""
+
+    async def read(self, after: int, upto: int) -> LogPage:
+        """Events after position ``after``, up to ``upto`` included, one page."""
+        ...
+
+
+class BusSubscriber:
     """One subscription: its selection, its replay cursor and its mailbox."""
 
     __slots__ = (
@@ -103,6 +147,7 @@ class _Subscriber:
         "_requested",
         "boundary",
         "cursor",
+        "failure",
         "mailbox",
         "predicate",
         "types",
@@ -111,7 +156,7 @@ class _Subscriber:
 
     def __init__(
         self,
-        bus: InProcessEventBus,
+        bus: SubscriberSource,
         types: frozenset[str],
         predicate: Predicate | None,
         visible: Visibility | None,
@@ -132,6 +177,8 @@ class _Subscriber:
         #: The position of the last event handed out (or passed over in replay).
         self._caught_up = 0
         self._heartbeats = 0
+        #: Raised by :meth:`next` once the mailbox is closed, if set (else BusClosed).
+        self.failure: BusClosed | None = None
 
     def wants(self, event: BusEvent) -> bool:
         if self.types and event.type not in self.types:
@@ -170,7 +217,7 @@ class _Subscriber:
             self.cursor = resumed
             return
         for logged in page.events:
-            event = _from_log(logged)
+            event = from_log(logged, self._bus.event_id)
             if self.wants(event):
                 self._replay.append(event)
             else:
@@ -196,7 +243,7 @@ class _Subscriber:
         except MailboxOverflow as exc:
             raise SubscriberTooSlow(str(exc)) from None
         except MailboxClosed as exc:
-            raise BusClosed(exc.reason) from None
+            raise (self.failure or BusClosed(exc.reason)) from None
         self._caught_up = max(self._caught_up, event.position)
         return event
 
@@ -210,14 +257,14 @@ class _Subscriber:
     @property
     def resume_id(self) -> str:
         """An id that resumes exactly where this subscriber stands."""
-        return str(self._position())
+        return self._bus.event_id(self._position())
 
     def heartbeat(self) -> BusEvent:
         """A heartbeat whose id resumes exactly where this subscriber stands."""
         position = self._position()
         self._heartbeats += 1
         return BusEvent(
-            id=f"{position}.{self._heartbeats}",
+            id=f"{self._bus.event_id(position)}.{self._heartbeats}",
             position=position,
             type="heartbeat",
             payload={},
@@ -228,6 +275,46 @@ class _Subscriber:
 
     def pending(self) -> int:
         return len(self._replay) + len(self.mailbox)
+
+
+def offer(subscribers: set[BusSubscriber], event: BusEvent) -> int:
+    """Offer ``event`` to each subscriber that wants it; returns how many were cut off.
+
+    Never waits: a subscriber whose mailbox is full is removed from
+    ``subscribers`` (its mailbox has dropped its queue; its reader learns
+    it is too slow).
+    """
+    cut_off = 0
+    for subscriber in list(subscribers):
+        if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
+            subscribers.discard(subscriber)
+            cut_off += 1
+            logger.warning(
+                "subscriber cut off at event %s: more than %d events or %d bytes behind",
+                event.id,
+                subscriber.mailbox.capacity,
+                subscriber.mailbox.max_bytes,
+            )
+    return cut_off
+
+
+def gap_event(requested: str, resumed_id: str, resumed: int, reason: str) -> BusEvent:
+    """A ``gap`` event: the events after ``requested`` are gone, the replay resumes after
+    ``resumed_id`` (position ``resumed``)."""
+    payload = {
+        "last_event_id": requested,
+        "resumed_after": resumed_id,
+        "reason": f"the events after {requested} are no longer available: {reason}",
+    }
+    return BusEvent(
+        id=resumed_id,
+        position=resumed,
+        type="gap",
+        payload=payload,
+        payload_json=encode_payload(payload),
+        timestamp_ns=time.time_ns(),
+        audience=EVERYONE,
+    )
 
 
 class InProcessEventBus:
@@ -247,7 +334,7 @@ class InProcessEventBus:
         self.log = log
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self._subscribers: set[_Subscriber] = set()
+        self._subscribers: set[BusSubscriber] = set()
         self._last_position = last_position
         self._lock = trio.Lock()
         self._closed: str | None = None
@@ -270,11 +357,15 @@ class InProcessEventBus:
         """The id of the last event fanned out (``"0"``: none yet)."""
         return str(self._last_position)
 
+    def event_id(self, position: int) -> str:
+        """An event's id: its log position, in decimal."""
+        return str(position)
+
     async def publish(
         self, type: str, payload: Mapping[str, Any], *, audience: Sequence[str] = EVERYONE
     ) -> BusEvent:
         """Store, then fan out one event to ``audience`` (never waits for subscribers)."""
-        payload_json = _encode(payload)
+        payload_json = encode_payload(payload)
         if len(payload_json) > MAX_EVENT_BYTES:
             raise ValueError(
                 f"event payload of {len(payload_json)} bytes is over {MAX_EVENT_BYTES}"
@@ -301,34 +392,11 @@ class InProcessEventBus:
         return event
 
     def _fan_out(self, event: BusEvent) -> None:
-        for subscriber in list(self._subscribers):
-            if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
-                # Full: the mailbox dropped its queue; stop feeding it.
-                self._subscribers.discard(subscriber)
-                self.cut_off += 1
-                logger.warning(
-                    "subscriber cut off at event %s: more than %d events or %d bytes behind",
-                    event.id,
-                    self.queue_size,
-                    self.queue_bytes,
-                )
+        self.cut_off += offer(self._subscribers, event)
 
     def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
         """The ``gap`` event a replay starts with when the log lost what followed ``after``."""
-        payload = {
-            "last_event_id": requested,
-            "resumed_after": str(resumed),
-            "reason": f"the events after {requested} are no longer available: {reason}",
-        }
-        return BusEvent(
-            id=str(resumed),
-            position=resumed,
-            type="gap",
-            payload=payload,
-            payload_json=_encode(payload),
-            timestamp_ns=time.time_ns(),
-            audience=EVERYONE,
-        )
+        return gap_event(requested, self.event_id(resumed), resumed, reason)
 
     @asynccontextmanager
     async def subscribe(
@@ -338,13 +406,13 @@ class InProcessEventBus:
         predicate: Predicate | None = None,
         after_id: str | None = None,
         visible: Visibility | None = None,
-    ) -> AsyncIterator[_Subscriber]:
+    ) -> AsyncIterator[BusSubscriber]:
         """Subscribe for the block; see :meth:`~.base.EventBus.subscribe`.
 
         ``after_id`` that is not an id of this bus raises :class:`ValueError`.
         """
         after = parse_event_id(after_id) if after_id is not None else None
-        subscriber = _Subscriber(self, types, predicate, visible)
+        subscriber = BusSubscriber(self, types, predicate, visible)
         if self._closed is not None:
             subscriber.mailbox.close(self._closed)
         else:
