@@ -14,6 +14,7 @@ from service_support import Served, running, wait_until
 
 from puregrpc import RpcError, StatusCode
 from puregrpc.error_details import RetryInfo, details_of
+from puregrpc_streaming.backends import Retention
 from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["redis_server"]
@@ -177,3 +178,26 @@ async def test_redis_restart_while_watching_is_unavailable_then_resumes_without_
     assert [e.id for e in resumed] == [e.id for e in from_b]
     assert [json.loads(e.payload)["total_count"] for e in resumed] == [1, 1]
     assert a.running.backends.events.outages >= 1
+
+
+async def test_retention_trims_the_stream_and_a_resume_across_it_says_gap(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    retention = Retention(max_events=3)
+    async with running(tmp_path / "a", redis_url=redis_server.url, retention=retention) as a:
+        ids: list[str] = []
+        subscribed = trio.Event()
+
+        async def watch() -> None:
+            ids.extend(e.id for e in await collect(a, 6, started=subscribed))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await subscribed.wait()
+            for value in range(6):
+                await publish_metrics(a, float(value))
+        resumed = await collect(a, 4, after=ids[0])
+    gap, *rest = resumed
+    assert gap.type == "gap"
+    assert json.loads(gap.payload)["resumed_after"] == ids[2]  # the last one trimmed
+    assert [e.id for e in rest] == ids[3:]

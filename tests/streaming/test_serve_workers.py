@@ -7,12 +7,20 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
+import trio
+from redis_support import RedisServer, redis_server
 
+from puregrpc.client import Channel
 from puregrpc.server import reuse_port_supported
+from puregrpc_streaming.protos import streaming_pb2 as pb
+from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 
 pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="needs SO_REUSEPORT (Linux)")
+
+__all__ = ["redis_server"]
 
 COMMAND = [sys.executable, "-m", "puregrpc_streaming"]
 
@@ -65,3 +73,67 @@ def test_two_workers_share_the_port_and_the_data_directory(tmp_path: Path) -> No
         assert re.search(rf"worker {worker} \(pid \d+\) listening", err), err
     assert err.count("serving streaming.v1.StreamingService on") == 2
     assert "Traceback" not in err
+
+
+async def test_with_redis_every_watcher_sees_every_worker_s_events(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    with (tmp_path / "serve.log").open("wb") as log:
+        await _watch_every_worker(tmp_path, redis_server, log)
+
+
+async def _watch_every_worker(tmp_path: Path, redis_server: RedisServer, log: BinaryIO) -> None:
+    process = await trio.lowlevel.open_process(
+        [
+            *COMMAND,
+            *("serve", "--workers", "2", "--port", "0", "--data-dir", str(tmp_path / "data")),
+            *("--dataset-rows", "500", "--redis-url", redis_server.url),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    try:
+        assert process.stdout is not None
+        first = b""
+        with trio.fail_after(60):
+            while not first.endswith(b"\n"):
+                chunk = await process.stdout.receive_some(1024)
+                assert chunk, (tmp_path / "serve.log").read_text()
+                first += chunk
+        match = re.fullmatch(rb"listening on (127\.0\.0\.1:\d+) \(2 workers\)\n", first)
+        assert match, first
+        address = match.group(1).decode()
+        seen: dict[int, list[str]] = {}
+
+        async def watch(index: int, *, task_status: trio.TaskStatus[None]) -> None:
+            # Its own connection: the kernel picks the worker.
+            async with Channel(address) as channel:
+                stub = StreamingServiceStub(channel)
+                request = pb.WatchRequest(event_types=["metrics.collected"])
+                async with stub.WatchEvents(request) as call:
+                    await call.initial_metadata()
+                    task_status.started()
+                    seen[index] = []
+                    async for event in call:
+                        seen[index].append(event.id)
+                        if len(seen[index]) == 6:
+                            return
+
+        with trio.fail_after(60):
+            async with trio.open_nursery() as nursery:
+                for index in range(6):
+                    await nursery.start(watch, index)
+                for value in range(6):  # each through a new connection too
+                    async with Channel(address) as channel:
+                        metric = pb.Metric(name="cpu", value=float(value))
+                        await StreamingServiceStub(channel).CollectMetrics([metric], timeout=10)
+        # With the embedded bus a watcher would see only its own worker's events.
+        assert len({tuple(ids) for ids in seen.values()}) == 1, seen
+        assert len(seen[0]) == 6
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(60):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
