@@ -21,6 +21,7 @@ import trio
 from puregrpc.server import WorkerSlot, supervise_workers
 
 from ._cli_serve import ServeCommand
+from ._client_common import unwrap_group
 from .logs import configure_logging
 from .server import serve
 
@@ -54,7 +55,15 @@ async def serve_workers(
 def serve_worker(command: ServeCommand, slot: WorkerSlot) -> None:
     """One worker process: serve ``command``'s configuration on the slot's port."""
     configure_logging(sys.stderr, level=command.log_level, json_lines=command.log_format == "json")
-    trio.run(_serve_worker, command, slot)
+    try:
+        trio.run(_serve_worker, command, slot)
+    except BaseException as raised:
+        exc = unwrap_group(raised)
+        if not isinstance(exc, OSError | ValueError):
+            raise
+        # What serve alone would print (a busy port, Redis unreachable, ...).
+        print(f"error: worker {slot.index}: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 async def _serve_worker(command: ServeCommand, slot: WorkerSlot) -> None:

@@ -171,7 +171,12 @@ class ServeConfig:
         """The Redis event bus's settings, if ``redis_url`` is set (imports ``redis`` then)."""
         if self.redis_url is None:
             return None
-        from .backends.redis_events import RedisSettings
+        try:
+            from .backends.redis_events import RedisSettings
+        except ImportError as exc:
+            raise ValueError(
+                f"redis_url needs the redis client ({exc}): pip install 'puregrpc[redis]'"
+            ) from None
 
         return RedisSettings(
             url=self.redis_url,

@@ -29,6 +29,7 @@ from ._options import ServerOptions as ServerOptions
 from ._server import Server as Server
 from ._workers import WorkerBackoff as WorkerBackoff
 from ._workers import WorkerSlot as WorkerSlot
+from ._workers import WorkerStartError as WorkerStartError
 from ._workers import run_workers as run_workers
 from ._workers import supervise_workers as supervise_workers
 
@@ -49,6 +50,7 @@ __all__ = [
     "ServicerContext",
     "WorkerBackoff",
     "WorkerSlot",
+    "WorkerStartError",
     "ending_status",
     "open_tcp_listeners",
     "reserve_port",

@@ -31,10 +31,12 @@ the supervisor is gone, however it ended, the worker's end reads EOF and
 the worker stops (:meth:`WorkerSlot.stop_requested`), so no worker outlives
 it for long.
 
-*Restarts.* A worker that exits is started again after a delay that
-doubles with each exit in a row (:class:`WorkerBackoff`), reset once a
-worker has run :attr:`WorkerBackoff.stable_after` seconds; every exit and
-restart is logged.
+*Restarts.* At the first start, a worker that exits before it listens
+ends the supervisor (:class:`WorkerStartError`): a busy address or a bad
+configuration would only fail again. Later, a worker that exits is started
+again after a delay that doubles with each exit in a row
+(:class:`WorkerBackoff`), reset once a worker has run
+:attr:`WorkerBackoff.stable_after` seconds; every exit and restart is logged.
 
 *Stopping.* Cancelling :func:`supervise_workers` (``run_workers`` does on
 SIGTERM or SIGINT) sends SIGTERM to every worker; each stops as
@@ -44,8 +46,10 @@ a worker still running ``stop_timeout`` seconds later is killed.
 ::
 
     spawn --> starting --ready--> serving --exit--> backoff --> spawn
-                 |                   |
-                 +------exit---------+    cancelled: SIGTERM, wait, SIGKILL
+                 |                                    ^
+                 +--exit--> (first start: WorkerStartError; later: backoff)
+
+    cancelled, in any state: SIGTERM, wait, SIGKILL
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from ._server import Server
 __all__ = [
     "WorkerBackoff",
     "WorkerSlot",
+    "WorkerStartError",
     "run_workers",
     "supervise_workers",
 ]
@@ -88,6 +93,10 @@ class WorkerBackoff:
     def __post_init__(self) -> None:
         if not 0 < self.initial <= self.maximum:
             raise ValueError(f"need 0 < initial <= maximum, got {self.initial}, {self.maximum}")
+
+
+class WorkerStartError(ChildProcessError):
+    """A worker exited before it listened, at the first start: it would fail again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +171,8 @@ class _Pool:
         self._context = multiprocessing.get_context("spawn")
         #: Worker index -> pid of its current process.
         self.pids: dict[int, int] = {}
+        #: Every worker has listened once (from then on, exits are restarted).
+        self.serving = False
 
     def _spawn(self, index: int) -> tuple[BaseProcess, Connection]:
         ours, theirs = self._context.Pipe(duplex=True)
@@ -192,11 +203,21 @@ class _Pool:
                         on_first_ready()
                         reported = True
                     await trio.lowlevel.wait_readable(process.sentinel)
+                else:
+                    # Its pipe closed first: let it finish exiting (its traceback).
+                    await _exited(process, 5.0)
             finally:
                 with trio.CancelScope(shield=True):
                     await self._stop(process)
                     channel.close()
             lived = trio.current_time() - born
+            if not reported and not self.serving:
+                # At the first start a worker that cannot listen (a busy
+                # address, a bad configuration) would fail again: say so now.
+                raise WorkerStartError(
+                    f"worker {index} (pid {process.pid}) exited before it listened "
+                    f"({_describe_exit(process.exitcode)}); its log says why"
+                )
             if lived >= self._backoff.stable_after:
                 delay = self._backoff.initial
             logger.warning(
@@ -264,7 +285,10 @@ async def supervise_workers(
     :func:`run_workers` has one for :class:`~puregrpc.server.Server`
     factories). ``task_status.started(port)`` once every worker listens.
     Cancelled, it stops every worker (SIGTERM, then SIGKILL after
-    ``stop_timeout`` seconds) and returns when all have exited.
+    ``stop_timeout`` seconds) and returns when all have exited. A worker that
+    exits before it first listens, before every worker has, raises
+    :class:`WorkerStartError` (the others are stopped); later exits are
+    restarted.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
@@ -285,13 +309,28 @@ async def supervise_workers(
             if not waiting:
                 listening.set()
 
-        async with trio.open_nursery() as nursery:
-            # All started at once: each takes a while to import and bind.
-            for index in range(workers):
-                nursery.start_soon(pool.run_slot, index, functools.partial(first_ready, index))
-            await listening.wait()
-            logger.info("%d workers serving on %s", workers, _address(host, bound))
-            task_status.started(bound)
+        try:
+            async with trio.open_nursery() as nursery:
+                # All started at once: each takes a while to import and bind.
+                for index in range(workers):
+                    nursery.start_soon(pool.run_slot, index, functools.partial(first_ready, index))
+                await listening.wait()
+                pool.serving = True
+                logger.info("%d workers serving on %s", workers, _address(host, bound))
+                task_status.started(bound)
+        except BaseExceptionGroup as group:
+            # One worker (or several) that could not start: that error, bare.
+            failed, rest = group.split(WorkerStartError)
+            if failed is None or rest is not None:
+                raise
+            raise _leaves(failed)[0] from None
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 def _address(host: str, port: int) -> str:
@@ -314,7 +353,8 @@ def run_workers(
     """Serve ``factory()``'s :class:`~puregrpc.server.Server` in ``workers`` processes.
 
     Blocks until SIGTERM or SIGINT, then drains every worker (each stops
-    with ``grace``) and returns the exit status, 0. ``factory`` runs in each
+    with ``grace``) and returns the exit status, 0; 1 if a worker could not
+    start (:class:`WorkerStartError`, logged). ``factory`` runs in each
     worker process and must be importable (a module-level function);
     ``on_listening(port)`` runs here once every worker listens.
     """
@@ -344,24 +384,28 @@ async def _supervise_until_signal(
     on_listening: Callable[[int], None] | None,
 ) -> int:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(
-                functools.partial(
-                    supervise_workers,
-                    target,
-                    workers=workers,
-                    host=host,
-                    port=port,
-                    backoff=backoff,
-                    stop_timeout=stop_timeout,
+        try:
+            async with trio.open_nursery() as nursery:
+                bound = await nursery.start(
+                    functools.partial(
+                        supervise_workers,
+                        target,
+                        workers=workers,
+                        host=host,
+                        port=port,
+                        backoff=backoff,
+                        stop_timeout=stop_timeout,
+                    )
                 )
-            )
-            if on_listening is not None:
-                on_listening(bound)
-            async for signum in signals:
-                logger.info("%s: stopping the workers", signal.Signals(signum).name)
-                break
-            nursery.cancel_scope.cancel()
+                if on_listening is not None:
+                    on_listening(bound)
+                async for signum in signals:
+                    logger.info("%s: stopping the workers", signal.Signals(signum).name)
+                    break
+                nursery.cancel_scope.cancel()
+        except WorkerStartError as exc:
+            logger.error("%s", exc)
+            return 1
     return 0
 
 

@@ -452,8 +452,8 @@ async def open_redis_event_bus(
 ) -> AsyncIterator[RedisEventBus]:
     """A :class:`RedisEventBus` on ``settings``, its reader running, for the block.
 
-    Redis must be reachable at start (else :class:`~.base.BusUnavailable`):
-    the bus begins after the stream's newest entry.
+    Redis must be reachable at start (else :class:`ConnectionError`): the
+    bus begins after the stream's newest entry.
     """
     commands = _client(settings, max_connections=settings.threads, read_timeout=settings.timeout)
     reader = _client(
@@ -461,7 +461,10 @@ async def open_redis_event_bus(
     )
     try:
         log = RedisEventLog(commands, settings)
-        last = await log.last_position()
+        try:
+            last = await log.last_position()
+        except BusUnavailable as exc:
+            raise ConnectionError(f"cannot start the event bus: {exc}") from None
         bus = RedisEventBus(log, reader, settings, last_position=last, queue_bytes=queue_bytes)
         logger.info("event bus on Redis stream %r, after %s", settings.stream, bus.last_id)
         async with trio.open_nursery() as nursery:

@@ -64,6 +64,15 @@ async def supervisor(
             log.close()
 
 
+def exited(pid: int) -> bool:
+    """Whether ``pid`` has exited (gone, or a zombie: none of its sockets is open)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
 async def pid_of_call(channel: Channel) -> int:
     return int(await channel.unary_unary(PID, b"", timeout=20))
 
@@ -118,6 +127,11 @@ async def test_a_killed_worker_fails_its_calls_and_comes_back(tmp_path: Path) ->
                     await nursery.start(slow_call, channel)
                 os.kill(victim, signal.SIGKILL)
         assert codes == [StatusCode.UNAVAILABLE] * len(by_pid[victim])
+        # Its connections are reset as it dies, a moment before its listening
+        # socket closes: a connection made in between would be reset too.
+        with trio.fail_after(10):
+            while not exited(victim):  # noqa: ASYNC110 - a process has no event to wait on
+                await trio.sleep(0.01)
 
         # New connections are served at once (by the survivor, or the
         # restarted worker once it listens), and the victim comes back.
@@ -149,3 +163,21 @@ async def test_sigterm_drains_a_call_in_flight_and_exits_0(tmp_path: Path) -> No
             assert messages[1:] == [b"done"]
         with trio.fail_after(30):
             assert await process.wait() == 0
+
+
+async def test_a_worker_that_cannot_start_ends_the_supervisor_with_status_1(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as stderr, trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, str(APP), "2", "1", "broken"],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            check=False,
+        )
+    text = log.read_text()
+    assert result.returncode == 1, text
+    assert "exited before it listened" in text
+    assert "this worker cannot start" in text  # the worker's own traceback
+    assert "restarting" not in text

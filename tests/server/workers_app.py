@@ -1,8 +1,9 @@
 """A server run by ``run_workers`` for tests/server/test_workers.py (a script, not a test).
 
-``python workers_app.py WORKERS GRACE`` prints ``listening PORT`` once every
+``python workers_app.py WORKERS GRACE [broken]`` prints ``listening PORT`` once every
 worker listens and serves until SIGTERM. ``Pid`` answers the worker's pid;
 ``Slow`` streams the pid at once, then again after the requested seconds.
+``broken``: the factory raises (the workers cannot start).
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def make_server() -> Server:
     return Server([MethodHandler(method=PID, func=pid), MethodHandler(method=SLOW, func=slow)])
 
 
+def broken_server() -> Server:
+    raise RuntimeError("this worker cannot start")
+
+
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(name)s: %(message)s")
     workers, grace = int(sys.argv[1]), float(sys.argv[2])
+    broken = sys.argv[3:] == ["broken"]
     return run_workers(
-        make_server,
+        broken_server if broken else make_server,
         workers=workers,
         grace=grace,
         backoff=WorkerBackoff(initial=0.2, maximum=2.0),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -137,3 +138,18 @@ async def _watch_every_worker(tmp_path: Path, redis_server: RedisServer, log: Bi
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+def test_workers_that_cannot_reach_redis_end_serve_with_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as unused:  # a port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{unused.getsockname()[1]}/0"
+        result = cli(
+            *("serve", "--workers", "2", "--port", "0", "--data-dir", str(tmp_path / "data")),
+            *("--dataset-rows", "10", "--redis-url", url),
+        )
+    assert result.returncode == 1, result.stderr
+    assert "cannot start the event bus" in result.stderr
+    assert "exited before it listened" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
