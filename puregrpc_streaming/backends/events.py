@@ -27,6 +27,11 @@ Theory of operation:
   replay starts with a ``gap`` event saying so, then goes on from the
   oldest retained event. A heartbeat's id is the position the subscriber
   has caught up to (``<position>.<n>``), so resuming from it is exact too.
+* The subscriber side (:class:`BusSubscriber`: replay, boundary, mailbox,
+  heartbeats), the fan-out (:func:`offer`) and the gap marker
+  (:func:`gap_event`) serve the Redis bus too (:mod:`.redis_events`): it
+  differs in where the log is and in who fans out (its stream reader), and
+  it names positions by stream id (:meth:`SubscriberSource.event_id`).
 """
 
 from __future__ import annotations

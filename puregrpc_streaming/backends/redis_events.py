@@ -61,7 +61,7 @@ from redis.retry import Retry
 
 from ..access import EVERYONE
 from ..filters import Predicate
-from .base import BusClosed, BusEvent, BusUnavailable, Retention
+from .base import BusEvent, BusUnavailable, Retention
 from .event_log import PAGE_EVENTS, LoggedEvent, LogPage
 from .events import (
     DEFAULT_QUEUE_BYTES,
@@ -243,7 +243,10 @@ class RedisEventLog:
         return LogPage(
             events=[_logged(entry_id, fields) for entry_id, fields in entries],
             pruned_upto=_position(pruned) if pruned else 0,
-            last_position=max(last, upto),
+            # The newest entry is never trimmed: a boundary past it means the
+            # stream lost data (a Redis without persistence restarted), and
+            # a resume from there is reported as a gap.
+            last_position=last,
         )
 
 
@@ -329,8 +332,6 @@ class RedisEventBus:
         self, type: str, payload: Mapping[str, Any], *, audience: Sequence[str] = EVERYONE
     ) -> BusEvent:
         """Append one event to the stream (the readers deliver it); BusUnavailable if down."""
-        if self._closed is not None:
-            raise BusClosed(self._closed)
         payload_json = encode_payload(payload)
         if len(payload_json) > MAX_EVENT_BYTES:
             raise ValueError(

@@ -51,6 +51,21 @@ async def collect(
     return events
 
 
+async def resume_when_available(served: Served, count: int, *, after: str) -> list[pb.Event]:
+    """:func:`collect` from ``after``, retried while the instance's bus is still reconnecting.
+
+    Its publishes may work again before its reader does (the reader waits
+    out its backoff); until then, watching is UNAVAILABLE.
+    """
+    with trio.fail_after(30):
+        while True:
+            try:
+                return await collect(served, count, after=after)
+            except RpcError as exc:
+                assert exc.code is StatusCode.UNAVAILABLE, exc
+                await trio.sleep(0.1)
+
+
 async def publish_metrics(served: Served, value: float) -> None:
     """One ``metrics.collected`` event, published through ``served``'s CollectMetrics."""
     await served.stub.CollectMetrics([pb.Metric(name="cpu", value=value)], timeout=10)
@@ -165,15 +180,8 @@ async def test_redis_restart_while_watching_is_unavailable_then_resumes_without_
                     await trio.sleep(0.1)
         # A recovers, and the resume from the hint misses nothing: exactly the
         # events published after it, no gap event, as B's log has them.
-        resumed: list[pb.Event] = []
-        with trio.fail_after(30):
-            while not resumed:
-                try:
-                    resumed = await collect(a, 2, after=last)
-                except RpcError as exc:
-                    assert exc.code is StatusCode.UNAVAILABLE, exc
-                    await trio.sleep(0.1)
-        from_b = await collect(b, 2, after=last)
+        resumed = await resume_when_available(a, 2, after=last)
+        from_b = await resume_when_available(b, 2, after=last)
     assert [e.type for e in resumed] == ["metrics.collected"] * 2
     assert [e.id for e in resumed] == [e.id for e in from_b]
     assert [json.loads(e.payload)["total_count"] for e in resumed] == [1, 1]
