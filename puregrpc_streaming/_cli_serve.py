@@ -181,6 +181,12 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="KEY",
         help="the Redis stream of the events (default %(default)s)",
     )
+    option(
+        "--postgres-url",
+        metavar="URL",
+        help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData) in this PostgreSQL, "
+        "shared by every instance on it (default: SQLite; needs the postgres extra)",
+    )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     option("--tls-key", type=Path, help="PEM private key of --tls-cert")
     option(
@@ -293,6 +299,7 @@ def resolve_serve(
             sql_cache_kib=max(args.sql_cache_size >> 10, 1),
             redis_url=args.redis_url,
             redis_stream=args.redis_stream,
+            postgres_url=args.postgres_url,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -11,9 +11,10 @@ what happened and what to do:
   longer than the busy timeout): UNAVAILABLE, nothing was written, retry;
 * a read-only file system or a permission refusal (EROFS, EACCES, EPERM),
   SQLite's "attempt to write a readonly database": UNAVAILABLE naming it;
-* a shared event bus that cannot reach its store (Redis down,
+* a shared store or event bus that cannot reach its server (PostgreSQL or
+  Redis down: :class:`~.backends.base.StoreUnavailable`,
   :class:`~.backends.base.BusUnavailable`): UNAVAILABLE with a
-  ``google.rpc.RetryInfo`` saying when to retry (:func:`bus_unavailable`).
+  ``google.rpc.RetryInfo`` saying when to retry (:func:`unavailable`).
 
 Each is logged once at ERROR with the full cause, for the operator. What
 the call had started is undone by the handlers (an upload's temporary file
@@ -30,9 +31,9 @@ from puregrpc import RpcError, StatusCode
 from puregrpc.error_details import RetryInfo, rich_error
 from puregrpc.server import ServerCall, ServerContinuation
 
-from .backends.base import BusUnavailable
+from .backends.base import BusUnavailable, StoreUnavailable
 
-__all__ = ["StorageFaultInterceptor", "bus_unavailable", "is_disk_full", "storage_fault"]
+__all__ = ["StorageFaultInterceptor", "is_disk_full", "storage_fault", "unavailable"]
 
 logger = logging.getLogger("puregrpc_streaming")
 
@@ -76,7 +77,7 @@ def storage_fault(error: BaseException) -> RpcError | None:
     return None
 
 
-def bus_unavailable(error: BusUnavailable, message: str | None = None) -> RpcError:
+def unavailable(error: BusUnavailable | StoreUnavailable, message: str | None = None) -> RpcError:
     """UNAVAILABLE for ``error`` (saying ``message``), its retry delay as a RetryInfo."""
     retry = RetryInfo()
     retry.retry_delay.FromNanoseconds(max(1, int(error.retry_after * 1e9)))
@@ -93,9 +94,9 @@ class StorageFaultInterceptor:
         """Run the call; re-raise a storage fault as its status."""
         try:
             await proceed(call)
-        except BusUnavailable as error:
+        except (BusUnavailable, StoreUnavailable) as error:
             logger.warning("%s failed: %s", call.method.path, error)
-            raise bus_unavailable(error) from None
+            raise unavailable(error) from None
         except (OSError, sqlite3.Error) as error:
             status = storage_fault(error)
             if status is None:

@@ -39,6 +39,7 @@ from .service import StreamingService
 from .tls import mutual_tls_handler, server_ssl_context
 
 if TYPE_CHECKING:
+    from .backends.postgres import PostgresSettings
     from .backends.redis_events import RedisSettings
 
 __all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
@@ -113,6 +114,9 @@ class ServeConfig:
     redis_url: str | None = None
     #: The Redis stream's key.
     redis_stream: str = "puregrpc-streaming:events"
+    #: ``postgresql://user@host:port/db``: records (GetData, SyncData) in this
+    #: PostgreSQL, shared with every instance that uses it (None: SQLite).
+    postgres_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -144,6 +148,10 @@ class ServeConfig:
             raise ValueError(
                 f"redis_url must be redis://, rediss:// or unix://, got {self.redis_url!r}"
             )
+        if self.postgres_url is not None and not self.postgres_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(f"postgres_url must be postgresql://..., got {self.postgres_url!r}")
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
@@ -184,6 +192,18 @@ class ServeConfig:
             threads=self.sql_threads,
             retention=self.retention,
         )
+
+    def postgres_settings(self) -> PostgresSettings | None:
+        """The PostgreSQL records' settings, if ``postgres_url`` is set (imports ``psycopg``)."""
+        if self.postgres_url is None:
+            return None
+        try:
+            from .backends.postgres import PostgresSettings
+        except ImportError as exc:
+            raise ValueError(
+                f"postgres_url needs psycopg ({exc}): pip install 'puregrpc[postgres]'"
+            ) from None
+        return PostgresSettings(url=self.postgres_url, threads=self.sql_threads)
 
     def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
         """The interceptor that settles each call's caller (``peers``: mutual TLS)."""
@@ -271,6 +291,7 @@ async def _serving(
         sql_busy_timeout=config.sql_busy_timeout,
         sql_cache_kib=config.sql_cache_kib,
         redis=config.redis_settings(),
+        postgres=config.postgres_settings(),
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

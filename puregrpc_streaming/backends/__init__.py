@@ -35,6 +35,7 @@ from .base import QuerySession as QuerySession
 from .base import Retention as Retention
 from .base import RoomStore as RoomStore
 from .base import StoredFile as StoredFile
+from .base import StoreUnavailable as StoreUnavailable
 from .base import SubscriberTooSlow as SubscriberTooSlow
 from .base import Subscription as Subscription
 from .base import UploadSink as UploadSink
@@ -83,6 +84,7 @@ __all__ = [
     "SqliteEventLog",
     "SqliteKeyValueStore",
     "SqliteMetricsStore",
+    "StoreUnavailable",
     "StoredFile",
     "SubscriberTooSlow",
     "Subscription",

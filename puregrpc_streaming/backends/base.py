@@ -204,6 +204,18 @@ class BusUnavailable(BusClosed):
         self.retry_after = retry_after
 
 
+class StoreUnavailable(Exception):
+    """A shared store's server cannot be reached (PostgreSQL down): retry later.
+
+    Nothing was written: the store's transaction did not commit.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry may succeed.
+        self.retry_after = retry_after
+
+
 class Subscription(Protocol):
     """Events for one subscriber: first the replayed ones, then live ones."""
 

@@ -9,7 +9,9 @@ Everything lives under one data directory::
 and the event bus is in-process, over the durable event log; or, given
 :class:`~.redis_events.RedisSettings`, the bus is a Redis stream shared with
 every other instance on it (:mod:`.redis_events`; its module, and the
-``redis`` package, load only then). :func:`open_embedded_backends`
+``redis`` package, load only then); given
+:class:`~.postgres.PostgresSettings`, the records are in PostgreSQL
+(:mod:`.postgres`, with ``psycopg``). :func:`open_embedded_backends`
 prepares them (directories, schema, the dataset seeded on first start,
 leftovers of a crash removed, retention applied to the log) and closes
 them at the end of its block.
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .base import EventBus, Retention
+from .base import EventBus, KeyValueStore, Retention
 from .event_log import SqliteEventLog
 from .events import DEFAULT_QUEUE_BYTES, InProcessEventBus
 from .files import LocalFileStore
@@ -44,6 +46,7 @@ from .sqlite import (
 from .upload_sessions import SessionPolicy
 
 if TYPE_CHECKING:
+    from .postgres import PostgresSettings
     from .redis_events import RedisSettings
 
 __all__ = ["DataDirectoryError", "EmbeddedBackends", "open_embedded_backends"]
@@ -63,7 +66,8 @@ class EmbeddedBackends:
     #: An :class:`~.events.InProcessEventBus`, or a :class:`~.redis_events.RedisEventBus`.
     events: EventBus
     dataset: SqliteDatasetStore
-    kv: SqliteKeyValueStore
+    #: A :class:`~.sqlite.SqliteKeyValueStore`, or a :class:`~.postgres.PostgresKeyValueStore`.
+    kv: KeyValueStore
     metrics: SqliteMetricsStore
     rooms: RoomDirectory
     database: SqliteDatabase
@@ -83,6 +87,7 @@ async def open_embedded_backends(
     sql_busy_timeout: float = BUSY_TIMEOUT,
     sql_cache_kib: int = CACHE_KIB,
     redis: RedisSettings | None = None,
+    postgres: PostgresSettings | None = None,
 ) -> AsyncIterator[EmbeddedBackends]:
     """Open (creating if needed) the backends under ``data_dir`` for the block.
 
@@ -99,6 +104,7 @@ async def open_embedded_backends(
     keeps locked, is a :class:`DataDirectoryError` naming it; nothing in the
     directory is changed then. With ``redis``, events live in its stream
     (retention as ``redis.retention`` says) and the SQLite event log is not used.
+    With ``postgres``, the records (GetData, SyncData) live in PostgreSQL.
     """
     files = LocalFileStore(data_dir / "files", threads=file_threads, sessions=sessions)
     try:
@@ -133,12 +139,15 @@ async def open_embedded_backends(
                 f"database {database.path} cannot be used: {exc}"
                 + (" (held by another process?)" if "locked" in str(exc) else "")
             ) from None
-        async with _open_bus(log, last, redis, watch_queue_bytes) as events:
+        async with (
+            _open_records(database, postgres) as kv,
+            _open_bus(log, last, redis, watch_queue_bytes) as events,
+        ):
             yield EmbeddedBackends(
                 files=files,
                 events=events,
                 dataset=dataset,
-                kv=SqliteKeyValueStore(database),
+                kv=kv,
                 metrics=SqliteMetricsStore(database),
                 rooms=rooms,
                 database=database,
@@ -170,6 +179,27 @@ async def _open_log(
     """The SQLite event log, open, and its last position."""
     log = SqliteEventLog(writer, database, retention)
     return log, await log.open()
+
+
+@asynccontextmanager
+async def _open_records(
+    database: SqliteDatabase, postgres: PostgresSettings | None
+) -> AsyncIterator[KeyValueStore]:
+    if postgres is None:
+        yield SqliteKeyValueStore(database)
+        return
+    from .base import StoreUnavailable
+    from .postgres import PostgresDatabase, PostgresKeyValueStore
+
+    shared = PostgresDatabase(postgres)
+    try:
+        try:
+            await shared.open()
+        except StoreUnavailable as exc:
+            raise ConnectionError(f"cannot open the records database: {exc}") from None
+        yield PostgresKeyValueStore(shared)
+    finally:
+        await shared.close()
 
 
 def _open_bus(

@@ -54,7 +54,7 @@ from ..backends.base import (
     SubscriberTooSlow,
     Subscription,
 )
-from ..faults import bus_unavailable
+from ..faults import unavailable
 from ..protos import streaming_pb2 as pb
 from ..rate_limit import RateLimiter
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
@@ -234,7 +234,7 @@ class ChatHandlers:
             except SubscriberTooSlow:
                 fail(StatusCode.RESOURCE_EXHAUSTED, "chat client too slow: messages were dropped")
             except BusUnavailable as exc:
-                raise bus_unavailable(exc) from None
+                raise unavailable(exc) from None
             except BusClosed as exc:
                 fail(StatusCode.UNAVAILABLE, str(exc))
             await context.send(chat_message(event))

@@ -21,7 +21,7 @@ from ..backends.base import (
     RoomStore,
     SubscriberTooSlow,
 )
-from ..faults import bus_unavailable
+from ..faults import unavailable
 from ..filters import FilterError, compile_filter
 from ..protos import streaming_pb2 as pb
 from ._common import ServiceSettings, fail, invalid, metadata_text, timestamp_ns
@@ -140,7 +140,7 @@ class EventHandlers:
                         f"subscriber too slow; resume from last-event-id {last_sent}",
                     )
                 except BusUnavailable as exc:
-                    raise bus_unavailable(
+                    raise unavailable(
                         exc, f"{exc}; resume from last-event-id {last_sent}"
                     ) from None
                 except BusClosed as exc:
