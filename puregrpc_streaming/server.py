@@ -114,7 +114,7 @@ class ServeConfig:
     redis_url: str | None = None
     #: The Redis stream's key.
     redis_stream: str = "puregrpc-streaming:events"
-    #: ``postgresql://user@host:port/db``: records (GetData, SyncData) in this
+    #: ``postgresql://user@host:port/db``: records (GetData, SyncData) and metrics in this
     #: PostgreSQL, shared with every instance that uses it (None: SQLite).
     postgres_url: str | None = None
 

@@ -10,11 +10,11 @@ and the event bus is in-process, over the durable event log; or, given
 :class:`~.redis_events.RedisSettings`, the bus is a Redis stream shared with
 every other instance on it (:mod:`.redis_events`; its module, and the
 ``redis`` package, load only then); given
-:class:`~.postgres.PostgresSettings`, the records are in PostgreSQL
-(:mod:`.postgres`, with ``psycopg``). :func:`open_embedded_backends`
-prepares them (directories, schema, the dataset seeded on first start,
-leftovers of a crash removed, retention applied to the log) and closes
-them at the end of its block.
+:class:`~.postgres.PostgresSettings`, the records and metrics are in
+PostgreSQL (:mod:`.postgres`, :mod:`.postgres_metrics`, with ``psycopg``).
+:func:`open_embedded_backends` prepares them (directories, schema, the
+dataset seeded on first start, leftovers of a crash removed, retention
+applied to the log) and closes them at the end of its block.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .base import EventBus, KeyValueStore, Retention
+from .base import EventBus, KeyValueStore, MetricsStore, Retention
 from .event_log import SqliteEventLog
 from .events import DEFAULT_QUEUE_BYTES, InProcessEventBus
 from .files import LocalFileStore
@@ -68,7 +68,9 @@ class EmbeddedBackends:
     dataset: SqliteDatasetStore
     #: A :class:`~.sqlite.SqliteKeyValueStore`, or a :class:`~.postgres.PostgresKeyValueStore`.
     kv: KeyValueStore
-    metrics: SqliteMetricsStore
+    #: A :class:`~.sqlite.SqliteMetricsStore`, or a
+    #: :class:`~.postgres_metrics.PostgresMetricsStore`.
+    metrics: MetricsStore
     rooms: RoomDirectory
     database: SqliteDatabase
 
@@ -104,7 +106,8 @@ async def open_embedded_backends(
     keeps locked, is a :class:`DataDirectoryError` naming it; nothing in the
     directory is changed then. With ``redis``, events live in its stream
     (retention as ``redis.retention`` says) and the SQLite event log is not used.
-    With ``postgres``, the records (GetData, SyncData) live in PostgreSQL.
+    With ``postgres``, the records (GetData, SyncData) and the metrics
+    (CollectMetrics) live in PostgreSQL.
     """
     files = LocalFileStore(data_dir / "files", threads=file_threads, sessions=sessions)
     try:
@@ -140,7 +143,7 @@ async def open_embedded_backends(
                 + (" (held by another process?)" if "locked" in str(exc) else "")
             ) from None
         async with (
-            _open_records(database, postgres) as kv,
+            _open_records(database, postgres) as (kv, metrics),
             _open_bus(log, last, redis, watch_queue_bytes) as events,
         ):
             yield EmbeddedBackends(
@@ -148,7 +151,7 @@ async def open_embedded_backends(
                 events=events,
                 dataset=dataset,
                 kv=kv,
-                metrics=SqliteMetricsStore(database),
+                metrics=metrics,
                 rooms=rooms,
                 database=database,
             )
@@ -184,12 +187,14 @@ async def _open_log(
 @asynccontextmanager
 async def _open_records(
     database: SqliteDatabase, postgres: PostgresSettings | None
-) -> AsyncIterator[KeyValueStore]:
+) -> AsyncIterator[tuple[KeyValueStore, MetricsStore]]:
+    """The records and metrics stores: SQLite's, or PostgreSQL's with ``postgres``."""
     if postgres is None:
-        yield SqliteKeyValueStore(database)
+        yield SqliteKeyValueStore(database), SqliteMetricsStore(database)
         return
     from .base import StoreUnavailable
     from .postgres import PostgresDatabase, PostgresKeyValueStore
+    from .postgres_metrics import PostgresMetricsStore
 
     shared = PostgresDatabase(postgres)
     try:
@@ -197,7 +202,7 @@ async def _open_records(
             await shared.open()
         except StoreUnavailable as exc:
             raise ConnectionError(f"cannot open the records database: {exc}") from None
-        yield PostgresKeyValueStore(shared)
+        yield PostgresKeyValueStore(shared), PostgresMetricsStore(shared)
     finally:
         await shared.close()
 

@@ -1,8 +1,12 @@
 """Records on PostgreSQL: GetData and SyncData shared by every instance on one database.
 
+(The connections, :class:`PostgresDatabase`, serve the metrics too:
+:mod:`.postgres_metrics`.)
+
 Theory of operation:
 
-* **The table.** ``kv (key, value, version, deleted, updated_at)``, created
+* **The tables.** ``kv (key, value, version, deleted, updated_at)`` and
+  ``metrics`` (:mod:`.postgres_metrics`), created
   at open under a transaction-scoped advisory lock (two instances starting
   at once must not race on ``CREATE TABLE IF NOT EXISTS``).
 * **Compare-and-set with row versions.** :meth:`PostgresKeyValueStore.apply`
@@ -26,6 +30,7 @@ Theory of operation:
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,7 +53,15 @@ CREATE TABLE IF NOT EXISTS kv (
     version BIGINT NOT NULL,
     deleted BOOLEAN NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
-)
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    value DOUBLE PRECISION NOT NULL,
+    labels JSONB NOT NULL,
+    timestamp DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_by_name ON metrics (name, timestamp);
 """
 #: The advisory lock key that serialises schema creation across instances.
 _SCHEMA_LOCK = 0x70757265677270  # "puregrp"
@@ -114,14 +127,34 @@ class PostgresDatabase:
             self._idle.append(conn)
             return result
 
+        return await self._in_thread(work)
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
         try:
             return await trio.to_thread.run_sync(work, limiter=self._limiter)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 # One line: libpq's messages run over several.
-                f"the records database (PostgreSQL) is unavailable: {' '.join(str(exc).split())}",
+                f"the database (PostgreSQL) is unavailable: {' '.join(str(exc).split())}",
                 retry_after=self._settings.retry_after,
             ) from None
+
+    async def dedicated(self) -> psycopg.Connection[Any]:
+        """A new connection of the caller's own (for a transaction that spans a call).
+
+        Use it with :meth:`run_on`; close it with :meth:`close_dedicated`.
+        """
+        return await self._in_thread(self._connect)
+
+    async def run_on(
+        self, conn: psycopg.Connection[Any], fn: Callable[[psycopg.Connection[Any]], T]
+    ) -> T:
+        """Run ``fn(conn)`` on a :meth:`dedicated` connection, in a worker thread."""
+        return await self._in_thread(functools.partial(fn, conn))
+
+    async def close_dedicated(self, conn: psycopg.Connection[Any]) -> None:
+        """Close a :meth:`dedicated` connection (an open transaction is rolled back)."""
+        await trio.to_thread.run_sync(conn.close)
 
     async def open(self) -> None:
         """Create the schema if needed (StoreUnavailable if PostgreSQL is unreachable)."""

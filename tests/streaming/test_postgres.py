@@ -1,11 +1,14 @@
-"""Records on PostgreSQL: two real service instances sharing one real PostgreSQL (and Redis)."""
+"""Records and metrics on PostgreSQL: two real service instances sharing one real PostgreSQL
+(and Redis)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import trio
 from postgres_support import PostgresServer, postgres_server
 from redis_support import RedisServer, redis_server
@@ -130,3 +133,28 @@ async def test_postgres_down_is_unavailable_with_retry_info_then_recovers(
                     assert exc.code is StatusCode.UNAVAILABLE, exc
                     await trio.sleep(0.1)
     assert (got.value, got.version) == (b"v1", 1)
+
+
+def metrics_rows(postgres: PostgresServer) -> list[tuple[str, float]]:
+    """Every stored sample (name, value), as PostgreSQL has them committed."""
+    import psycopg  # here: without it the fixture skips the tests
+
+    with psycopg.connect(postgres.url) as conn:
+        rows = conn.execute("SELECT name, value FROM metrics ORDER BY id").fetchall()
+    return [(name, value) for name, value in rows]
+
+
+async def test_metrics_of_both_instances_land_in_one_table_a_call_at_a_time(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    async with two_instances(tmp_path, postgres_server) as (a, b):
+        good = [pb.Metric(name="a", value=float(n)) for n in range(1_200)]
+        bad = [pb.Metric(name="b", value=math.nan if n == 1_100 else 1.0) for n in range(1_200)]
+        assert (await a.stub.CollectMetrics(good, timeout=30)).total_count == 1_200
+        # Two batches of B's call were inserted before its bad sample: all rolled back.
+        with pytest.raises(RpcError) as caught:
+            await b.stub.CollectMetrics(bad, timeout=30)
+        assert caught.value.code is StatusCode.INVALID_ARGUMENT
+        await b.stub.CollectMetrics([pb.Metric(name="b", value=2.0)], timeout=30)
+        rows = await trio.to_thread.run_sync(metrics_rows, postgres_server)
+    assert rows == [("a", float(n)) for n in range(1_200)] + [("b", 2.0)]
