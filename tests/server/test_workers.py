@@ -181,3 +181,19 @@ async def test_a_worker_that_cannot_start_ends_the_supervisor_with_status_1(
     assert "exited before it listened" in text
     assert "this worker cannot start" in text  # the worker's own traceback
     assert "restarting" not in text
+
+
+async def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    async with supervisor(tmp_path, grace=1.0) as (process, port), AsyncExitStack() as stack:
+        channels = [
+            await stack.enter_async_context(Channel(f"127.0.0.1:{port}")) for _ in range(20)
+        ]
+        with trio.fail_after(60):
+            pids = {await pid_of_call(channel) for channel in channels}
+        assert len(pids) == 2
+        process.kill()  # SIGKILL: no chance to stop them; their lifeline pipe reads EOF
+        with trio.fail_after(30):
+            while not all(exited(pid) for pid in pids):  # noqa: ASYNC110 - processes
+                await trio.sleep(0.05)
+    text = (tmp_path / "supervisor.log").read_text()
+    assert text.count("the supervisor is gone, stopping") == 2, text
