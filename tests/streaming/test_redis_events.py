@@ -209,3 +209,26 @@ async def test_retention_trims_the_stream_and_a_resume_across_it_says_gap(
     assert gap.type == "gap"
     assert json.loads(gap.payload)["resumed_after"] == ids[2]  # the last one trimmed
     assert [e.id for e in rest] == ids[3:]
+
+
+async def test_resume_by_id_across_a_restart_of_both_instances(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    ids: list[str] = []
+    async with two_instances(tmp_path, redis_server) as (a, b):
+        subscribed = trio.Event()
+
+        async def watch() -> None:
+            ids.extend(e.id for e in await collect(b, 3, started=subscribed))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await subscribed.wait()
+            for value in (1.0, 2.0, 3.0):
+                await publish_metrics(a, value)
+    # Both instances gone and started again (new processes' worth of state:
+    # only Redis remembers): a resume from the first id on either misses nothing.
+    async with two_instances(tmp_path, redis_server) as (a, b):
+        on_a = await collect(a, 2, after=ids[0])
+        on_b = await collect(b, 2, after=ids[0])
+    assert [e.id for e in on_a] == [e.id for e in on_b] == ids[1:]
