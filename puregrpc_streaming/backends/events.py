@@ -28,7 +28,7 @@ Theory of operation:
   oldest retained event. A heartbeat's id is the position the subscriber
   has caught up to (``<position>.<n>``), so resuming from it is exact too.
 * The subscriber side (:class:`BusSubscriber`: replay, boundary, mailbox,
-  heartbeats), the fan-out (:func:`offer`) and the gap marker
+  heartbeats), registration and fan-out (:class:`SubscriberSet`) and the gap marker
   (:func:`gap_event`) serve the Redis bus too (:mod:`.redis_events`): it
   differs in where the log is and in who fans out (its stream reader), and
   it names positions by stream id (:meth:`SubscriberSource.event_id`).
@@ -56,11 +56,11 @@ __all__ = [
     "BusSubscriber",
     "InProcessEventBus",
     "PagedLog",
+    "SubscriberSet",
     "SubscriberSource",
     "encode_payload",
     "from_log",
     "gap_event",
-    "offer",
     "parse_event_id",
 ]
 
@@ -282,25 +282,74 @@ class BusSubscriber:
         return len(self._replay) + len(self.mailbox)
 
 
-def offer(subscribers: set[BusSubscriber], event: BusEvent) -> int:
-    """Offer ``event`` to each subscriber that wants it; returns how many were cut off.
+class SubscriberSet:
+    """The subscribers of one bus: registration at a boundary, fan-out, ending them.
 
-    Never waits: a subscriber whose mailbox is full is removed from
-    ``subscribers`` (its mailbox has dropped its queue; its reader learns
-    it is too slow).
+    Fan-out never waits: a subscriber whose mailbox is full is removed (its
+    mailbox has dropped its queue; its reader learns it is too slow).
     """
-    cut_off = 0
-    for subscriber in list(subscribers):
-        if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
-            subscribers.discard(subscriber)
-            cut_off += 1
-            logger.warning(
-                "subscriber cut off at event %s: more than %d events or %d bytes behind",
-                event.id,
-                subscriber.mailbox.capacity,
-                subscriber.mailbox.max_bytes,
-            )
-    return cut_off
+
+    def __init__(self) -> None:
+        self._subscribers: set[BusSubscriber] = set()
+        #: Why the bus closed (None: open).
+        self.closed: str | None = None
+        #: Subscribers cut off for being slow.
+        self.cut_off = 0
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def register(
+        self,
+        source: SubscriberSource,
+        *,
+        types: frozenset[str],
+        predicate: Predicate | None,
+        visible: Visibility | None,
+        after: int | None,
+        after_id: str | None,
+    ) -> AsyncIterator[BusSubscriber]:
+        """A subscriber live past ``source.last_position`` (replaying after ``after``)."""
+        subscriber = BusSubscriber(source, types, predicate, visible)
+        if self.closed is not None:
+            subscriber.mailbox.close(self.closed)
+        else:
+            # Boundary and registration with no checkpoint in between: every
+            # later event is live, every earlier one is in the log.
+            subscriber.start(source.last_position, after, after_id or "")
+            self._subscribers.add(subscriber)
+        try:
+            await trio.lowlevel.checkpoint()
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+            subscriber.mailbox.close("unsubscribed")
+
+    def offer(self, event: BusEvent) -> None:
+        """Offer ``event`` to each subscriber that wants it (see the class)."""
+        for subscriber in list(self._subscribers):
+            if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
+                self._subscribers.discard(subscriber)
+                self.cut_off += 1
+                logger.warning(
+                    "subscriber cut off at event %s: more than %d events or %d bytes behind",
+                    event.id,
+                    subscriber.mailbox.capacity,
+                    subscriber.mailbox.max_bytes,
+                )
+
+    def end_all(self, reason: str, failure: BusClosed | None = None) -> None:
+        """End every current subscription: its reader gets ``failure`` (or BusClosed)."""
+        for subscriber in self._subscribers:
+            subscriber.failure = failure
+            subscriber.mailbox.close(reason)
+        self._subscribers.clear()
+
+    def close(self, reason: str) -> None:
+        """End every subscription, and every later one at once."""
+        self.closed = reason
+        self.end_all(reason)
 
 
 def gap_event(requested: str, resumed_id: str, resumed: int, reason: str) -> BusEvent:
@@ -339,18 +388,21 @@ class InProcessEventBus:
         self.log = log
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self._subscribers: set[BusSubscriber] = set()
+        self._subscribers = SubscriberSet()
         self._last_position = last_position
         self._lock = trio.Lock()
-        self._closed: str | None = None
-        #: Events published since start, and subscribers cut off for being slow.
+        #: Events published since start.
         self.published = 0
-        self.cut_off = 0
 
     @property
     def subscriber_count(self) -> int:
         """Subscriptions currently open."""
         return len(self._subscribers)
+
+    @property
+    def cut_off(self) -> int:
+        """Subscribers cut off for being slow, since start."""
+        return self._subscribers.cut_off
 
     @property
     def last_position(self) -> int:
@@ -397,7 +449,7 @@ class InProcessEventBus:
         return event
 
     def _fan_out(self, event: BusEvent) -> None:
-        self.cut_off += offer(self._subscribers, event)
+        self._subscribers.offer(event)
 
     def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
         """The ``gap`` event a replay starts with when the log lost what followed ``after``."""
@@ -417,24 +469,16 @@ class InProcessEventBus:
         ``after_id`` that is not an id of this bus raises :class:`ValueError`.
         """
         after = parse_event_id(after_id) if after_id is not None else None
-        subscriber = BusSubscriber(self, types, predicate, visible)
-        if self._closed is not None:
-            subscriber.mailbox.close(self._closed)
-        else:
-            # Boundary and registration with no checkpoint in between: every
-            # later event is live, every earlier one is in the log.
-            subscriber.start(self._last_position, after, after_id or "")
-            self._subscribers.add(subscriber)
-        try:
-            await trio.lowlevel.checkpoint()
+        async with self._subscribers.register(
+            self,
+            types=types,
+            predicate=predicate,
+            visible=visible,
+            after=after,
+            after_id=after_id,
+        ) as subscriber:
             yield subscriber
-        finally:
-            self._subscribers.discard(subscriber)
-            subscriber.mailbox.close("unsubscribed")
 
     def close(self, reason: str = "server shutting down") -> None:
         """End every subscription (their readers get :class:`~.base.BusClosed`)."""
-        self._closed = reason
-        for subscriber in self._subscribers:
-            subscriber.mailbox.close(reason)
-        self._subscribers.clear()
+        self._subscribers.close(reason)

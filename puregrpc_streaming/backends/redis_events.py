@@ -15,7 +15,7 @@ Theory of operation:
   (:meth:`RedisEventBus.run`) that blocks in ``XREAD`` after the last id it
   delivered and offers every new entry, whichever instance added it (this
   one's included), to its local subscribers' bounded mailboxes, exactly as
-  the embedded bus fans out (:func:`.events.offer`). ``publish`` only
+  the embedded bus fans out (:class:`.events.SubscriberSet`). ``publish`` only
   appends: an event reaches its watchers through the reader, in the
   stream's order, on every instance alike.
 * **Resuming** is the embedded bus's: a subscription registers with the
@@ -68,10 +68,10 @@ from .events import (
     DEFAULT_QUEUE_SIZE,
     MAX_EVENT_BYTES,
     BusSubscriber,
+    SubscriberSet,
     encode_payload,
     from_log,
     gap_event,
-    offer,
 )
 
 __all__ = [
@@ -285,15 +285,12 @@ class RedisEventBus:
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
         self._reader_limiter = trio.CapacityLimiter(1)
-        self._subscribers: set[BusSubscriber] = set()
+        self._subscribers = SubscriberSet()
         self._last_position = last_position
-        self._closed: str | None = None
         #: Why Redis is unreachable now (None: it is reachable).
         self.down: str | None = None
-        #: Events this instance published; subscribers cut off for being slow;
-        #: outages the reader saw.
+        #: Events this instance published; outages the reader saw.
         self.published = 0
-        self.cut_off = 0
         self.outages = 0
 
     # ------------------------------------------------------ SubscriberSource
@@ -322,6 +319,11 @@ class RedisEventBus:
     def subscriber_count(self) -> int:
         """Subscriptions currently open on this instance."""
         return len(self._subscribers)
+
+    @property
+    def cut_off(self) -> int:
+        """Subscribers cut off for being slow, since start."""
+        return self._subscribers.cut_off
 
     @property
     def last_id(self) -> str:
@@ -368,28 +370,21 @@ class RedisEventBus:
         :class:`ValueError` for an ``after_id`` that is not a stream id.
         """
         after = parse_stream_id(after_id) if after_id is not None else None
-        if self.down is not None and self._closed is None:
+        if self.down is not None and self._subscribers.closed is None:
             raise self._unavailable()
-        subscriber = BusSubscriber(self, types, predicate, visible)
-        if self._closed is not None:
-            subscriber.mailbox.close(self._closed)
-        else:
-            # Boundary and registration with no checkpoint in between.
-            subscriber.start(self._last_position, after, after_id or "")
-            self._subscribers.add(subscriber)
-        try:
-            await trio.lowlevel.checkpoint()
+        async with self._subscribers.register(
+            self,
+            types=types,
+            predicate=predicate,
+            visible=visible,
+            after=after,
+            after_id=after_id,
+        ) as subscriber:
             yield subscriber
-        finally:
-            self._subscribers.discard(subscriber)
-            subscriber.mailbox.close("unsubscribed")
 
     def close(self, reason: str = "server shutting down") -> None:
         """End every subscription (their readers get :class:`~.base.BusClosed`)."""
-        self._closed = reason
-        for subscriber in self._subscribers:
-            subscriber.mailbox.close(reason)
-        self._subscribers.clear()
+        self._subscribers.close(reason)
 
     # ---------------------------------------------------------------- reader
 
@@ -405,10 +400,7 @@ class RedisEventBus:
             logger.error("event bus: Redis unreachable (%s); retrying", error)
         self.down = str(error) or type(error).__name__
         failure = self._unavailable()
-        for subscriber in self._subscribers:
-            subscriber.failure = failure
-            subscriber.mailbox.close(str(failure))
-        self._subscribers.clear()
+        self._subscribers.end_all(str(failure), failure)
 
     async def _read_once(self) -> list[Any]:
         """One ``XREAD BLOCK``: ``[(stream, [(id, fields), ...])]``, empty if nothing came."""
@@ -443,8 +435,7 @@ class RedisEventBus:
                 for entry_id, fields in entries:
                     event = from_log(_logged(entry_id, fields), stream_id)
                     self._last_position = max(self._last_position, event.position)
-                    if self._closed is None:
-                        self.cut_off += offer(self._subscribers, event)
+                    self._subscribers.offer(event)
 
 
 @asynccontextmanager
