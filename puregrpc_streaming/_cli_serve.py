@@ -72,6 +72,13 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="0 picks a free port (default %(default)s)",
     )
     option("--data-dir", type=Path, help="files and SQLite live here (required)")
+    option(
+        "--workers",
+        type=count_arg,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the port (SO_REUSEPORT, Linux; default 1)",
+    )
     option("--max-upload-bytes", type=size_arg, default=1 << 30, metavar="BYTES")
     option("--heartbeat-interval", type=positive_float_arg, default=15.0, metavar="SECONDS")
     option("--chunk-size", type=size_arg, default=64 * 1024, help="download chunk size, 16K-64K")
@@ -171,6 +178,24 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="SECONDS",
         help="calls in flight get this long to finish on SIGTERM (default %(default)s)",
     )
+    option(
+        "--redis-url",
+        metavar="URL",
+        help="redis://HOST:PORT/DB: events and chat on this Redis, shared by every instance "
+        "on it (default: the embedded event bus; needs the redis extra)",
+    )
+    option(
+        "--redis-stream",
+        default="puregrpc-streaming:events",
+        metavar="KEY",
+        help="the Redis stream of the events (default %(default)s)",
+    )
+    option(
+        "--postgres-url",
+        metavar="URL",
+        help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData) and metrics in this "
+        "PostgreSQL, shared by every instance on it (default: SQLite; needs the postgres extra)",
+    )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     option("--tls-key", type=Path, help="PEM private key of --tls-cert")
     option(
@@ -222,6 +247,8 @@ class ServeCommand:
     log_format: str
     #: glibc malloc arenas for the process (0: glibc's defaults; see :mod:`.memory`).
     malloc_arenas: int = DEFAULT_ARENAS
+    #: Worker processes (1: this process serves; more: it supervises them).
+    workers: int = 1
 
 
 def resolve_serve(
@@ -242,6 +269,8 @@ def resolve_serve(
         )
     if (args.tls_cert is None) != (args.tls_key is None):
         raise UsageError("--tls-cert and --tls-key go together")
+    if not 1 <= args.workers <= 256:
+        raise UsageError(f"--workers must be 1..256, got {args.workers}")
     if args.client_ca is not None and args.tls_cert is None:
         raise UsageError("--client-ca (mutual TLS) needs --tls-cert and --tls-key")
     tokens = _token_table(args)
@@ -279,6 +308,9 @@ def resolve_serve(
             shutdown_grace=args.shutdown_grace,
             sql_busy_timeout=args.sql_busy_timeout,
             sql_cache_kib=max(args.sql_cache_size >> 10, 1),
+            redis_url=args.redis_url,
+            redis_stream=args.redis_stream,
+            postgres_url=args.postgres_url,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -287,6 +319,7 @@ def resolve_serve(
         log_level=args.log_level,
         log_format=args.log_format,
         malloc_arenas=args.malloc_arenas,
+        workers=args.workers,
     )
 
 
@@ -295,6 +328,7 @@ async def run_serve(
 ) -> int:
     """Run ``serve`` (:func:`resolve_serve`) until SIGINT or SIGTERM; returns the exit status."""
     # Imported here: client subcommands need none of the server's backends.
+    from ._serve_workers import serve_workers
     from .server import serve
 
     command = resolve_serve(args, environ)
@@ -312,7 +346,11 @@ async def run_serve(
                     return
 
             nursery.start_soon(stop_on_signal)
-            address = await nursery.start(serve, config)
-            io.out(f"listening on {address}")
+            if command.workers == 1:
+                address = await nursery.start(serve, config)
+                io.out(f"listening on {address}")
+            else:
+                address = await nursery.start(serve_workers, command)
+                io.out(f"listening on {address} ({command.workers} workers)")
     io.out("server stopped")
     return 0

@@ -10,7 +10,11 @@ what happened and what to do:
 * SQLite's "database is locked" or "busy" (another process holds a lock
   longer than the busy timeout): UNAVAILABLE, nothing was written, retry;
 * a read-only file system or a permission refusal (EROFS, EACCES, EPERM),
-  SQLite's "attempt to write a readonly database": UNAVAILABLE naming it.
+  SQLite's "attempt to write a readonly database": UNAVAILABLE naming it;
+* a shared store or event bus that cannot reach its server (PostgreSQL or
+  Redis down: :class:`~.backends.base.StoreUnavailable`,
+  :class:`~.backends.base.BusUnavailable`): UNAVAILABLE with a
+  ``google.rpc.RetryInfo`` saying when to retry (:func:`unavailable`).
 
 Each is logged once at ERROR with the full cause, for the operator. What
 the call had started is undone by the handlers (an upload's temporary file
@@ -24,9 +28,12 @@ import logging
 import sqlite3
 
 from puregrpc import RpcError, StatusCode
+from puregrpc.error_details import RetryInfo, rich_error
 from puregrpc.server import ServerCall, ServerContinuation
 
-__all__ = ["StorageFaultInterceptor", "is_disk_full", "storage_fault"]
+from .backends.base import BusUnavailable, StoreUnavailable
+
+__all__ = ["StorageFaultInterceptor", "is_disk_full", "storage_fault", "unavailable"]
 
 logger = logging.getLogger("puregrpc_streaming")
 
@@ -70,6 +77,14 @@ def storage_fault(error: BaseException) -> RpcError | None:
     return None
 
 
+def unavailable(error: BusUnavailable | StoreUnavailable, message: str | None = None) -> RpcError:
+    """UNAVAILABLE for ``error`` (saying ``message``), its retry delay as a RetryInfo."""
+    retry = RetryInfo()
+    retry.retry_delay.FromNanoseconds(max(1, int(error.retry_after * 1e9)))
+    text = message if message is not None else str(error)
+    return rich_error(StatusCode.UNAVAILABLE, f"{text}; retry in {error.retry_after:g} s", [retry])
+
+
 class StorageFaultInterceptor:
     """A server interceptor: storage faults (see the module) end calls with a clear status."""
 
@@ -79,6 +94,9 @@ class StorageFaultInterceptor:
         """Run the call; re-raise a storage fault as its status."""
         try:
             await proceed(call)
+        except (BusUnavailable, StoreUnavailable) as error:
+            logger.warning("%s failed: %s", call.method.path, error)
+            raise unavailable(error) from None
         except (OSError, sqlite3.Error) as error:
             status = storage_fault(error)
             if status is None:

@@ -20,6 +20,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from puregrpc.server import open_tcp_listeners
+
 __all__ = ["ACCEPT_BACKOFF_MAX", "ACCEPT_BACKOFF_MIN", "ListenError", "accept_loop", "bind"]
 
 logger = logging.getLogger("puregrpc_streaming")
@@ -37,10 +39,13 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-async def bind(host: str, port: int) -> list[trio.SocketListener]:
-    """Listening sockets on ``host:port`` (port 0: a free one); :class:`ListenError` if not."""
+async def bind(host: str, port: int, *, reuse_port: bool = False) -> list[trio.SocketListener]:
+    """Listening sockets on ``host:port`` (port 0: a free one); :class:`ListenError` if not.
+
+    ``reuse_port``: join the port's ``SO_REUSEPORT`` group (``serve --workers``).
+    """
     try:
-        return await trio.open_tcp_listeners(port, host=host)
+        return await open_tcp_listeners(port, host, reuse_port=reuse_port)
     except OSError as exc:
         where = _address(host, port)
         if exc.errno == errno.EADDRINUSE:

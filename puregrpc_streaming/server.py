@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -37,6 +38,10 @@ from .listening import accept_loop, bind
 from .service import StreamingService
 from .tls import mutual_tls_handler, server_ssl_context
 
+if TYPE_CHECKING:
+    from .backends.postgres import PostgresSettings
+    from .backends.redis_events import RedisSettings
+
 __all__ = ["SERVICE_NAME", "SHUTDOWN_GRACE", "RunningServer", "ServeConfig", "open_server", "serve"]
 
 logger = logging.getLogger("puregrpc_streaming")
@@ -53,6 +58,9 @@ class ServeConfig:
     host: str = "127.0.0.1"
     #: Port (0: any free port; the bound one is reported).
     port: int = 0
+    #: Join the port's ``SO_REUSEPORT`` group: other processes (the workers
+    #: of ``serve --workers``) listen on the same port.
+    reuse_port: bool = False
     #: Where files and the SQLite database live (created if missing).
     data_dir: Path
     #: Largest accepted upload; larger -> RESOURCE_EXHAUSTED.
@@ -101,6 +109,14 @@ class ServeConfig:
     tokens: Mapping[str, Identity] = field(default_factory=dict)
     #: User ids given the ``admin`` role, however they authenticate.
     admins: frozenset[str] = frozenset()
+    #: ``redis://host:port/db``: events and chat on this Redis's stream,
+    #: shared with every instance that uses it (None: the embedded bus).
+    redis_url: str | None = None
+    #: The Redis stream's key.
+    redis_stream: str = "puregrpc-streaming:events"
+    #: ``postgresql://user@host:port/db``: records (GetData, SyncData) and metrics in this
+    #: PostgreSQL, shared with every instance that uses it (None: SQLite).
+    postgres_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,6 +142,16 @@ class ServeConfig:
             )
         if not 16 <= self.sql_cache_kib <= 1 << 20:
             raise ValueError(f"sql_cache_kib must be 16..{1 << 20} KiB, got {self.sql_cache_kib}")
+        if self.redis_url is not None and not self.redis_url.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise ValueError(
+                f"redis_url must be redis://, rediss:// or unix://, got {self.redis_url!r}"
+            )
+        if self.postgres_url is not None and not self.postgres_url.startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError(f"postgres_url must be postgresql://..., got {self.postgres_url!r}")
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
@@ -148,6 +174,36 @@ class ServeConfig:
         if self.tls_cert is None or self.tls_key is None:
             return None
         return server_ssl_context(self.tls_cert, self.tls_key, self.client_ca)
+
+    def redis_settings(self) -> RedisSettings | None:
+        """The Redis event bus's settings, if ``redis_url`` is set (imports ``redis`` then)."""
+        if self.redis_url is None:
+            return None
+        try:
+            from .backends.redis_events import RedisSettings
+        except ImportError as exc:
+            raise ValueError(
+                f"redis_url needs the redis client ({exc}): pip install 'puregrpc[redis]'"
+            ) from None
+
+        return RedisSettings(
+            url=self.redis_url,
+            stream=self.redis_stream,
+            threads=self.sql_threads,
+            retention=self.retention,
+        )
+
+    def postgres_settings(self) -> PostgresSettings | None:
+        """The PostgreSQL records' settings, if ``postgres_url`` is set (imports ``psycopg``)."""
+        if self.postgres_url is None:
+            return None
+        try:
+            from .backends.postgres import PostgresSettings
+        except ImportError as exc:
+            raise ValueError(
+                f"postgres_url needs psycopg ({exc}): pip install 'puregrpc[postgres]'"
+            ) from None
+        return PostgresSettings(url=self.postgres_url, threads=self.sql_threads)
 
     def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
         """The interceptor that settles each call's caller (``peers``: mutual TLS)."""
@@ -202,7 +258,7 @@ async def open_server(
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     # Bound first: a busy address fails now, not after seeding the dataset;
     # clients that connect meanwhile wait in the backlog.
-    listeners = await bind(config.host, config.port)
+    listeners = await bind(config.host, config.port, reuse_port=config.reuse_port)
     try:
         async with _serving(config, listeners, ssl_context, peers, authentication, deadlines) as (
             running
@@ -234,6 +290,8 @@ async def _serving(
         watch_queue_bytes=config.watch_queue_bytes,
         sql_busy_timeout=config.sql_busy_timeout,
         sql_cache_kib=config.sql_cache_kib,
+        redis=config.redis_settings(),
+        postgres=config.postgres_settings(),
     ) as backends:
         service = StreamingService(
             backends, config.settings(), deadlines=deadlines, authentication=authentication

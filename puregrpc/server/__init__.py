@@ -5,7 +5,8 @@ what a handler can do with its call, :mod:`._handlers` for the handler
 shapes of the four call types, and :class:`ServerInterceptor` for code that
 wraps every call (ready-made ones: :mod:`puregrpc.interceptors`). :class:`AbuseGuard` and
 :class:`ConnectionLifetime` are the per-connection policies (abuse limits,
-max age and idleness), plain objects told the time.
+max age and idleness), plain objects told the time. :func:`run_workers` serves
+one port from several processes (``SO_REUSEPORT``, :mod:`._workers`).
 """
 
 from ._abuse import AbuseGuard as AbuseGuard
@@ -21,8 +22,16 @@ from ._interceptor import ServerContinuation as ServerContinuation
 from ._interceptor import ServerInterceptor as ServerInterceptor
 from ._lifetime import ConnectionLifetime as ConnectionLifetime
 from ._lifetime import LifetimeEnd as LifetimeEnd
+from ._listen import open_tcp_listeners as open_tcp_listeners
+from ._listen import reserve_port as reserve_port
+from ._listen import reuse_port_supported as reuse_port_supported
 from ._options import ServerOptions as ServerOptions
 from ._server import Server as Server
+from ._workers import WorkerBackoff as WorkerBackoff
+from ._workers import WorkerSlot as WorkerSlot
+from ._workers import WorkerStartError as WorkerStartError
+from ._workers import run_workers as run_workers
+from ._workers import supervise_workers as supervise_workers
 
 __all__ = [
     "AbuseGuard",
@@ -39,5 +48,13 @@ __all__ = [
     "ServerOptions",
     "Service",
     "ServicerContext",
+    "WorkerBackoff",
+    "WorkerSlot",
+    "WorkerStartError",
     "ending_status",
+    "open_tcp_listeners",
+    "reserve_port",
+    "reuse_port_supported",
+    "run_workers",
+    "supervise_workers",
 ]

@@ -45,6 +45,7 @@ from ._auth_context import auth_context_of
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
 from ._interceptor import ServerInterceptor
+from ._listen import open_tcp_listeners
 from ._options import ServerOptions
 
 logger = logging.getLogger("puregrpc.server")
@@ -127,15 +128,18 @@ class Server:
         host: str | None = "127.0.0.1",
         port: int = 0,
         *,
+        reuse_port: bool = False,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Listen on ``host:port`` and serve until :meth:`stop` (or cancellation).
 
         ``host=None`` listens on every interface (IPv4 and IPv6). With
         ``nursery.start`` the bound port is returned (handy with port 0).
+        ``reuse_port`` joins the port's ``SO_REUSEPORT`` group, so that
+        several processes serve one port (see :func:`run_workers`).
         """
         require_trio("puregrpc.server.Server.serve()")
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        listeners = await open_tcp_listeners(port, host, reuse_port=reuse_port)
         self.ports = [listener.socket.getsockname()[1] for listener in listeners]
         await self._serve_listeners(listeners, task_status, self.ports[0])
 

@@ -5,12 +5,15 @@ The handlers see only the interfaces of :mod:`.base` (``FileStore``,
 ``RoomStore``). The embedded defaults are local files (:mod:`.files`), an
 in-process bus (:mod:`.events`) over a durable log (:mod:`.event_log`),
 room membership (:mod:`.rooms`) and SQLite (:mod:`.sqlite`), opened
-together by :func:`open_embedded_backends`.
+together by :func:`open_embedded_backends`. The bus may instead be a Redis
+stream shared by many instances (:mod:`.redis_events`, imported only when
+configured: it needs the ``redis`` extra).
 """
 
 from .base import Backends as Backends
 from .base import BusClosed as BusClosed
 from .base import BusEvent as BusEvent
+from .base import BusUnavailable as BusUnavailable
 from .base import DatasetRow as DatasetRow
 from .base import DatasetStore as DatasetStore
 from .base import EventBus as EventBus
@@ -32,6 +35,7 @@ from .base import QuerySession as QuerySession
 from .base import Retention as Retention
 from .base import RoomStore as RoomStore
 from .base import StoredFile as StoredFile
+from .base import StoreUnavailable as StoreUnavailable
 from .base import SubscriberTooSlow as SubscriberTooSlow
 from .base import Subscription as Subscription
 from .base import UploadSink as UploadSink
@@ -50,6 +54,7 @@ __all__ = [
     "Backends",
     "BusClosed",
     "BusEvent",
+    "BusUnavailable",
     "DatasetRow",
     "DatasetStore",
     "EmbeddedBackends",
@@ -79,6 +84,7 @@ __all__ = [
     "SqliteEventLog",
     "SqliteKeyValueStore",
     "SqliteMetricsStore",
+    "StoreUnavailable",
     "StoredFile",
     "SubscriberTooSlow",
     "Subscription",

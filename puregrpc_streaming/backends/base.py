@@ -190,6 +190,32 @@ class BusClosed(Exception):
     """The bus is shutting down: no more events will come."""
 
 
+class BusUnavailable(BusClosed):
+    """The bus's store cannot be reached (a shared bus's server is down): retry later.
+
+    Raised by ``publish`` and ``subscribe``, and by a subscription's
+    ``next`` when the outage ends it; nothing was published then. A
+    subscriber resumes from its last id once the store is back.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry may succeed (the bus's reconnect interval).
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(Exception):
+    """A shared store's server cannot be reached (PostgreSQL down): retry later.
+
+    Nothing was written: the store's transaction did not commit.
+    """
+
+    def __init__(self, message: str, *, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        #: Seconds after which a retry may succeed.
+        self.retry_after = retry_after
+
+
 class Subscription(Protocol):
     """Events for one subscriber: first the replayed ones, then live ones."""
 
@@ -255,6 +281,10 @@ class EventBus(Protocol):
     @property
     def last_id(self) -> str:
         """The id of the most recent event this bus delivered."""
+        ...
+
+    def close(self, reason: str = "server shutting down") -> None:
+        """End every subscription (their readers get :class:`BusClosed`)."""
         ...
 
 

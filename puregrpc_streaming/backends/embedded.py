@@ -6,7 +6,12 @@ Everything lives under one data directory::
     <data_dir>/streaming.sqlite3  dataset, key-value records, metrics,
                                   the event log and chat room membership
 
-and the event bus is in-process, over the durable event log.
+and the event bus is in-process, over the durable event log; or, given
+:class:`~.redis_events.RedisSettings`, the bus is a Redis stream shared with
+every other instance on it (:mod:`.redis_events`; its module, and the
+``redis`` package, load only then); given
+:class:`~.postgres.PostgresSettings`, the records and metrics are in
+PostgreSQL (:mod:`.postgres`, :mod:`.postgres_metrics`, with ``psycopg``).
 :func:`open_embedded_backends` prepares them (directories, schema, the
 dataset seeded on first start, leftovers of a crash removed, retention
 applied to the log) and closes them at the end of its block.
@@ -18,13 +23,14 @@ import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
-from .base import Retention
+from .base import EventBus, KeyValueStore, MetricsStore, Retention
 from .event_log import SqliteEventLog
 from .events import DEFAULT_QUEUE_BYTES, InProcessEventBus
 from .files import LocalFileStore
@@ -38,6 +44,10 @@ from .sqlite import (
     SqliteMetricsStore,
 )
 from .upload_sessions import SessionPolicy
+
+if TYPE_CHECKING:
+    from .postgres import PostgresSettings
+    from .redis_events import RedisSettings
 
 __all__ = ["DataDirectoryError", "EmbeddedBackends", "open_embedded_backends"]
 
@@ -53,10 +63,14 @@ class EmbeddedBackends:
     """The embedded implementation of every backend interface."""
 
     files: LocalFileStore
-    events: InProcessEventBus
+    #: An :class:`~.events.InProcessEventBus`, or a :class:`~.redis_events.RedisEventBus`.
+    events: EventBus
     dataset: SqliteDatasetStore
-    kv: SqliteKeyValueStore
-    metrics: SqliteMetricsStore
+    #: A :class:`~.sqlite.SqliteKeyValueStore`, or a :class:`~.postgres.PostgresKeyValueStore`.
+    kv: KeyValueStore
+    #: A :class:`~.sqlite.SqliteMetricsStore`, or a
+    #: :class:`~.postgres_metrics.PostgresMetricsStore`.
+    metrics: MetricsStore
     rooms: RoomDirectory
     database: SqliteDatabase
 
@@ -74,6 +88,8 @@ async def open_embedded_backends(
     watch_queue_bytes: int = DEFAULT_QUEUE_BYTES,
     sql_busy_timeout: float = BUSY_TIMEOUT,
     sql_cache_kib: int = CACHE_KIB,
+    redis: RedisSettings | None = None,
+    postgres: PostgresSettings | None = None,
 ) -> AsyncIterator[EmbeddedBackends]:
     """Open (creating if needed) the backends under ``data_dir`` for the block.
 
@@ -88,7 +104,10 @@ async def open_embedded_backends(
 
     A data directory that cannot be written, or a database another process
     keeps locked, is a :class:`DataDirectoryError` naming it; nothing in the
-    directory is changed then.
+    directory is changed then. With ``redis``, events live in its stream
+    (retention as ``redis.retention`` says) and the SQLite event log is not used.
+    With ``postgres``, the records (GetData, SyncData) and the metrics
+    (CollectMetrics) live in PostgreSQL.
     """
     files = LocalFileStore(data_dir / "files", threads=file_threads, sessions=sessions)
     try:
@@ -114,27 +133,28 @@ async def open_embedded_backends(
     )
     try:
         try:
-            dataset, rooms, log, last = await _open_stores(
-                database, writer, dataset_rows, query_threads, retention
+            dataset, rooms = await _open_stores(database, dataset_rows, query_threads)
+            log, last = (
+                (None, 0) if redis is not None else await _open_log(writer, database, retention)
             )
         except sqlite3.OperationalError as exc:
             raise DataDirectoryError(
                 f"database {database.path} cannot be used: {exc}"
                 + (" (held by another process?)" if "locked" in str(exc) else "")
             ) from None
-        events = InProcessEventBus(log, last_position=last, queue_bytes=watch_queue_bytes)
-        try:
+        async with (
+            _open_records(database, postgres) as (kv, metrics),
+            _open_bus(log, last, redis, watch_queue_bytes) as events,
+        ):
             yield EmbeddedBackends(
                 files=files,
                 events=events,
                 dataset=dataset,
-                kv=SqliteKeyValueStore(database),
-                metrics=SqliteMetricsStore(database),
+                kv=kv,
+                metrics=metrics,
                 rooms=rooms,
                 database=database,
             )
-        finally:
-            events.close()
     finally:
         await writer.close()
         await database.close()
@@ -142,13 +162,9 @@ async def open_embedded_backends(
 
 
 async def _open_stores(
-    database: SqliteDatabase,
-    writer: SqliteDatabase,
-    dataset_rows: int,
-    query_threads: int,
-    retention: Retention | None,
-) -> tuple[SqliteDatasetStore, RoomDirectory, SqliteEventLog, int]:
-    """Schema, seed, rooms and event log, in that order (SQLite errors pass through)."""
+    database: SqliteDatabase, dataset_rows: int, query_threads: int
+) -> tuple[SqliteDatasetStore, RoomDirectory]:
+    """Schema, seed and rooms, in that order (SQLite errors pass through)."""
     await database.open()
     dataset = SqliteDatasetStore(database, query_threads=query_threads)
     seeded = await dataset.ensure_seeded(dataset_rows)
@@ -157,6 +173,60 @@ async def _open_stores(
         logger.info("seeded the dataset with %d rows in %.2f s", rows, seconds)
     rooms = RoomDirectory(database)
     await rooms.load()
+    return dataset, rooms
+
+
+async def _open_log(
+    writer: SqliteDatabase, database: SqliteDatabase, retention: Retention | None
+) -> tuple[SqliteEventLog, int]:
+    """The SQLite event log, open, and its last position."""
     log = SqliteEventLog(writer, database, retention)
-    last = await log.open()
-    return dataset, rooms, log, last
+    return log, await log.open()
+
+
+@asynccontextmanager
+async def _open_records(
+    database: SqliteDatabase, postgres: PostgresSettings | None
+) -> AsyncIterator[tuple[KeyValueStore, MetricsStore]]:
+    """The records and metrics stores: SQLite's, or PostgreSQL's with ``postgres``."""
+    if postgres is None:
+        yield SqliteKeyValueStore(database), SqliteMetricsStore(database)
+        return
+    from .base import StoreUnavailable
+    from .postgres import PostgresDatabase, PostgresKeyValueStore
+    from .postgres_metrics import PostgresMetricsStore
+
+    shared = PostgresDatabase(postgres)
+    try:
+        try:
+            await shared.open()
+        except StoreUnavailable as exc:
+            raise ConnectionError(f"cannot open the records database: {exc}") from None
+        yield PostgresKeyValueStore(shared), PostgresMetricsStore(shared)
+    finally:
+        await shared.close()
+
+
+def _open_bus(
+    log: SqliteEventLog | None,
+    last: int,
+    redis: RedisSettings | None,
+    watch_queue_bytes: int,
+) -> AbstractAsyncContextManager[EventBus]:
+    if redis is not None:
+        from .redis_events import open_redis_event_bus
+
+        return open_redis_event_bus(redis, queue_bytes=watch_queue_bytes)
+    assert log is not None
+    return _in_process_bus(log, last, watch_queue_bytes)
+
+
+@asynccontextmanager
+async def _in_process_bus(
+    log: SqliteEventLog, last: int, watch_queue_bytes: int
+) -> AsyncIterator[EventBus]:
+    events = InProcessEventBus(log, last_position=last, queue_bytes=watch_queue_bytes)
+    try:
+        yield events
+    finally:
+        events.close()

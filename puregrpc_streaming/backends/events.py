@@ -13,7 +13,7 @@ Theory of operation:
 * Each subscriber has a bounded :class:`~.._mailbox.Mailbox` (events and
   bytes). Offering never waits: a subscriber whose mailbox is full is *cut
   off* (its queue dropped, itself removed from the bus) and its next
-  :meth:`_Subscriber.next` raises :class:`~.base.SubscriberTooSlow`. It
+  :meth:`BusSubscriber.next` raises :class:`~.base.SubscriberTooSlow`. It
   resumes by subscribing again with ``after_id`` = the last id it received.
 * Resuming: a subscription with ``after_id`` first replays the log from
   there up to the *boundary*, the last position fanned out when it
@@ -27,6 +27,11 @@ Theory of operation:
   replay starts with a ``gap`` event saying so, then goes on from the
   oldest retained event. A heartbeat's id is the position the subscriber
   has caught up to (``<position>.<n>``), so resuming from it is exact too.
+* The subscriber side (:class:`BusSubscriber`: replay, boundary, mailbox,
+  heartbeats), registration and fan-out (:class:`SubscriberSet`) and the gap marker
+  (:func:`gap_event`) serve the Redis bus too (:mod:`.redis_events`): it
+  differs in where the log is and in who fans out (its stream reader), and
+  it names positions by stream id (:meth:`SubscriberSource.event_id`).
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -45,9 +50,19 @@ from .._mailbox import Mailbox, MailboxClosed, MailboxOverflow
 from ..access import EVERYONE
 from ..filters import Predicate
 from .base import BusClosed, BusEvent, SubscriberTooSlow
-from .event_log import LoggedEvent, SqliteEventLog, event_size
+from .event_log import LoggedEvent, LogPage, SqliteEventLog, event_size
 
-__all__ = ["InProcessEventBus", "parse_event_id"]
+__all__ = [
+    "BusSubscriber",
+    "InProcessEventBus",
+    "PagedLog",
+    "SubscriberSet",
+    "SubscriberSource",
+    "encode_payload",
+    "from_log",
+    "gap_event",
+    "parse_event_id",
+]
 
 logger = logging.getLogger("puregrpc_streaming.events")
 
@@ -72,13 +87,14 @@ def parse_event_id(event_id: str) -> int:
     return int(head)
 
 
-def _encode(payload: Mapping[str, Any]) -> bytes:
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
     return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
 
 
-def _from_log(logged: LoggedEvent) -> BusEvent:
+def from_log(logged: LoggedEvent, event_id: Callable[[int], str] = str) -> BusEvent:
+    """The :class:`BusEvent` of a logged event, its id made by ``event_id(position)``."""
     return BusEvent(
-        id=str(logged.position),
+        id=event_id(logged.position),
         position=logged.position,
         type=logged.type,
         payload=json.loads(logged.payload_json),
@@ -92,7 +108,40 @@ def _size(event: BusEvent) -> int:
     return event_size(event.type, event.payload_json, event.audience)
 
 
-class _Subscriber:
+class SubscriberSource(Protocol):
+    """What a :class:`BusSubscriber` needs of its bus: the log, the order, the ids."""
+
+    queue_size: int
+    queue_bytes: int
+
+    @property
+    def log(self) -> PagedLog:
+        """Where replays read from."""
+        ...
+
+    @property
+    def last_position(self) -> int:
+        """The position of the last event fanned out."""
+        ...
+
+    def event_id(self, position: int) -> str:
+        """The id clients see for ``position``."""
+        ...
+
+    def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
+        """The ``gap`` event a replay starts with when the log lost what followed ``after``."""
+        ...
+
+
+class PagedLog(Protocol):
+    """A log read in pages by position (:class:`~.event_log.SqliteEventLog` is one)."""
+
+    async def read(self, after: int, upto: int) -> LogPage:
+        """Events after position ``after``, up to ``upto`` included, one page."""
+        ...
+
+
+class BusSubscriber:
     """One subscription: its selection, its replay cursor and its mailbox."""
 
     __slots__ = (
@@ -103,6 +152,7 @@ class _Subscriber:
         "_requested",
         "boundary",
         "cursor",
+        "failure",
         "mailbox",
         "predicate",
         "types",
@@ -111,7 +161,7 @@ class _Subscriber:
 
     def __init__(
         self,
-        bus: InProcessEventBus,
+        bus: SubscriberSource,
         types: frozenset[str],
         predicate: Predicate | None,
         visible: Visibility | None,
@@ -132,6 +182,8 @@ class _Subscriber:
         #: The position of the last event handed out (or passed over in replay).
         self._caught_up = 0
         self._heartbeats = 0
+        #: Raised by :meth:`next` once the mailbox is closed, if set (else BusClosed).
+        self.failure: BusClosed | None = None
 
     def wants(self, event: BusEvent) -> bool:
         if self.types and event.type not in self.types:
@@ -170,7 +222,7 @@ class _Subscriber:
             self.cursor = resumed
             return
         for logged in page.events:
-            event = _from_log(logged)
+            event = from_log(logged, self._bus.event_id)
             if self.wants(event):
                 self._replay.append(event)
             else:
@@ -196,7 +248,7 @@ class _Subscriber:
         except MailboxOverflow as exc:
             raise SubscriberTooSlow(str(exc)) from None
         except MailboxClosed as exc:
-            raise BusClosed(exc.reason) from None
+            raise (self.failure or BusClosed(exc.reason)) from None
         self._caught_up = max(self._caught_up, event.position)
         return event
 
@@ -210,14 +262,14 @@ class _Subscriber:
     @property
     def resume_id(self) -> str:
         """An id that resumes exactly where this subscriber stands."""
-        return str(self._position())
+        return self._bus.event_id(self._position())
 
     def heartbeat(self) -> BusEvent:
         """A heartbeat whose id resumes exactly where this subscriber stands."""
         position = self._position()
         self._heartbeats += 1
         return BusEvent(
-            id=f"{position}.{self._heartbeats}",
+            id=f"{self._bus.event_id(position)}.{self._heartbeats}",
             position=position,
             type="heartbeat",
             payload={},
@@ -228,6 +280,95 @@ class _Subscriber:
 
     def pending(self) -> int:
         return len(self._replay) + len(self.mailbox)
+
+
+class SubscriberSet:
+    """The subscribers of one bus: registration at a boundary, fan-out, ending them.
+
+    Fan-out never waits: a subscriber whose mailbox is full is removed (its
+    mailbox has dropped its queue; its reader learns it is too slow).
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: set[BusSubscriber] = set()
+        #: Why the bus closed (None: open).
+        self.closed: str | None = None
+        #: Subscribers cut off for being slow.
+        self.cut_off = 0
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    @asynccontextmanager
+    async def register(
+        self,
+        source: SubscriberSource,
+        *,
+        types: frozenset[str],
+        predicate: Predicate | None,
+        visible: Visibility | None,
+        after: int | None,
+        after_id: str | None,
+    ) -> AsyncIterator[BusSubscriber]:
+        """A subscriber live past ``source.last_position`` (replaying after ``after``)."""
+        subscriber = BusSubscriber(source, types, predicate, visible)
+        if self.closed is not None:
+            subscriber.mailbox.close(self.closed)
+        else:
+            # Boundary and registration with no checkpoint in between: every
+            # later event is live, every earlier one is in the log.
+            subscriber.start(source.last_position, after, after_id or "")
+            self._subscribers.add(subscriber)
+        try:
+            await trio.lowlevel.checkpoint()
+            yield subscriber
+        finally:
+            self._subscribers.discard(subscriber)
+            subscriber.mailbox.close("unsubscribed")
+
+    def offer(self, event: BusEvent) -> None:
+        """Offer ``event`` to each subscriber that wants it (see the class)."""
+        for subscriber in list(self._subscribers):
+            if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
+                self._subscribers.discard(subscriber)
+                self.cut_off += 1
+                logger.warning(
+                    "subscriber cut off at event %s: more than %d events or %d bytes behind",
+                    event.id,
+                    subscriber.mailbox.capacity,
+                    subscriber.mailbox.max_bytes,
+                )
+
+    def end_all(self, reason: str, failure: BusClosed | None = None) -> None:
+        """End every current subscription: its reader gets ``failure`` (or BusClosed)."""
+        for subscriber in self._subscribers:
+            subscriber.failure = failure
+            subscriber.mailbox.close(reason)
+        self._subscribers.clear()
+
+    def close(self, reason: str) -> None:
+        """End every subscription, and every later one at once."""
+        self.closed = reason
+        self.end_all(reason)
+
+
+def gap_event(requested: str, resumed_id: str, resumed: int, reason: str) -> BusEvent:
+    """A ``gap`` event: the events after ``requested`` are gone, the replay resumes after
+    ``resumed_id`` (position ``resumed``)."""
+    payload = {
+        "last_event_id": requested,
+        "resumed_after": resumed_id,
+        "reason": f"the events after {requested} are no longer available: {reason}",
+    }
+    return BusEvent(
+        id=resumed_id,
+        position=resumed,
+        type="gap",
+        payload=payload,
+        payload_json=encode_payload(payload),
+        timestamp_ns=time.time_ns(),
+        audience=EVERYONE,
+    )
 
 
 class InProcessEventBus:
@@ -247,18 +388,21 @@ class InProcessEventBus:
         self.log = log
         self.queue_size = queue_size
         self.queue_bytes = queue_bytes
-        self._subscribers: set[_Subscriber] = set()
+        self._subscribers = SubscriberSet()
         self._last_position = last_position
         self._lock = trio.Lock()
-        self._closed: str | None = None
-        #: Events published since start, and subscribers cut off for being slow.
+        #: Events published since start.
         self.published = 0
-        self.cut_off = 0
 
     @property
     def subscriber_count(self) -> int:
         """Subscriptions currently open."""
         return len(self._subscribers)
+
+    @property
+    def cut_off(self) -> int:
+        """Subscribers cut off for being slow, since start."""
+        return self._subscribers.cut_off
 
     @property
     def last_position(self) -> int:
@@ -270,11 +414,15 @@ class InProcessEventBus:
         """The id of the last event fanned out (``"0"``: none yet)."""
         return str(self._last_position)
 
+    def event_id(self, position: int) -> str:
+        """An event's id: its log position, in decimal."""
+        return str(position)
+
     async def publish(
         self, type: str, payload: Mapping[str, Any], *, audience: Sequence[str] = EVERYONE
     ) -> BusEvent:
         """Store, then fan out one event to ``audience`` (never waits for subscribers)."""
-        payload_json = _encode(payload)
+        payload_json = encode_payload(payload)
         if len(payload_json) > MAX_EVENT_BYTES:
             raise ValueError(
                 f"event payload of {len(payload_json)} bytes is over {MAX_EVENT_BYTES}"
@@ -301,34 +449,11 @@ class InProcessEventBus:
         return event
 
     def _fan_out(self, event: BusEvent) -> None:
-        for subscriber in list(self._subscribers):
-            if subscriber.wants(event) and not subscriber.mailbox.put_nowait(event):
-                # Full: the mailbox dropped its queue; stop feeding it.
-                self._subscribers.discard(subscriber)
-                self.cut_off += 1
-                logger.warning(
-                    "subscriber cut off at event %s: more than %d events or %d bytes behind",
-                    event.id,
-                    self.queue_size,
-                    self.queue_bytes,
-                )
+        self._subscribers.offer(event)
 
     def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
         """The ``gap`` event a replay starts with when the log lost what followed ``after``."""
-        payload = {
-            "last_event_id": requested,
-            "resumed_after": str(resumed),
-            "reason": f"the events after {requested} are no longer available: {reason}",
-        }
-        return BusEvent(
-            id=str(resumed),
-            position=resumed,
-            type="gap",
-            payload=payload,
-            payload_json=_encode(payload),
-            timestamp_ns=time.time_ns(),
-            audience=EVERYONE,
-        )
+        return gap_event(requested, self.event_id(resumed), resumed, reason)
 
     @asynccontextmanager
     async def subscribe(
@@ -338,30 +463,22 @@ class InProcessEventBus:
         predicate: Predicate | None = None,
         after_id: str | None = None,
         visible: Visibility | None = None,
-    ) -> AsyncIterator[_Subscriber]:
+    ) -> AsyncIterator[BusSubscriber]:
         """Subscribe for the block; see :meth:`~.base.EventBus.subscribe`.
 
         ``after_id`` that is not an id of this bus raises :class:`ValueError`.
         """
         after = parse_event_id(after_id) if after_id is not None else None
-        subscriber = _Subscriber(self, types, predicate, visible)
-        if self._closed is not None:
-            subscriber.mailbox.close(self._closed)
-        else:
-            # Boundary and registration with no checkpoint in between: every
-            # later event is live, every earlier one is in the log.
-            subscriber.start(self._last_position, after, after_id or "")
-            self._subscribers.add(subscriber)
-        try:
-            await trio.lowlevel.checkpoint()
+        async with self._subscribers.register(
+            self,
+            types=types,
+            predicate=predicate,
+            visible=visible,
+            after=after,
+            after_id=after_id,
+        ) as subscriber:
             yield subscriber
-        finally:
-            self._subscribers.discard(subscriber)
-            subscriber.mailbox.close("unsubscribed")
 
     def close(self, reason: str = "server shutting down") -> None:
         """End every subscription (their readers get :class:`~.base.BusClosed`)."""
-        self._closed = reason
-        for subscriber in self._subscribers:
-            subscriber.mailbox.close(reason)
-        self._subscribers.clear()
+        self._subscribers.close(reason)

@@ -34,6 +34,7 @@ from .base import (
     KvRecord,
     MetricSample,
 )
+from .kv_rules import decide
 from .query import SqliteQuerySession
 
 __all__ = [
@@ -330,13 +331,8 @@ class SqliteKeyValueStore:
         return await self.db.run(run)
 
     async def apply(self, change: KvChange) -> KvOutcome:
-        """Compare-and-set on the version, in one IMMEDIATE transaction.
-
-        The current version of a missing key is 0; a deleted key keeps its
-        version (a tombstone), and ``base_version`` 0 or that version both
-        mean "I believe it does not exist". Versions only grow, so a key
-        deleted and recreated never reuses a version.
-        """
+        """Compare-and-set on the version (:func:`.kv_rules.decide`), in one
+        IMMEDIATE transaction."""
 
         def run(conn: sqlite3.Connection) -> KvOutcome:
             conn.execute("BEGIN IMMEDIATE")
@@ -344,32 +340,11 @@ class SqliteKeyValueStore:
                 "SELECT key, value, version, deleted, updated_at FROM kv WHERE key = ?",
                 (change.key,),
             ).fetchone()
-            current = None if row is None else _kv_record(row)
-            version = 0 if current is None else current.version
-            absent = current is None or current.deleted
-            acceptable = {version} | ({0} if absent else set())
-            if change.base_version not in acceptable:
+            outcome = decide(None if row is None else _kv_record(row), change, time.time())
+            new = outcome.current
+            if not outcome.applied or new is None:
                 conn.execute("ROLLBACK")
-                return KvOutcome(
-                    applied=False,
-                    current=current,
-                    reason=(
-                        f"base_version {change.base_version} is stale: "
-                        f"the current version is {version}"
-                        + (" (deleted)" if current is not None and current.deleted else "")
-                    ),
-                )
-            if change.delete and absent:
-                conn.execute("ROLLBACK")
-                return KvOutcome(applied=False, current=current, reason="key does not exist")
-            now = time.time()
-            new = KvRecord(
-                key=change.key,
-                value=b"" if change.delete else change.value,
-                version=version + 1,
-                deleted=change.delete,
-                updated_at=now,
-            )
+                return outcome
             conn.execute(
                 "INSERT INTO kv (key, value, version, deleted, updated_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
@@ -378,7 +353,7 @@ class SqliteKeyValueStore:
                 (new.key, new.value, new.version, int(new.deleted), new.updated_at),
             )
             conn.execute("COMMIT")
-            return KvOutcome(applied=True, current=new)
+            return outcome
 
         return await self.db.run(run)
 

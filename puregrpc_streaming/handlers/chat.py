@@ -47,12 +47,14 @@ from ..authentication import caller_of
 from ..backends.base import (
     BusClosed,
     BusEvent,
+    BusUnavailable,
     EventBus,
     MembershipFull,
     RoomStore,
     SubscriberTooSlow,
     Subscription,
 )
+from ..faults import unavailable
 from ..protos import streaming_pb2 as pb
 from ..rate_limit import RateLimiter
 from ._common import fail, flat_nursery, invalid, metadata_text, timestamp_ns
@@ -231,6 +233,8 @@ class ChatHandlers:
                 event = await subscription.next()
             except SubscriberTooSlow:
                 fail(StatusCode.RESOURCE_EXHAUSTED, "chat client too slow: messages were dropped")
+            except BusUnavailable as exc:
+                raise unavailable(exc) from None
             except BusClosed as exc:
                 fail(StatusCode.UNAVAILABLE, str(exc))
             await context.send(chat_message(event))

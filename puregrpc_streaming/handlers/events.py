@@ -13,7 +13,15 @@ from puregrpc.server import ServicerContext
 
 from ..access import may_see
 from ..authentication import caller_of
-from ..backends.base import BusClosed, BusEvent, EventBus, RoomStore, SubscriberTooSlow
+from ..backends.base import (
+    BusClosed,
+    BusEvent,
+    BusUnavailable,
+    EventBus,
+    RoomStore,
+    SubscriberTooSlow,
+)
+from ..faults import unavailable
 from ..filters import FilterError, compile_filter
 from ..protos import streaming_pb2 as pb
 from ._common import ServiceSettings, fail, invalid, metadata_text, timestamp_ns
@@ -131,6 +139,10 @@ class EventHandlers:
                         StatusCode.RESOURCE_EXHAUSTED,
                         f"subscriber too slow; resume from last-event-id {last_sent}",
                     )
+                except BusUnavailable as exc:
+                    raise unavailable(
+                        exc, f"{exc}; resume from last-event-id {last_sent}"
+                    ) from None
                 except BusClosed as exc:
                     fail(StatusCode.UNAVAILABLE, f"{exc}; resume from last-event-id {last_sent}")
                 if event is None:
