@@ -148,6 +148,9 @@ class CallStream(Generic[ConnT]):
                 return None
             if self.end_event is not None or self.transport.closed:
                 await self.raise_ended(None)
+            # About to wait for the peer: what this call queued (an answer in
+            # a ping-pong) leaves now rather than when the writer runs.
+            self.transport.write_before_waiting()
             await self._lot.park()
         return self.take()
 

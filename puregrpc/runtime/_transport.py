@@ -382,6 +382,17 @@ class Transport(Generic[ConnT]):
         elif self._drained_lot:
             self._drained_lot.unpark_all()
 
+    def write_before_waiting(self) -> None:
+        """A call is about to wait for its peer: write what is queued now, if it is alone.
+
+        With one call on the connection, what is queued is that call's (its
+        last answer, in a ping-pong): written from its task, it leaves one
+        scheduler pass earlier and the writer's pass finds nothing to do.
+        With more calls, the writer keeps coalescing their writes.
+        """
+        if self._dirty and self.connection.open_calls <= 1:
+            self.write_now()
+
     def wake_writer(self) -> None:
         """Ask the writer to send what the state machine has queued (runtime use)."""
         if not self._dirty:
