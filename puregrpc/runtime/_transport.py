@@ -9,6 +9,13 @@ that produced 30 WINDOW_UPDATEs and PING ACKs) therefore shares one socket
 write: writes are coalesced by construction, with one task switch per batch,
 not per frame.
 
+One exception saves that task switch where there is nothing to coalesce: a
+call alone on its connection, ending (a unary call at concurrency one) or
+about to wait for its peer (a ping-pong), writes what is queued itself
+(:meth:`Transport.write_now`), without blocking, while the writer is idle; the
+socket takes it at once or the writer sends the rest first, so the bytes stay
+in order.
+
 Acting on the connection. The state machine is owned here, and every change
 made to it is followed by a write, in one step, so the two can never drift
 apart (websockets' ``send_context`` is the model): calls act through their

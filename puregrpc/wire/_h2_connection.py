@@ -1,8 +1,8 @@
 """puregrpc's subclass of h2's connection, and the h2 internals it relies on.
 
 h2 is the HTTP/2 state machine of record: stream states, flow-control
-windows, HPACK, frame parsing. Three things gRPC needs differ from what h2
-does, and changing them means overriding private methods of
+windows, HPACK, frame parsing. What gRPC needs differs from what h2
+does here, and changing it means overriding private methods of
 ``h2.connection.H2Connection``:
 
 * GOAWAY does not end the connection (RFC 9113 §6.8 only stops *new*
@@ -11,6 +11,10 @@ does, and changing them means overriding private methods of
 * A cheap "is anything queued?" test, so a driver skips waking its writer.
 * HPACK that codes each repeated header block once (``_hpack_cache.py``):
   h2's ``encoder`` and ``decoder`` are replaced by caching subclasses.
+* The frames every call sends and receives (HEADERS, DATA, WINDOW_UPDATE in
+  their common forms) are built and read here, feeding h2's own state
+  machines, windows and stream methods exactly as h2 does; anything else
+  goes through h2's code (see "the hot frames" below).
 
 Every private name used is listed in :data:`H2_INTERNALS`, and pyproject.toml
 pins h2 to :data:`SUPPORTED_H2`, the releases these were checked against.
