@@ -99,20 +99,27 @@ async def test_a_sender_task_racing_the_response_gets_rpc_error_not_a_group() ->
     async with echo_channel(ReportingEcho()) as channel:
         upload = EchoStub(channel).ClientStream()
         errors: list[BaseException] = []
+        sending = trio.Event()
 
         async def keep_sending() -> None:
+            # Far more messages than can go out before the half-close below:
+            # the sender is still at it when the call ends under it.
             try:
-                for index in range(1000):
+                for index in range(100_000):
                     await upload.send(EchoRequest(message=str(index)))
+                    sending.set()
                     await trio.lowlevel.checkpoint()
             except RpcError as exc:
                 errors.append(exc)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(keep_sending)
-            await trio.sleep(0.01)
-            reply = await upload  # half-closes while the sender still runs
-    assert reply.message.startswith("0+")
+            with trio.fail_after(10):
+                await sending.wait()
+                reply = await upload  # half-closes while the sender still runs
+    # The server joined what was sent before the half-close, in order.
+    parts = reply.message.split("+")
+    assert parts == [str(index) for index in range(len(parts))]
     assert len(errors) == 1 and isinstance(errors[0], RpcError)
     assert errors[0].code is StatusCode.FAILED_PRECONDITION
 
