@@ -73,10 +73,12 @@ class Case:
     protobuf: bool = False
     #: The script is legal: a second call on the channel must succeed too.
     legal: bool = False
+    #: The request the call sends (raw bytes).
+    request: bytes = b"hello"
 
 
 def _cases() -> list[Case]:
-    cases = [Case(c.name, c.script, c.code.name) for c in HOSTILE]
+    cases = [Case(c.name, c.script, c.code.name, request=c.request) for c in HOSTILE]
     cases.append(Case("response not valid protobuf", INVALID_PROTOBUF, "INTERNAL", protobuf=True))
     for legal in LEGAL:
 
@@ -97,7 +99,7 @@ async def _puregrpc_call(case: Case, port: int, deadline: float) -> Outcome:
                     request = echo_pb2.EchoRequest(message="hi")
                     reply: object = await EchoStub(channel).Unary(request, timeout=deadline)
                 else:
-                    raw: bytes = await channel.unary_unary(UNARY, b"hello", timeout=deadline)
+                    raw: bytes = await channel.unary_unary(UNARY, case.request, timeout=deadline)
                     reply = raw
         except RpcError as error:
             return Outcome(error.code.name, error.details, time.monotonic() - start)
@@ -118,7 +120,7 @@ def _grpcio_call(case: Case, port: int, deadline: float) -> Outcome:
         echo_pb2.EchoReply.FromString if case.protobuf else None
     )
     encode = echo_pb2.EchoRequest.SerializeToString if case.protobuf else None
-    request: object = echo_pb2.EchoRequest(message="hi") if case.protobuf else b"hello"
+    request: object = echo_pb2.EchoRequest(message="hi") if case.protobuf else case.request
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
         method = "/puregrpc.testing.Echo/Unary" if case.protobuf else UNARY.path

@@ -14,6 +14,7 @@ grpcio's client in ``bench/hostile_servers_grpcio.py``).
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -73,6 +74,8 @@ class HostileCase:
     fragment: str
     #: The fault is visible at once: the call must fail well before its deadline.
     prompt: bool
+    #: The request the call sends (raw bytes).
+    request: bytes = b"hello"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -190,6 +193,34 @@ async def _tcp_reset(peer: RawPeer, index: int) -> None:
     await peer.send(_headers(peer), data_frame(SID, grpc_message(b"partial")[:7]))
     await trio.sleep(0.05)
     peer.abort_with_reset()
+
+
+async def _window_never_opens(peer: RawPeer, index: int) -> None:
+    # A stream window of 0 and never a WINDOW_UPDATE: the request cannot go.
+    await peer.send(settings_frame(INITIAL_WINDOW_SIZE=0))
+    await peer.drain()
+
+
+async def _stops_reading(peer: RawPeer, index: int) -> None:
+    # Windows wide open, then the socket is never read again: the client's
+    # sends fill the socket buffers and wait.
+    await peer.send(
+        settings_frame(INITIAL_WINDOW_SIZE=2**31 - 1),
+        window_update_frame(0, 2**31 - 1 - 65_535),
+    )
+    await trio.sleep_forever()
+
+
+def _gzip_bomb_frames(peer: RawPeer) -> bytes:
+    # 32 MiB of zeros in 33 KB (inside the RFC's first 64 KiB window): far
+    # over the 4 MiB receive limit once inflated.
+    bomb = grpc_message(gzip.compress(bytes(32 << 20), compresslevel=9), compressed=True)
+    return b"".join(data_frame(SID, bomb[i : i + 16_000]) for i in range(0, len(bomb), 16_000))
+
+
+def _over_the_limit(peer: RawPeer) -> bytes:
+    # A prefix of 4 MiB + 1 and the first bytes of such a message.
+    return data_frame(SID, grpc_message(bytes(9000), length=(4 << 20) + 1))
 
 
 def _trailers_only(
@@ -411,6 +442,39 @@ HOSTILE: list[HostileCase] = [
         fragment="Content-Type",
         prompt=True,
     ),
+    HostileCase(
+        name="a window that never opens",
+        script=_window_never_opens,
+        code=StatusCode.DEADLINE_EXCEEDED,
+        fragment="deadline exceeded",
+        prompt=False,
+    ),
+    HostileCase(
+        name="a server that stops reading (8 MiB request)",
+        script=_stops_reading,
+        code=StatusCode.DEADLINE_EXCEEDED,
+        fragment="deadline exceeded",
+        prompt=False,
+        request=bytes(8 << 20),
+    ),
+    HostileCase(
+        name="a message over the receive limit (4 MiB + 1)",
+        script=after_request(_headers, _over_the_limit),
+        code=StatusCode.RESOURCE_EXHAUSTED,
+        fragment="4194305",
+        prompt=True,
+    ),
+    HostileCase(
+        name="a gzip bomb (32 MiB of zeros in 33 KB)",
+        script=after_request(
+            _response_with([*GRPC_RESPONSE, (b"grpc-encoding", b"gzip")]),
+            _gzip_bomb_frames,
+            _ok_trailers,
+        ),
+        code=StatusCode.RESOURCE_EXHAUSTED,
+        fragment="inflates to more than the limit",
+        prompt=True,
+    ),
 ]
 
 
@@ -458,12 +522,33 @@ def _with_noise(peer: RawPeer) -> bytes:
     )
 
 
+def _ping_flood(peer: RawPeer) -> bytes:
+    return b"".join(ping_frame(b"%08d" % index) for index in range(2000))
+
+
+def _empty_data_flood(peer: RawPeer) -> bytes:
+    message = grpc_message(b"after the empty frames")
+    return data_frame(SID, message[:3]) + data_frame(SID, b"") * 5000 + data_frame(SID, message[3:])
+
+
 #: Legal but unusual servers: each call must succeed.
 LEGAL: list[LegalCase] = [
     LegalCase(
         name="1-byte DATA frames",
         script=after_request(_headers, _one_byte_frames, _ok_trailers, serve_on=True),
         expected=b"tiny frames",
+    ),
+    LegalCase(
+        name="a PING flood (2,000) before the response",
+        script=after_request(
+            _ping_flood, _headers, _message(b"pinged"), _ok_trailers, serve_on=True
+        ),
+        expected=b"pinged",
+    ),
+    LegalCase(
+        name="5,000 empty DATA frames inside a message",
+        script=after_request(_headers, _empty_data_flood, _ok_trailers, serve_on=True),
+        expected=b"after the empty frames",
     ),
     LegalCase(
         name="padded frames",

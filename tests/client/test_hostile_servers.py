@@ -73,19 +73,19 @@ async def _good_call_works(port: int) -> None:
 
 
 async def _unary_fails(
-    script: Script, *, options: ChannelOptions | None = None
+    script: Script, *, options: ChannelOptions | None = None, request: bytes = b"hello"
 ) -> tuple[RpcError, float]:
     """Make a unary call to ``script``; return its error and how long it took."""
     async with hostile_server(script) as port, Channel(f"127.0.0.1:{port}", options=options) as ch:
         start = trio.current_time()
         with trio.fail_after(DEADLINE + 2), pytest.raises(RpcError) as caught:
-            await ch.unary_unary(UNARY, b"hello", timeout=DEADLINE)
+            await ch.unary_unary(UNARY, request, timeout=DEADLINE)
         return caught.value, trio.current_time() - start
 
 
 @pytest.mark.parametrize("case", [pytest.param(case, id=case.name) for case in HOSTILE])
 async def test_a_hostile_server_fails_the_call_cleanly(case: HostileCase, good_port: int) -> None:
-    error, elapsed = await _unary_fails(case.script)
+    error, elapsed = await _unary_fails(case.script, request=case.request)
     assert error.code is case.code, error
     assert case.fragment in error.details
     assert elapsed < (PROMPT if case.prompt else DEADLINE + 0.5)
