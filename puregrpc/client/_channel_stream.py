@@ -113,6 +113,8 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
     async def initial_metadata(self) -> Metadata:
         """Wait for and return the server's initial metadata."""
         stream = await self._started()
+        if stream.initial_metadata is not None:
+            return stream.initial_metadata  # already here: no wait, no deadline scope
         with _Operation(self):
             return await stream.wait_headers()
         raise AssertionError("unreachable")
@@ -147,16 +149,19 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         if self._done_writing:
             self._refuse_send()
         data = self._serialize(request)
-        stream = await self._started()
-        with _Operation(self):
-            try:
-                await stream.send(data, compress=compress)
-            except RpcError:
-                # The call ended while we were sending: report its status.
-                self._collect_end()
-                self._raise_for_status()
-                raise
-            return
+        stream = self._stream
+        if stream is None:
+            stream = await self._started()
+        try:
+            if not stream.queue(data, compress=compress):
+                return  # on its way, no wait: no deadline scope to pay for
+            with _Operation(self):
+                await stream.wait_sent()
+        except RpcError:
+            # The call ended before or while we were sending: report its status.
+            self._collect_end()
+            self._raise_for_status()
+            raise
 
     async def done_writing(self) -> None:
         """Half-close: tell the server no more requests will come."""
@@ -169,11 +174,14 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
     async def send_last(self, request: RequestT) -> None:
         """Send ``request`` and half-close in one step (a unary request)."""
         data = self._serialize(request)
-        stream = await self._started()
+        stream = self._stream
+        if stream is None:
+            stream = await self._started()
         self._done_writing = True
-        with _Operation(self):
-            await stream.send(data)
-            stream.half_close()
+        if stream.queue(data):
+            with _Operation(self):
+                await stream.wait_sent()
+        stream.half_close()
 
     # ---------------------------------------------------------- responses
 
