@@ -78,7 +78,11 @@ class CallLogInterceptor:
             error = exc
             raise
         finally:
-            self._log_end(context, method, peer, ending_status(context, error), started)
+            status = ending_status(context, error)
+            # The error's traceback holds this frame: let go of it, or the
+            # two (and the call's context) would wait for the cycle collector.
+            error = None
+            self._log_end(context, method, peer, status, started)
 
     def _log_end(
         self, context: ServicerContext, method: str, peer: str, status: Status, started: float

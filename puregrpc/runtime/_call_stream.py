@@ -61,6 +61,7 @@ class CallStream(Generic[ConnT]):
         "_lot",
         "end_event",
         "half_closed",
+        "hold_writes",
         "inbox",
         "last_compressed",
         "stream_id",
@@ -79,6 +80,9 @@ class CallStream(Generic[ConnT]):
         self.end_event: CallEnded | None = None
         #: Whether the last message taken by :meth:`receive` arrived compressed.
         self.last_compressed = False
+        #: True when what this call queues waits for its end to be written
+        #: (one message, then the status: see :meth:`ServerCallStream.end`).
+        self.hold_writes = False
         # One lot for every wait on this call (a message, window, headers,
         # the end): waiters re-check their own condition when woken, and one
         # lot per call is cheaper than three when most calls never wait.
@@ -165,7 +169,8 @@ class CallStream(Generic[ConnT]):
             transport.wake_writer()  # default headers may have been queued
             raise RpcError(exc.code, str(exc)) from None
         transport.note_queued(len(data) + 5)
-        transport.wake_writer()
+        if blocked or not self.hold_writes or transport.congested:
+            transport.wake_writer()
         while blocked and connection.is_blocked(stream_id):
             if self.end_event is not None or transport.closed:
                 await self.raise_ended("cannot send")
@@ -257,14 +262,19 @@ class ServerCallStream(CallStream[ServerConnection]):
         return False
 
     def send_headers(
-        self, metadata: Metadata | None = None, *, encoding: str | None = None
+        self, metadata: Metadata | None = None, *, encoding: str | None = None, wake: bool = True
     ) -> None:
-        """Send the response headers (initial metadata), compressing messages with ``encoding``."""
+        """Send the response headers (initial metadata), compressing messages with ``encoding``.
+
+        ``wake=False`` leaves the write to what follows at once (the first
+        message, whose send schedules it).
+        """
         try:
             self._connection.send_response_headers(self.stream_id, metadata, encoding=encoding)
         except LocalProtocolError as exc:
             raise RpcError(exc.code, f"cannot send the response headers: {exc}") from None
-        self.transport.wake_writer()
+        if wake:
+            self.transport.wake_writer()
 
     def end(self, status: Status, trailing: Metadata | None = None) -> bool:
         """End the call with ``status``; False when it had already ended.
@@ -290,7 +300,11 @@ class ServerCallStream(CallStream[ServerConnection]):
                 connection.end_call(self.stream_id, refused)
             except LocalProtocolError:
                 return False
-        transport.wake_writer()
+        if self.hold_writes and not connection.open_calls:
+            # The only call on its connection ended: write from this task.
+            transport.write_now()
+        else:
+            transport.wake_writer()
         return True
 
     def statistics(self) -> StreamStatistics:

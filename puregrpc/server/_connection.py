@@ -224,6 +224,8 @@ class ServedConnection:
             )
             logger.info("call %s from %s: UNIMPLEMENTED", event.path, self.peer)
             return
+        # A unary response is written with its status, in one write.
+        stream.hold_writes = not handler.method.cardinality.server_streaming
         assert self._nursery is not None
         self._nursery.start_soon(self._serve_call, event, handler, stream)
 
@@ -267,6 +269,7 @@ class ServedConnection:
             else:
                 status = Status(code=StatusCode.DEADLINE_EXCEEDED, details="deadline exceeded")
         stream.end(status, trailing)
+        context._release()
         self._calls.call_ended(status.code is StatusCode.OK)
         self._last_call_end = trio.current_time()
         self._on_call_end()

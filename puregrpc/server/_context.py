@@ -55,12 +55,11 @@ class ServicerContext:
         #: Per-call values that interceptors leave for the handler (an
         #: authenticated identity, a request id), by a key of their choosing.
         self.state: dict[str, Any] = {}
-        #: The call as it comes off the wire: the first of the interceptor chain.
-        self._wire_call = _WireCall(self, stream, method)
         #: The call :meth:`send` goes through: the innermost one of the
         #: interceptor chain (set by the handler runner), so responses passed
-        #: to ``send()`` are intercepted like returned or yielded ones.
-        self._outbound: ServerCall[Any, Any] = self._wire_call
+        #: to ``send()`` are intercepted like returned or yielded ones; None
+        #: outside the handler runner (sends go straight to the stream).
+        self._outbound: ServerCall[Any, Any] | None = None
 
     # ------------------------------------------------------------ reading
 
@@ -178,23 +177,41 @@ class ServicerContext:
         This is where backpressure reaches a streaming handler: if the client
         stops reading, ``send`` blocks once the flow-control windows are full.
         """
-        await self._outbound.send(message, compress=compress)
+        outbound = self._outbound
+        if outbound is None:
+            await self._send_now(message, compress=compress)
+        else:
+            await outbound.send(message, compress=compress)
 
     async def _send_now(self, message: Any, *, compress: bool) -> None:
         # The wire call's send: past every interceptor, onto the stream.
         if self._stream.end_event is not None:
             await self._stream.raise_ended("cannot send")
         if not self._headers_sent:
-            self._send_headers(None)
+            # They leave with the message: its send wakes the writer.
+            self._send_headers(None, wake=False)
         data = self._method.response_serializer(message)
         await self._stream.send(data, compress=compress)
         self.messages_sent += 1
 
     # ------------------------------------------------------------ internal
 
-    def _send_headers(self, metadata: Metadata | None) -> None:
+    def _wire_call(self) -> ServerCall[Any, Any]:
+        """The call as it comes off the wire: the first of the interceptor chain."""
+        return _WireCall(self, self._stream, self._method)
+
+    def _release(self) -> None:
+        """The call is over: drop the link to its interceptor chain.
+
+        The chain's calls point back at this context; letting go of them here
+        leaves no reference cycle behind a call, so finished calls are freed
+        at once instead of by the cyclic garbage collector.
+        """
+        self._outbound = None
+
+    def _send_headers(self, metadata: Metadata | None, *, wake: bool = True) -> None:
         self._headers_sent = True
-        self._stream.send_headers(metadata, encoding=self._compression)
+        self._stream.send_headers(metadata, encoding=self._compression, wake=wake)
 
     @property
     def trailing_metadata(self) -> Metadata:

@@ -75,7 +75,7 @@ async def run_handler(
     Returns when the handler has returned and its responses are sent;
     raises what the handler (or an interceptor) raised.
     """
-    call = context._wire_call
+    call = context._wire_call()
     if interceptors:
         await chain(interceptors, partial(_invoke, handler))(call)
     else:
