@@ -196,6 +196,11 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         if stream.inbox:
             # A response is already here: take it without a wait (or a scope).
             return self._deserialize(stream.take())
+        if stream.half_closed and stream.end_event is not None:
+            # So is the end (a unary response's trailers came with it).
+            self._collect_end()
+            self._raise_for_status()
+            return None
         with _Operation(self):
             try:
                 data = await stream.receive()
