@@ -15,6 +15,7 @@ everything above (interceptors, the typed call objects) deals in messages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -270,7 +271,7 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                 self._stream = await self._open_stream(
                     details.method.path,
                     metadata=details.metadata or None,
-                    grpc_timeout=details.time_remaining(),
+                    grpc_timeout=_whole_milliseconds(details.time_remaining()),
                     compression=details.compression,
                     wait_for_ready=details.wait_for_ready,
                 )
@@ -356,6 +357,19 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                 trailing_metadata=self._trailing,
                 initial_metadata=stream.initial_metadata if stream is not None else None,
             )
+
+
+def _whole_milliseconds(seconds: float | None) -> float | None:
+    """``seconds`` rounded up to a whole millisecond (a deadline a little later, never earlier).
+
+    Calls made with the same timeout then send the same ``grpc-timeout``
+    value, which HPACK indexes: one byte a call instead of a new literal
+    that also evicts other headers from the dynamic table. The server's
+    deadline is at most 1 ms later than ours; ours is still kept here.
+    """
+    if seconds is None or seconds <= 0:
+        return seconds
+    return math.ceil(seconds * 1000) / 1000
 
 
 class _Operation:
