@@ -34,7 +34,9 @@ import h2.settings
 import h2.stream
 import hpack
 import hpack.table
-from h2.connection import ConnectionInputs
+from h2.connection import AllowedStreamIDs, ConnectionInputs
+from h2.frame_buffer import FrameBuffer
+from h2.stream import StreamState
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
 from ._hpack_cache import CachingDecoder, CachingEncoder
@@ -64,6 +66,24 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Stream.state_machine", "a stream's state machine, fed the inputs of a sent frame"),
     ("H2StreamStateMachine.trailers_sent", "trailers without END_STREAM are refused"),
     ("H2Stream.outbound_flow_control_window", "a stream's send window, charged per DATA"),
+    ("FrameBuffer._data", "received bytes not yet parsed: the fast receive path needs none"),
+    ("FrameBuffer._preamble_len", "the client preface still expected (server side)"),
+    ("FrameBuffer._headers_buffer", "a header block waiting for CONTINUATION frames"),
+    ("H2Connection.incoming_buffer", "the FrameBuffer of received bytes"),
+    ("H2Connection._decode_headers", "module function h2.connection._decode_headers"),
+    ("H2Connection._get_or_create_stream", "opens a stream for received HEADERS"),
+    ("H2Connection._inbound_flow_control_window_manager", "charged per received DATA"),
+    ("H2Connection._terminate_connection", "queues GOAWAY on a protocol error"),
+    ("H2Stream.receive_headers", "a stream's handling of received HEADERS"),
+    ("H2Stream.receive_data", "a stream's handling of received DATA"),
+)
+
+#: Stream states in which h2 takes HEADERS and DATA without an error.
+_RECEIVING = (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL)
+#: Whether this h2's frame buffer is the one the fast receive path knows.
+_FAST_RECEIVE = all(
+    hasattr(FrameBuffer(server=True), name)
+    for name in ("_data", "_preamble_len", "_headers_buffer")
 )
 
 #: A frame header: 24-bit length (as 16 + 8 bits), type, flags, stream id.
@@ -73,6 +93,8 @@ _HEADERS = 0x1
 _CONTINUATION = 0x9
 _END_STREAM = 0x1
 _END_HEADERS = 0x4
+_PADDED = 0x8
+_PRIORITY = 0x20
 
 
 class _SettingValues(list[int]):
@@ -175,6 +197,89 @@ class H2Connection(h2.connection.H2Connection):
             # Settings first set since the last exchange got fresh deques.
             _compact_settings(self.local_settings)
             _compact_settings(self.remote_settings)
+        return events
+
+    # ------------------------------------------ the hot frames received, ours
+
+    # h2 parses every received frame into a hyperframe object through its
+    # FrameBuffer (a copy of the bytes, a header parse, a flags set) and
+    # dispatches it. For the frames every call brings - HEADERS opening a
+    # stream or on an open one, DATA on an open stream, no padding, no
+    # priority, the header block in one frame - receive_data below reads the
+    # frame header itself and calls the same h2 methods h2's handlers call,
+    # in the same order, under the same error handling. It does so only from
+    # the front of the bytes, while h2's buffer is empty; at the first frame
+    # of any other kind (or one h2 would refuse, or a partial one) the rest
+    # goes to h2's own receive_data, so frame order, every error and every
+    # limit stay h2's. The differential test in tests/wire checks events,
+    # errors, states and windows against plain h2.
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[h2.events.Event]:  # type: ignore[override]
+        """Take received bytes: the common frames directly, the rest through h2."""
+        buffer = self.incoming_buffer
+        if not _FAST_RECEIVE or buffer._preamble_len or buffer._data or buffer._headers_buffer:
+            return super().receive_data(data)
+        events: list[h2.events.Event] = []
+        size = len(data)
+        pos = 0
+        max_frame = self.max_inbound_frame_size
+        streams = self.streams
+        try:
+            while size - pos >= 9:
+                length = data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2]
+                end = pos + 9 + length
+                if end > size or length > max_frame:
+                    break
+                kind = data[pos + 3]
+                flags = data[pos + 4]
+                stream_id = int.from_bytes(data[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
+                stream = streams.get(stream_id)
+                if kind == _DATA:
+                    if flags & _PADDED or stream is None:
+                        break
+                    if stream.state_machine.state not in _RECEIVING:
+                        break
+                    body = bytes(data[pos + 9 : end])
+                    events += self.state_machine.process_input(ConnectionInputs.RECV_DATA)
+                    self._inbound_flow_control_window_manager.window_consumed(length)
+                    frames, stream_events = stream.receive_data(
+                        body, bool(flags & _END_STREAM), length
+                    )
+                elif kind == _HEADERS:
+                    if flags & (_PADDED | _PRIORITY) or not flags & _END_HEADERS:
+                        break
+                    if stream is None:
+                        if (
+                            self.config.client_side
+                            or not stream_id & 1
+                            or stream_id <= self.highest_inbound_stream_id
+                            or self.open_inbound_streams + 1
+                            > self.local_settings.max_concurrent_streams
+                        ):
+                            break
+                    elif stream.state_machine.state not in _RECEIVING:
+                        break
+                    block = bytes(data[pos + 9 : end])
+                    headers = h2.connection._decode_headers(self.decoder, block)
+                    events += self.state_machine.process_input(ConnectionInputs.RECV_HEADERS)
+                    if stream is None:
+                        stream = self._get_or_create_stream(
+                            stream_id, AllowedStreamIDs(not self.config.client_side)
+                        )
+                    frames, stream_events = stream.receive_headers(
+                        headers, bool(flags & _END_STREAM), self.config.header_encoding
+                    )
+                else:
+                    break
+                if frames:
+                    self._prepare_for_sending(frames)
+                events += stream_events
+                pos = end
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            raise
+        if pos < size:
+            events += super().receive_data(data[pos:] if pos else data)
         return events
 
     def send_goaway(self, error_code: int, last_stream_id: int, debug_data: bytes) -> None:
@@ -354,8 +459,11 @@ def check_h2_compatibility(version: str | None = None) -> list[str]:
             "Decoder": hpack.Decoder(),
             "H2Stream": h2.stream.H2Stream(1, h2.config.H2Configuration(), 65535, 65535),
             "H2StreamStateMachine": h2.stream.H2StreamStateMachine(1),
+            "FrameBuffer": FrameBuffer(server=True),
         }
         owner = owners.get(owner_name) or H2Connection()
+        if name == "H2Connection._decode_headers":
+            owner = h2.connection
         if not hasattr(owner, attribute):
             problems.append(f"h2 {installed} has no {name}, which puregrpc.wire uses: {why}")
     return problems
