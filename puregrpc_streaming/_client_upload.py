@@ -74,10 +74,20 @@ class _Chunks:
         begin = offset
         hasher = self.hasher
 
-        def read_and_hash(file: io.BufferedReader) -> bytes:
+        # One buffer for every block: a fresh megabyte per read is a new
+        # mmap'd buffer whose pages fault in again each time.
+        buffer = memoryview(bytearray(block_size))
+
+        def read_and_hash(file: io.BufferedReader) -> memoryview:
             # One thread hop reads and hashes a block (both release the GIL):
             # the event loop never waits for the disk or for sha256.
-            block = file.read(block_size)
+            filled = 0
+            while filled < block_size:
+                n = file.readinto(buffer[filled:])
+                if not n:
+                    break
+                filled += n
+            block = buffer[:filled]
             hasher.update(block)
             return block
 
@@ -94,9 +104,10 @@ class _Chunks:
                 # then one empty chunk names the file.
                 if not block and not (offset == begin == self.size):
                     return
-                view = memoryview(block)
+                # Each chunk is a copy (bytes) of the buffer, which the next
+                # block overwrites only once these have all been yielded.
                 for start in range(0, max(len(block), 1), chunk_size):
-                    content = bytes(view[start : start + chunk_size])
+                    content = bytes(block[start : start + chunk_size])
                     yield streaming_pb2.FileChunk(
                         content=content,
                         offset=offset,

@@ -15,6 +15,7 @@ everything above (interceptors, the typed call objects) deals in messages.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -113,6 +114,8 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
     async def initial_metadata(self) -> Metadata:
         """Wait for and return the server's initial metadata."""
         stream = await self._started()
+        if stream.initial_metadata is not None:
+            return stream.initial_metadata  # already here: no wait, no deadline scope
         with _Operation(self):
             return await stream.wait_headers()
         raise AssertionError("unreachable")
@@ -147,16 +150,19 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         if self._done_writing:
             self._refuse_send()
         data = self._serialize(request)
-        stream = await self._started()
-        with _Operation(self):
-            try:
-                await stream.send(data, compress=compress)
-            except RpcError:
-                # The call ended while we were sending: report its status.
-                self._collect_end()
-                self._raise_for_status()
-                raise
-            return
+        stream = self._stream
+        if stream is None:
+            stream = await self._started()
+        try:
+            if not stream.queue(data, compress=compress):
+                return  # on its way, no wait: no deadline scope to pay for
+            with _Operation(self):
+                await stream.wait_sent()
+        except RpcError:
+            # The call ended before or while we were sending: report its status.
+            self._collect_end()
+            self._raise_for_status()
+            raise
 
     async def done_writing(self) -> None:
         """Half-close: tell the server no more requests will come."""
@@ -169,11 +175,14 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
     async def send_last(self, request: RequestT) -> None:
         """Send ``request`` and half-close in one step (a unary request)."""
         data = self._serialize(request)
-        stream = await self._started()
+        stream = self._stream
+        if stream is None:
+            stream = await self._started()
         self._done_writing = True
-        with _Operation(self):
-            await stream.send(data)
-            stream.half_close()
+        if stream.queue(data):
+            with _Operation(self):
+                await stream.wait_sent()
+        stream.half_close()
 
     # ---------------------------------------------------------- responses
 
@@ -188,6 +197,11 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         if stream.inbox:
             # A response is already here: take it without a wait (or a scope).
             return self._deserialize(stream.take())
+        if stream.half_closed and stream.end_event is not None:
+            # So is the end (a unary response's trailers came with it).
+            self._collect_end()
+            self._raise_for_status()
+            return None
         with _Operation(self):
             try:
                 data = await stream.receive()
@@ -257,7 +271,7 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                 self._stream = await self._open_stream(
                     details.method.path,
                     metadata=details.metadata or None,
-                    grpc_timeout=details.time_remaining(),
+                    grpc_timeout=_whole_milliseconds(details.time_remaining()),
                     compression=details.compression,
                     wait_for_ready=details.wait_for_ready,
                 )
@@ -343,6 +357,19 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
                 trailing_metadata=self._trailing,
                 initial_metadata=stream.initial_metadata if stream is not None else None,
             )
+
+
+def _whole_milliseconds(seconds: float | None) -> float | None:
+    """``seconds`` rounded up to a whole millisecond (a deadline a little later, never earlier).
+
+    Calls made with the same timeout then send the same ``grpc-timeout``
+    value, which HPACK indexes: one byte a call instead of a new literal
+    that also evicts other headers from the dynamic table. The server's
+    deadline is at most 1 ms later than ours; ours is still kept here.
+    """
+    if seconds is None or seconds <= 0:
+        return seconds
+    return math.ceil(seconds * 1000) / 1000
 
 
 class _Operation:

@@ -106,6 +106,11 @@ class Replay:
             self._sending = False
             self._lot.unpark_all()
 
+    @property
+    def settled(self) -> bool:
+        """Nothing is kept and nobody is sending: a committed call's attempt has all there is."""
+        return not self._requests and not self._sending
+
     def has_all(self, attempt: Attempt) -> bool:
         """Whether ``attempt`` has been sent every kept request."""
         return attempt.sent == len(self._requests)

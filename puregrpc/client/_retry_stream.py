@@ -18,11 +18,13 @@ so that a new attempt can be sent everything the call has sent so far::
 
 Until the call is *committed*, an attempt that fails may be followed by
 another; once committed, the chosen attempt is the call, and the buffer is
-let go. A call commits when an attempt's response headers arrive (the
-application may have seen them: nothing can be taken back after that), when
-its requests no longer fit in the buffer (the per-call or the per-channel
-limit: it goes on, unretried), when an attempt fails and none may follow,
-and when it is cancelled.
+let go (a request then goes straight to the attempt, with no bookkeeping).
+A call without a policy keeps only references to its serialized requests,
+never copies, for its one possible transparent retry. A call commits when
+an attempt's response headers arrive (the application may have seen them:
+nothing can be taken back after that), when its requests no longer fit in
+the buffer (the per-call or the per-channel limit: it goes on, unretried),
+when an attempt fails and none may follow, and when it is cancelled.
 
 Which attempt may follow (``_next_attempt``):
 
@@ -236,6 +238,11 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         if self._replay.done_writing:
             self._refuse_send()
         data = self._serialize(request)
+        winner = self._winner
+        if winner is not None and self._replay.settled:
+            # Committed, and the attempt has everything kept: straight to it.
+            await winner.stream.send(data, compress=compress)
+            return
         await self.start()
         if not self.committed:
             if self._replay.keep(data, compress):
@@ -370,7 +377,11 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
         An attempt that ended meanwhile is left for the receiving side to
         decide about (it may be retried, with everything kept).
         """
-        for attempt in list(self._live):
+        live = self._live
+        if len(live) == 1:
+            await self._replay.catch_up(live[0])  # the common case: no hedges
+            return
+        for attempt in list(live):
             await self._replay.catch_up(attempt)
 
     async def _sending_attempt(self) -> Attempt:

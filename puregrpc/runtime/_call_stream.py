@@ -373,6 +373,43 @@ class ClientCallStream(CallStream[ClientConnection]):
         self.initial_metadata = metadata
         self._lot.unpark_all()
 
+    def queue(self, data: bytes, *, compress: bool = True) -> bool:
+        """Hand one message to the writer now; True if the caller must then :meth:`wait_sent`.
+
+        :meth:`~CallStream.send` in two steps, so that a caller bounding the
+        wait (a deadline's cancel scope) pays for the bound only when there
+        is a wait: most messages go out without one. Raises
+        :class:`RpcError` like ``send`` (the call has ended, or the state
+        machine refuses the message), without a checkpoint.
+        """
+        if self.end_event is not None:
+            status = self.end_status
+            raise RpcError(
+                status.code if not status.ok else StatusCode.CANCELLED,
+                f"cannot send: the call has ended ({status.code.name}: {status.details})",
+            )
+        transport = self.transport
+        try:
+            blocked = self._connection.send_message(self.stream_id, data, compress_message=compress)
+        except LocalProtocolError as exc:
+            transport.wake_writer()  # default headers may have been queued
+            raise RpcError(exc.code, str(exc)) from None
+        transport.note_queued(len(data) + 5)
+        transport.wake_writer()
+        return blocked or transport.congested
+
+    async def wait_sent(self) -> None:
+        """After :meth:`queue` returned True: park until the window and the writer allow more."""
+        connection = self._connection
+        stream_id = self.stream_id
+        transport = self.transport
+        while connection.is_blocked(stream_id):
+            if self.end_event is not None or transport.closed:
+                await self.raise_ended("cannot send")
+            await self._lot.park()
+        if transport.congested:
+            await transport.wait_writable()
+
     def half_close(self) -> None:
         """No more requests: END_STREAM after what is queued (no-op once ended)."""
         if self.end_event is None:
