@@ -82,6 +82,9 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Stream.receive_headers", "a stream's handling of received HEADERS"),
     ("H2Stream.receive_data", "a stream's handling of received DATA"),
     ("H2Stream.receive_window_update", "a stream's handling of a received WINDOW_UPDATE"),
+    ("H2Stream._authority", "set from a client's first request headers, as h2 does"),
+    ("H2Stream.request_method", "set from a client's request headers, as h2 does"),
+    ("H2Connection.open_outbound_streams", "a client's limit check before a new stream"),
 )
 
 #: Stream states in which h2 takes HEADERS and DATA without an error.
@@ -179,6 +182,11 @@ class H2Connection(h2.connection.H2Connection):
         _compact_settings(self.remote_settings)
         self.encoder = CachingEncoder()
         self.decoder = CachingDecoder(self.DEFAULT_MAX_HEADER_LIST_SIZE)
+        #: Outbound headers go out as given (no validation or normalization
+        #: asked of h2): the only case the direct HEADERS path serves.
+        self._plain_headers = not (
+            self.config.validate_outbound_headers or self.config.normalize_outbound_headers
+        )
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list[object], list[object]]:  # type: ignore[override]
         event = h2.events.ConnectionTerminated()
@@ -363,15 +371,17 @@ class H2Connection(h2.connection.H2Connection):
         priority_depends_on: int | None = None,
         priority_exclusive: bool | None = None,
     ) -> None:
-        """Queue a HEADERS block: h2's method, done directly on an existing stream."""
+        """Queue a HEADERS block: h2's method, done directly (a client's new stream too)."""
         stream = self.streams.get(stream_id)
+        client = self.config.client_side
         if (
-            stream is None
-            or priority_weight is not None
+            priority_weight is not None
             or priority_depends_on is not None
             or priority_exclusive is not None
             or type(headers) is not list
-            or (self.config.client_side or _informational(headers))
+            or not self._plain_headers
+            or (stream is None and not client)
+            or (not client and _informational(headers))
         ):
             super().send_headers(
                 stream_id,
@@ -386,7 +396,15 @@ class H2Connection(h2.connection.H2Connection):
             if type(name) is not bytes or type(value) is not bytes:
                 super().send_headers(stream_id, headers, end_stream)
                 return
-        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        if stream is None:
+            # A client's new stream, opened as h2 opens it.
+            if self.open_outbound_streams + 1 > self.remote_settings.max_concurrent_streams:
+                super().send_headers(stream_id, headers, end_stream)  # h2 refuses it
+                return
+            self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+            stream = self._get_or_create_stream(stream_id, AllowedStreamIDs(client))
+        else:
+            self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
         machine = stream.state_machine
         machine.process_input(h2.stream.StreamInputs.SEND_HEADERS)
         block = self.encoder.encode(headers)
@@ -394,6 +412,12 @@ class H2Connection(h2.connection.H2Connection):
             machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
         elif machine.trailers_sent:
             raise h2.exceptions.ProtocolError("Trailers must have END_STREAM set.")
+        if client:
+            # What h2's stream keeps of a request (a server's response
+            # headers carry neither, so h2 leaves a server stream's at None).
+            if machine.client and stream._authority is None:
+                stream._authority = h2.utilities.authority_from_headers(headers)
+            stream.request_method = h2.utilities.extract_method_header(headers)
         flags = _END_STREAM if end_stream else 0
         out = self._data_to_send
         size = len(block)

@@ -16,7 +16,7 @@ import h2.config
 import h2.connection
 import h2.exceptions
 import h2.settings
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from puregrpc.wire import H2Connection
@@ -192,3 +192,117 @@ def test_a_unary_answer_is_three_frames_in_one_buffer() -> None:
     assert kinds == [(1, 0x4, 1), (0, 0, 1), (1, 0x5, 1)]
     assert ours.streams[1].closed is False  # the client has not half-closed stream 1
     assert ours.streams[1].state_machine.trailers_sent
+
+
+# ---------------------------------------------------------------- client side
+
+_REQUESTS: dict[str, list[Header]] = {
+    "post": list(_REQUEST),
+    "head": [(b":method", b"HEAD"), *_REQUEST[1:]],
+    "host": [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x"), (b"host", b"h")],
+    "bare": [(b":method", b"POST"), (b":scheme", b"http"), (b":path", b"/x")],
+    "trailers": list(_TRAILERS),
+}
+_client_operations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("open"),
+            st.sampled_from(["next", "next", "next", 1, 2, 3, 5]),
+            st.sampled_from(sorted(_REQUESTS)),
+            st.booleans(),
+        ),
+        st.tuples(
+            st.just("data"), st.sampled_from([1, 3, 5, 7]), st.integers(0, 70), st.booleans()
+        ),
+        st.tuples(st.just("end"), st.sampled_from([1, 3, 5, 7])),
+        st.tuples(st.just("reset"), st.sampled_from([1, 3, 5, 7])),
+        st.tuples(st.just("max_streams"), st.sampled_from([1, 2, 100])),
+    ),
+    max_size=20,
+)
+
+
+class _Clients:
+    """Two clients (ours, h2's) of one plain h2 server, asked for the same sends."""
+
+    def __init__(self) -> None:
+        self.server = h2.connection.H2Connection(_config(False))
+        self.server.initiate_connection()
+        self.ours = H2Connection(_config(True))
+        self.theirs = h2.connection.H2Connection(_config(True))
+        self.next_id = 1
+        greeting = self.server.data_to_send()
+        for client in self.both:
+            client.initiate_connection()
+            client.receive_data(greeting)
+        self.compare()
+
+    @property
+    def both(self) -> tuple[h2.connection.H2Connection, h2.connection.H2Connection]:
+        return self.ours, self.theirs
+
+    def act(self, action: str, *args: Any, **kwargs: Any) -> None:
+        outcomes = []
+        for client in self.both:
+            try:
+                getattr(client, action)(*args, **kwargs)
+                outcomes.append(None)
+            except (h2.exceptions.H2Error, ValueError, KeyError) as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1], (action, args, outcomes)
+        self.compare()
+
+    def server_settings(self, max_streams: int) -> None:
+        self.server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: max_streams})
+        data = self.server.data_to_send()
+        outcomes = []
+        for client in self.both:
+            try:
+                client.receive_data(data)
+                outcomes.append(None)
+            except h2.exceptions.H2Error as exc:  # a client already closed by an error
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+        self.compare()
+
+    def compare(self) -> None:
+        ours, theirs = self.both
+        assert ours.data_to_send() == theirs.data_to_send()
+        assert ours.state_machine.state == theirs.state_machine.state
+        assert ours.highest_outbound_stream_id == theirs.highest_outbound_stream_id
+        assert ours.open_outbound_streams == theirs.open_outbound_streams
+        assert ours.outbound_flow_control_window == theirs.outbound_flow_control_window
+        assert ours.streams.keys() == theirs.streams.keys()
+        for stream_id, stream in ours.streams.items():
+            other = theirs.streams[stream_id]
+            assert stream.state_machine.state == other.state_machine.state, stream_id
+            assert stream.state_machine.client == other.state_machine.client
+            assert stream._authority == other._authority
+            assert stream.request_method == other.request_method
+            assert stream.outbound_flow_control_window == other.outbound_flow_control_window
+
+
+@settings(max_examples=200, deadline=None)
+@given(operations=_client_operations)
+@example(operations=[("open", "next", "post", False), ("open", 1, "trailers", True)])
+def test_fast_client_headers_match_h2(operations: list[tuple[Any, ...]]) -> None:
+    # A client opening streams (in order, out of order, over the server's
+    # limit), sending requests of several shapes, trailers, DATA, resets.
+    clients = _Clients()
+    for operation in operations:
+        kind = operation[0]
+        if kind == "open":
+            _, which, shape, end_stream = operation
+            stream_id = clients.next_id if which == "next" else which
+            if which == "next":
+                clients.next_id += 2
+            clients.act("send_headers", stream_id, list(_REQUESTS[shape]), end_stream=end_stream)
+        elif kind == "data":
+            _, stream_id, size, end_stream = operation
+            clients.act("send_data", stream_id, b"d" * size, end_stream=end_stream)
+        elif kind == "end":
+            clients.act("end_stream", operation[1])
+        elif kind == "reset":
+            clients.act("reset_stream", operation[1])
+        else:
+            clients.server_settings(operation[1])
