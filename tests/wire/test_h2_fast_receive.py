@@ -256,6 +256,24 @@ class _Peers:
             assert stream.outbound_flow_control_window == other.outbound_flow_control_window
 
 
+def _play(steps: list[tuple[Any, ...]], sender: _Client, peers: _Peers) -> None:
+    """Each step: the frames built, fed in pieces cut where it says, then the peers' actions."""
+    for frames, cuts, actions in steps:
+        data = b"".join(sender.build(spec) for spec in frames)
+        start = 0
+        for cut in [*cuts, len(data)]:
+            piece = data[start : start + cut] if cut < len(data) else data[start:]
+            if piece:
+                peers.feed(piece)
+            start += len(piece)
+            if peers.dead or start >= len(data):
+                break
+        if peers.dead:
+            return
+        for action, ref in actions:
+            peers.act(action, sender.stream(ref))
+
+
 @settings(max_examples=300, deadline=None)
 @given(steps=_steps, preface_cut=st.integers(0, 30), max_streams=st.sampled_from([None, None, 2]))
 @example(
@@ -288,20 +306,7 @@ def test_fast_receive_matches_h2(
     # Calls begin with a request: a first frame of anything else is a
     # connection error that would end most examples before they start.
     steps[0] = ([("open", False, "plain"), *steps[0][0]], *steps[0][1:])
-    for frames, cuts, actions in steps:
-        data = b"".join(client.build(spec) for spec in frames)
-        start = 0
-        for cut in [*cuts, len(data)]:
-            piece = data[start : start + cut] if cut < len(data) else data[start:]
-            if piece:
-                servers.feed(piece)
-            start += len(piece)
-            if servers.dead or start >= len(data):
-                break
-        if servers.dead:
-            return
-        for action, ref in actions:
-            servers.act(action, client.stream(ref))
+    _play(steps, client, servers)
 
 
 def test_a_request_in_one_read_is_read_without_the_frame_buffer() -> None:
@@ -343,17 +348,4 @@ def test_fast_receive_matches_h2_on_the_client_side(steps: list[tuple[Any, ...]]
     server.opened = list(CLIENT_STREAMS)
     server.next_id = 2  # "open" here is a server opening a stream: refused
     clients.feed(frame(0x4, 0, 0, b""))
-    for frames, cuts, actions in steps:
-        data = b"".join(server.build(spec) for spec in frames)
-        start = 0
-        for cut in [*cuts, len(data)]:
-            piece = data[start : start + cut] if cut < len(data) else data[start:]
-            if piece:
-                clients.feed(piece)
-            start += len(piece)
-            if clients.dead or start >= len(data):
-                break
-        if clients.dead:
-            return
-        for action, ref in actions:
-            clients.act(action, server.stream(ref))
+    _play(steps, server, clients)
