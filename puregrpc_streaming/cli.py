@@ -647,6 +647,10 @@ async def amain(
     try:
         return await _run(args, io)
     except BaseException as raised:
+        if isinstance(raised, BaseExceptionGroup) and raised.subgroup(KeyboardInterrupt):
+            # Ctrl-C landed in one of the channel's tasks, beside the call's
+            # own error about the connection it closed: it is still Ctrl-C.
+            raise KeyboardInterrupt from None
         exc = unwrap_group(raised)
         if isinstance(exc, RpcError):
             io.note(f"error: {describe(exc)}")

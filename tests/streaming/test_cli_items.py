@@ -148,7 +148,7 @@ async def test_ctrl_c_during_list_prints_the_resume_cursor(target: str) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
-    assert process.returncode == 130
+    assert process.returncode == 130, err.decode()
     last_id = out.decode().splitlines()[-1].split("\t")[0]
     text = err.decode()
     assert "continue with --cursor ds1-" in text, text
