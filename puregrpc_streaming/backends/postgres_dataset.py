@@ -12,18 +12,24 @@ Theory of operation:
   <page>``: one index range scan per page, so a cursor (the last id sent)
   resumes on any instance. The filter is compiled by :mod:`..filter_sql`
   with ``dialect="postgres"``.
+* **InteractiveQuery** still runs on the instance's own SQLite copy of the
+  same rows (``queries``, the embedded store): its read-only role on
+  PostgreSQL is not built yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 
 from ..filter_sql import filter_to_sql
 from ..filters import Filter
-from .base import DATASET_COLUMNS, DatasetCounters, DatasetRow
+from .base import DATASET_COLUMNS, DatasetCounters, DatasetRow, QuerySession
 from .postgres import PostgresDatabase
+from .sqlite import SqliteDatasetStore
 
 __all__ = ["PostgresDataset"]
 
@@ -54,10 +60,11 @@ _SEED_LOCK = 0x7075726567727064  # "puregrpd"
 class PostgresDataset:
     """The dataset's rows in PostgreSQL, read by keyset pages."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
-        """Serve the dataset kept in ``db`` (opened)."""
+    def __init__(self, db: PostgresDatabase, queries: SqliteDatasetStore | None = None) -> None:
+        """Serve the dataset kept in ``db`` (opened); ``queries`` answers InteractiveQuery."""
         self.db = db
-        self.counters = DatasetCounters()
+        self.queries = queries
+        self.counters = DatasetCounters() if queries is None else queries.counters
 
     async def ensure_seeded(self, rows: int) -> tuple[int, float] | None:
         """Seed ``rows`` rows unless the database was seeded; returns (rows, seconds) if it did."""
@@ -112,3 +119,11 @@ class PostgresDataset:
             return 0 if row is None else int(row[0])
 
         return await self.db.run(run)
+
+    @asynccontextmanager
+    async def query_session(self, *, all_tables: bool = False) -> AsyncIterator[QuerySession]:
+        """A read-only session of ``queries`` (the embedded copy: see the module)."""
+        if self.queries is None:
+            raise RuntimeError("this dataset was opened without a store for queries")
+        async with self.queries.query_session(all_tables=all_tables) as session:
+            yield session

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psycopg
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from postgres_support import PostgresServer, postgres_server
+from service_support import running
 
 from puregrpc_streaming.backends.base import DATASET_FIELDS
 from puregrpc_streaming.backends.postgres import PostgresDatabase, PostgresSettings
 from puregrpc_streaming.backends.postgres_dataset import PostgresDataset
 from puregrpc_streaming.backends.sqlite import SqliteDatabase, SqliteDatasetStore
 from puregrpc_streaming.filters import parse_filter
+from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["postgres_server"]
 
@@ -143,3 +146,29 @@ def test_pages_agree_on_random_filters(
         await stores.sqlite.close()
 
     trio.run(main)
+
+
+async def test_a_listing_begun_on_a_resumes_on_b_from_its_cursor(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    url = postgres_server.url
+    where = 'category = "blue" and value < 0.5'
+    async with running(tmp_path / "a", postgres_url=url) as a:
+        counters = a.running.backends.dataset.counters
+        with trio.fail_after(20):
+            whole = [i async for i in a.stub.ListLargeDataset(pb.ListRequest(filter=where))]
+        head = whole[:40]
+        assert len(whole) > 41 and counters.rows_fetched == len(whole)
+    assert isinstance(a.running.backends.dataset, PostgresDataset)
+    # A row removed from the shared table is gone from B's listing: B reads
+    # PostgreSQL, not its own copy.
+    gone = whole[41].id
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DELETE FROM dataset WHERE id = %s", (gone,))
+    async with running(tmp_path / "b", postgres_url=url) as b:
+        request = pb.ListRequest(filter=where, start_cursor=head[-1].cursor, page_size=7)
+        with trio.fail_after(20):
+            tail = [i async for i in b.stub.ListLargeDataset(request)]
+        rows = await b.running.backends.dataset.row_count()
+    assert [i.id for i in head + tail] == [i.id for i in whole if i.id != gone]
+    assert rows == 5_000 - 1  # seeded once, by A: B found the mark and did not seed again
