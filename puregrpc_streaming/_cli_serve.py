@@ -193,7 +193,8 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     option(
         "--postgres-url",
         metavar="URL",
-        help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData) and metrics in this "
+        help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData), metrics and the dataset "
+        "(ListLargeDataset) in this "
         "PostgreSQL, shared by every instance on it (default: SQLite; needs the postgres extra)",
     )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")

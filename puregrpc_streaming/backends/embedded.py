@@ -11,7 +11,8 @@ and the event bus is in-process, over the durable event log; or, given
 every other instance on it (:mod:`.redis_events`; its module, and the
 ``redis`` package, load only then); given
 :class:`~.postgres.PostgresSettings`, the records and metrics are in
-PostgreSQL (:mod:`.postgres`, :mod:`.postgres_metrics`, with ``psycopg``).
+PostgreSQL (:mod:`.postgres`, :mod:`.postgres_metrics`, with ``psycopg``), and
+ListLargeDataset reads the dataset there (:mod:`.postgres_dataset`).
 :func:`open_embedded_backends` prepares them (directories, schema, the
 dataset seeded on first start, leftovers of a crash removed, retention
 applied to the log) and closes them at the end of its block.
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .base import EventBus, KeyValueStore, MetricsStore, Retention
+from .base import DatasetStore, EventBus, KeyValueStore, MetricsStore, Retention
 from .event_log import SqliteEventLog
 from .events import DEFAULT_QUEUE_BYTES, InProcessEventBus
 from .files import LocalFileStore
@@ -65,7 +66,9 @@ class EmbeddedBackends:
     files: LocalFileStore
     #: An :class:`~.events.InProcessEventBus`, or a :class:`~.redis_events.RedisEventBus`.
     events: EventBus
-    dataset: SqliteDatasetStore
+    #: A :class:`~.sqlite.SqliteDatasetStore`, or a
+    #: :class:`~.postgres_dataset.PostgresDataset`.
+    dataset: DatasetStore
     #: A :class:`~.sqlite.SqliteKeyValueStore`, or a :class:`~.postgres.PostgresKeyValueStore`.
     kv: KeyValueStore
     #: A :class:`~.sqlite.SqliteMetricsStore`, or a
@@ -133,7 +136,7 @@ async def open_embedded_backends(
     )
     try:
         try:
-            dataset, rooms = await _open_stores(database, dataset_rows, query_threads)
+            embedded, rooms = await _open_stores(database, dataset_rows, query_threads)
             log, last = (
                 (None, 0) if redis is not None else await _open_log(writer, database, retention)
             )
@@ -143,7 +146,7 @@ async def open_embedded_backends(
                 + (" (held by another process?)" if "locked" in str(exc) else "")
             ) from None
         async with (
-            _open_records(database, postgres) as (kv, metrics),
+            _open_records(database, postgres, embedded, dataset_rows) as (kv, metrics, dataset),
             _open_bus(log, last, redis, watch_queue_bytes) as events,
         ):
             yield EmbeddedBackends(
@@ -186,23 +189,31 @@ async def _open_log(
 
 @asynccontextmanager
 async def _open_records(
-    database: SqliteDatabase, postgres: PostgresSettings | None
-) -> AsyncIterator[tuple[KeyValueStore, MetricsStore]]:
-    """The records and metrics stores: SQLite's, or PostgreSQL's with ``postgres``."""
+    database: SqliteDatabase,
+    postgres: PostgresSettings | None,
+    embedded: SqliteDatasetStore,
+    dataset_rows: int,
+) -> AsyncIterator[tuple[KeyValueStore, MetricsStore, DatasetStore]]:
+    """The records, metrics and dataset stores: SQLite's, or PostgreSQL's with ``postgres``."""
     if postgres is None:
-        yield SqliteKeyValueStore(database), SqliteMetricsStore(database)
+        yield SqliteKeyValueStore(database), SqliteMetricsStore(database), embedded
         return
     from .base import StoreUnavailable
     from .postgres import PostgresDatabase, PostgresKeyValueStore
+    from .postgres_dataset import PostgresDataset
     from .postgres_metrics import PostgresMetricsStore
 
     shared = PostgresDatabase(postgres)
     try:
         try:
             await shared.open()
+            dataset = PostgresDataset(shared, queries=embedded)
+            seeded = await dataset.ensure_seeded(dataset_rows)
         except StoreUnavailable as exc:
             raise ConnectionError(f"cannot open the records database: {exc}") from None
-        yield PostgresKeyValueStore(shared), PostgresMetricsStore(shared)
+        if seeded is not None:
+            logger.info("seeded the PostgreSQL dataset with %d rows in %.2f s", *seeded)
+        yield PostgresKeyValueStore(shared), PostgresMetricsStore(shared), dataset
     finally:
         await shared.close()
 
