@@ -196,6 +196,7 @@ class Channel:
         self._retry = RetrySupport(
             calls=self.calls,
             open_stream=self._open_stream,
+            open_unary_now=self._open_unary_now,
             buffer=RetryBuffer(self.options.retry_buffer_size, self.options.per_call_retry_buffer),
             throttle=None if throttling is None else RetryThrottle(throttling),
             policies_enabled=self.options.retries,
@@ -401,6 +402,42 @@ class Channel:
                 continue  # the connection closed under us: take a new one
             current.call_opened()
             return stream
+
+    def _open_unary_now(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        metadata: Metadata | None,
+        grpc_timeout: float | None,
+        compression: str | None,
+    ) -> tuple[ClientCallStream, bool] | None:
+        """Open a unary call's stream with its request at once, or None if that needs a wait.
+
+        The common case, a connection READY with a free stream slot, takes
+        no checkpoint: the call pays for no deadline scope to open.
+        """
+        if self._nursery is None:
+            return None  # _open_stream says what is wrong
+        current = self._router.pick_now()
+        if current is None or current.transport.connection.available_streams <= 0:
+            return None
+        try:
+            opened = ClientCallStream.open_unary(
+                current.transport,
+                path,
+                request,
+                metadata=metadata,
+                timeout=grpc_timeout,
+                encoding=compression,
+                authority=self._authority,
+            )
+        except LocalProtocolError as exc:
+            if current.usable:
+                raise RpcError(exc.code, str(exc)) from None
+            return None  # the connection closed under us: _open_stream takes a new one
+        current.call_opened()
+        return opened
 
     def _spawn(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
         if self._nursery is None:

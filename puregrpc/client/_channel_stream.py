@@ -46,6 +46,22 @@ class StreamOpener(Protocol):
         ...
 
 
+class UnaryOpener(Protocol):
+    """Opens a unary call's stream with its one request and half-close, without waiting."""
+
+    def __call__(
+        self,
+        path: str,
+        request: bytes,
+        *,
+        metadata: Metadata | None,
+        grpc_timeout: float | None,
+        compression: str | None,
+    ) -> tuple[ClientCallStream, bool] | None:
+        """The stream and whether the request still waits for window; None: open it the long way."""
+        ...
+
+
 class ChannelStream(ClientStream[RequestT, ResponseT]):
     """A call's :class:`ClientStream` on the channel's connection."""
 
@@ -54,15 +70,22 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         "_details",
         "_done_writing",
         "_open_stream",
+        "_open_unary_now",
         "_starting",
         "_status",
         "_stream",
         "_trailing",
     )
 
-    def __init__(self, details: ClientCallDetails, open_stream: StreamOpener) -> None:
+    def __init__(
+        self,
+        details: ClientCallDetails,
+        open_stream: StreamOpener,
+        open_unary_now: UnaryOpener | None = None,
+    ) -> None:
         self._details = details
         self._open_stream = open_stream
+        self._open_unary_now = open_unary_now
         self._deadline = details.deadline
         self._stream: ClientCallStream | None = None
         self._status: Status | None = None
@@ -177,6 +200,15 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
         data = self._serialize(request)
         stream = self._stream
         if stream is None:
+            opened = self._open_unary(data)
+            if opened is not None:
+                stream, waits = opened
+                self._done_writing = True
+                if waits:
+                    with _Operation(self):
+                        await stream.wait_sent()
+                    stream.half_close()
+                return
             stream = await self._started()
         self._done_writing = True
         if stream.queue(data):
@@ -286,6 +318,27 @@ class ChannelStream(ClientStream[RequestT, ResponseT]):
             raise
         finally:
             self._starting.set()
+
+    def _open_unary(self, data: bytes) -> tuple[ClientCallStream, bool] | None:
+        """Open the stream with its one request at once, if nothing needs a wait (no scope)."""
+        open_now = self._open_unary_now
+        if open_now is None or self._starting is not None or self._status is not None:
+            return None
+        details = self._details
+        try:
+            opened = open_now(
+                details.method.path,
+                data,
+                metadata=details.metadata or None,
+                grpc_timeout=_whole_milliseconds(details.time_remaining()),
+                compression=details.compression,
+            )
+        except RpcError as exc:
+            self._status = exc.status
+            raise
+        if opened is not None:
+            self._stream = opened[0]
+        return opened
 
     def _serialize(self, request: RequestT) -> bytes:
         """``request`` as bytes; a serializer that fails fails the call (INTERNAL), as in grpcio."""

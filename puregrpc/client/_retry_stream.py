@@ -59,7 +59,7 @@ import trio
 
 from ..runtime import CallCounts, Cardinality, Method, raw_method
 from ..wire import Metadata, RpcError, Status, StatusCode
-from ._channel_stream import ChannelStream, StreamOpener
+from ._channel_stream import ChannelStream, StreamOpener, UnaryOpener
 from ._interceptor import ClientCallDetails, ClientStream
 from ._replay import Attempt, Replay
 from ._retry_rules import (
@@ -84,6 +84,8 @@ class RetrySupport:
 
     #: Opens one attempt's HTTP/2 stream (through ``CallRouter.pick``).
     open_stream: StreamOpener
+    #: Opens a unary attempt with its request without a wait, where it can.
+    open_unary_now: UnaryOpener | None = None
     #: Requests held for replay, under the channel's budget.
     buffer: RetryBuffer
     #: The ``retryThrottling`` bucket, if the service config has one.
@@ -359,7 +361,9 @@ class RetryingStream(ClientStream[RequestT, ResponseT]):
             metadata = details.metadata.copy()
             metadata.add(PREVIOUS_ATTEMPTS_KEY, str(previous))
             details = replace(details, metadata=metadata)
-        attempt = Attempt(ChannelStream(details, self._support.open_stream))
+        attempt = Attempt(
+            ChannelStream(details, self._support.open_stream, self._support.open_unary_now)
+        )
         self._live.append(attempt)
         try:
             if self._replay.is_unary():

@@ -138,6 +138,23 @@ class CallRouter:
         self._balancer.exit_idle(trio.current_time())
         self._update_state()
 
+    def pick_now(self) -> SubchannelConnection | None:
+        """A call's READY connection if the balancer has one at once, else None (``pick`` waits).
+
+        The common case of a call on a connected channel, without a
+        checkpoint: its opener needs no deadline scope for it.
+        """
+        if self._closed:
+            return None
+        self.exit_idle()
+        subchannel = self._pick(trio.current_time()).subchannel
+        if subchannel is None:
+            return None
+        if isinstance(subchannel, HealthCheckedSubchannel):
+            subchannel = subchannel.subchannel
+        assert isinstance(subchannel, Subchannel)
+        return subchannel.ready_connection()
+
     async def pick(self, wait_for_ready: bool, *, for_call: bool = True) -> SubchannelConnection:
         """The connection a call starts on: picked by the balancer, READY.
 

@@ -368,6 +368,55 @@ class ClientCallStream(CallStream[ClientConnection]):
         transport.register(stream)
         return stream
 
+    @classmethod
+    def open_unary(
+        cls,
+        transport: Transport[ClientConnection],
+        path: str,
+        request: bytes,
+        *,
+        metadata: Metadata | None = None,
+        timeout: float | None = None,
+        encoding: str | None = None,
+        accept_encoding: Sequence[str] = SUPPORTED_ENCODINGS,
+        authority: str | None = None,
+    ) -> tuple[ClientCallStream, bool]:
+        """Start a call with its one request and the half-close, written in one go.
+
+        Returns the stream, and True if the request must still wait for
+        window (then :meth:`wait_sent` and :meth:`half_close` follow, as for
+        any call). A call alone on its connection writes its bytes from
+        this task (:meth:`Transport.write_now`): the writer task has no
+        part in a unary call at concurrency one. Raises
+        :class:`~puregrpc.wire.LocalProtocolError` like :meth:`open`, and
+        :class:`RpcError` if the state machine refuses the request.
+        """
+        connection = transport.connection
+        stream_id = connection.start_call(
+            path,
+            metadata=metadata,
+            timeout=timeout,
+            encoding=encoding,
+            accept_encoding=accept_encoding,
+            authority=authority,
+        )
+        stream = cls(transport, stream_id)
+        transport.register(stream)
+        try:
+            blocked = connection.send_message(stream_id, request)
+        except LocalProtocolError as exc:
+            transport.wake_writer()  # the headers were queued
+            raise RpcError(exc.code, str(exc)) from None
+        transport.note_queued(len(request) + 5)
+        waits = blocked or transport.congested
+        if not waits:
+            connection.end_stream(stream_id)
+        if connection.open_calls <= 1:
+            transport.write_now()
+        else:
+            transport.wake_writer()
+        return stream, waits
+
     def on_headers(self, metadata: Metadata) -> None:
         """The server's response headers arrived."""
         self.initial_metadata = metadata

@@ -1,8 +1,8 @@
 """One HTTP/2 connection driven by trio: a reader task and a writer task.
 
 The reader loops ``receive_some`` -> ``connection.receive_data`` -> dispatch
-events to the calls (append a message, wake a waiter). It never writes: it
-marks the writer dirty. The writer sleeps until marked, then sends *all* the
+events to the calls (append a message, wake a waiter). It marks the writer
+dirty (but see the exception below). The writer sleeps until marked, then sends *all* the
 bytes the state machine has queued in one ``send_all``. Every task that acts
 on the connection during one scheduler pass (64 handlers finishing, a read
 that produced 30 WINDOW_UPDATEs and PING ACKs) therefore shares one socket
@@ -10,11 +10,13 @@ write: writes are coalesced by construction, with one task switch per batch,
 not per frame.
 
 One exception saves that task switch where there is nothing to coalesce: a
-call alone on its connection, ending (a unary call at concurrency one) or
-about to wait for its peer (a ping-pong), writes what is queued itself
-(:meth:`Transport.write_now`), without blocking, while the writer is idle; the
-socket takes it at once or the writer sends the rest first, so the bytes stay
-in order.
+call alone on its connection, ending (a unary call at concurrency one, either
+role: the client's request, the server's response) or about to wait for its
+peer (a ping-pong), writes what is queued itself (:meth:`Transport.write_now`),
+without blocking, while the writer is idle; so does the reader, for what a
+read queued (PING ACKs, window grants) on a connection with one call or none.
+The socket takes it at once or the writer sends the rest first, so the bytes
+stay in order.
 
 Acting on the connection. The state machine is owned here, and every change
 made to it is followed by a write, in one step, so the two can never drift
@@ -249,7 +251,13 @@ class Transport(Generic[ConnT]):
                 self._close_reason = "internal error handling the connection's events"
                 return
             if connection.wants_write:
-                self.wake_writer()
+                if connection.open_calls <= 1 and not self._dirty:
+                    # What the read queued (PING ACKs, window grants) leaves
+                    # from this task: with one call or none, there is nothing
+                    # to coalesce it with, and the writer need not wake.
+                    self.write_now()
+                else:
+                    self.wake_writer()
 
     async def _writer(self) -> None:
         connection = self.connection
