@@ -380,7 +380,7 @@ class Channel:
             raise RuntimeError("use the channel as 'async with Channel(...) as channel:'")
         while True:
             current = await self._router.pick(wait_for_ready)
-            if current.transport.connection.available_streams <= 0:
+            if not current.transport.connection.can_start_call:
                 # The server's MAX_CONCURRENT_STREAMS is reached: wait for a
                 # call to end (or the connection to change).
                 await current.slots.park()
@@ -420,7 +420,7 @@ class Channel:
         if self._nursery is None:
             return None  # _open_stream says what is wrong
         current = self._router.pick_now()
-        if current is None or current.transport.connection.available_streams <= 0:
+        if current is None or not current.transport.connection.can_start_call:
             return None
         try:
             opened = ClientCallStream.open_unary(

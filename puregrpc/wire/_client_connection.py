@@ -71,6 +71,11 @@ class ClientConnection(GrpcConnection):
         limit = self._h2.remote_settings.max_concurrent_streams
         return max(0, limit - self._h2.open_outbound_streams)
 
+    @property
+    def can_start_call(self) -> bool:
+        """Whether a call may start now: :attr:`available_streams` > 0, without counting streams."""
+        return not self._closed and self._h2.room_for_stream(inbound=False)
+
     def start_call(
         self,
         path: str,
@@ -91,7 +96,7 @@ class ClientConnection(GrpcConnection):
         """
         if self._closed:
             raise LocalProtocolError("connection is closing (GOAWAY): start the call on a new one")
-        if self.available_streams <= 0:
+        if not self.can_start_call:
             raise LocalProtocolError("the server's limit of concurrent calls is reached")
         if encoding is not None and encoding != IDENTITY and not is_supported(encoding):
             raise LocalProtocolError(f"unsupported request encoding {encoding!r}")
