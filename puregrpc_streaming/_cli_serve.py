@@ -194,7 +194,7 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--postgres-url",
         metavar="URL",
         help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData), metrics and the dataset "
-        "(ListLargeDataset) in this "
+        "(ListLargeDataset, InteractiveQuery) in this "
         "PostgreSQL, shared by every instance on it (default: SQLite; needs the postgres extra)",
     )
     option(
