@@ -194,8 +194,15 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "--postgres-url",
         metavar="URL",
         help="postgresql://USER@HOST:PORT/DB: records (GetData, SyncData), metrics and the dataset "
-        "(ListLargeDataset) in this "
+        "(ListLargeDataset, InteractiveQuery) in this "
         "PostgreSQL, shared by every instance on it (default: SQLite; needs the postgres extra)",
+    )
+    option(
+        "--postgres-query-url",
+        metavar="URL",
+        help="postgresql://ROLE:PASSWORD@HOST:PORT/DB: InteractiveQuery logs in as this role, "
+        "which must read the dataset table only (default: a role the service creates if "
+        "--postgres-url's user may create roles; see docs/postgres.md)",
     )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     option("--tls-key", type=Path, help="PEM private key of --tls-cert")
@@ -312,6 +319,7 @@ def resolve_serve(
             redis_url=args.redis_url,
             redis_stream=args.redis_stream,
             postgres_url=args.postgres_url,
+            postgres_query_url=args.postgres_query_url,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

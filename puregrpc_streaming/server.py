@@ -117,6 +117,9 @@ class ServeConfig:
     #: ``postgresql://user@host:port/db``: records (GetData, SyncData) and metrics in this
     #: PostgreSQL, shared with every instance that uses it (None: SQLite).
     postgres_url: str | None = None
+    #: ``postgresql://role:password@host:port/db``: InteractiveQuery logs in as this
+    #: read-only role (None: one the service sets up, if its user may create roles).
+    postgres_query_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -152,6 +155,14 @@ class ServeConfig:
             ("postgresql://", "postgres://")
         ):
             raise ValueError(f"postgres_url must be postgresql://..., got {self.postgres_url!r}")
+        if self.postgres_query_url is not None and (
+            self.postgres_url is None
+            or not self.postgres_query_url.startswith(("postgresql://", "postgres://"))
+        ):
+            raise ValueError(
+                "postgres_query_url must be postgresql://... and needs postgres_url, "
+                f"got {self.postgres_query_url!r}"
+            )
         if not 0 <= self.shutdown_grace <= 3600:
             raise ValueError(f"shutdown_grace must be 0..3600 seconds, got {self.shutdown_grace}")
         self.settings()  # validates the rest
@@ -203,7 +214,9 @@ class ServeConfig:
             raise ValueError(
                 f"postgres_url needs psycopg ({exc}): pip install 'puregrpc[postgres]'"
             ) from None
-        return PostgresSettings(url=self.postgres_url, threads=self.sql_threads)
+        return PostgresSettings(
+            url=self.postgres_url, threads=self.sql_threads, query_url=self.postgres_query_url
+        )
 
     def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
         """The interceptor that settles each call's caller (``peers``: mutual TLS)."""

@@ -12,7 +12,8 @@ every other instance on it (:mod:`.redis_events`; its module, and the
 ``redis`` package, load only then); given
 :class:`~.postgres.PostgresSettings`, the records and metrics are in
 PostgreSQL (:mod:`.postgres`, :mod:`.postgres_metrics`, with ``psycopg``), and
-ListLargeDataset reads the dataset there (:mod:`.postgres_dataset`).
+ListLargeDataset and InteractiveQuery read the dataset there
+(:mod:`.postgres_dataset`, :mod:`.postgres_query`).
 :func:`open_embedded_backends` prepares them (directories, schema, the
 dataset seeded on first start, leftovers of a crash removed, retention
 applied to the log) and closes them at the end of its block.
@@ -209,10 +210,21 @@ async def _open_records(
             await shared.open()
             dataset = PostgresDataset(shared, queries=embedded)
             seeded = await dataset.ensure_seeded(dataset_rows)
-        except StoreUnavailable as exc:
+            if seeded is not None:
+                logger.info("seeded the PostgreSQL dataset with %d rows in %.2f s", *seeded)
+            why_not = await dataset.enable_queries()
+        except (StoreUnavailable, ValueError) as exc:
             raise ConnectionError(f"cannot open the records database: {exc}") from None
-        if seeded is not None:
-            logger.info("seeded the PostgreSQL dataset with %d rows in %.2f s", *seeded)
+        if why_not is None:
+            assert dataset.query_credentials is not None
+            logger.info(
+                "InteractiveQuery runs on PostgreSQL as role %s",
+                dataset.query_credentials.user or "of the query URL",
+            )
+        else:
+            logger.warning(
+                "InteractiveQuery runs on this instance's SQLite copy of the dataset: %s", why_not
+            )
         yield PostgresKeyValueStore(shared), PostgresMetricsStore(shared), dataset
     finally:
         await shared.close()

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from .base import Retention
 from .sqlite import SqliteDatabase
 
-__all__ = ["LogPage", "LoggedEvent", "Retention", "SqliteEventLog"]
+__all__ = ["LogPage", "LoggedEvent", "Retention", "SqliteEventLog", "event_size"]
 
 #: Appends between two retention passes (at most).
 PRUNE_EVERY = 4096

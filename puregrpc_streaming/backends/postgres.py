@@ -79,10 +79,18 @@ class PostgresSettings:
     timeout: float = 5.0
     #: Seconds a caller is told to wait before retrying while it is down.
     retry_after: float = 1.0
+    #: InteractiveQuery logs in with this URL (a role that reads the dataset
+    #: table only, set up as ``docs/postgres.md`` says); None: the service
+    #: sets up a role of its own if its user may create roles
+    #: (:mod:`.postgres_query`).
+    query_url: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.threads <= 64:
             raise ValueError(f"postgres threads must be 1..64, got {self.threads}")
+        for url in (self.url, self.query_url):
+            if url is not None and not url.startswith(("postgresql://", "postgres://")):
+                raise ValueError(f"a PostgreSQL URL must be postgresql://..., got {url!r}")
 
 
 class PostgresDatabase:
@@ -93,6 +101,11 @@ class PostgresDatabase:
         self._limiter = trio.CapacityLimiter(settings.threads)
         #: Open connections not in use (at most ``threads``: the limiter bounds use).
         self._idle: list[psycopg.Connection[Any]] = []
+
+    @property
+    def settings(self) -> PostgresSettings:
+        """Where the database is, and how it is used."""
+        return self._settings
 
     def _connect(self) -> psycopg.Connection[Any]:
         timeout_ms = int(self._settings.timeout * 1000)
@@ -127,6 +140,13 @@ class PostgresDatabase:
             self._idle.append(conn)
             return result
 
+        return await self._in_thread(work)
+
+    async def run_blocking(self, work: Callable[[], T]) -> T:
+        """Run ``work()`` (which opens connections of its own) in one of the worker threads.
+
+        StoreUnavailable if it raises :class:`psycopg.OperationalError`.
+        """
         return await self._in_thread(work)
 
     async def _in_thread(self, work: Callable[[], T]) -> T:

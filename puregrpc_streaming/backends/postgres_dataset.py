@@ -12,9 +12,11 @@ Theory of operation:
   <page>``: one index range scan per page, so a cursor (the last id sent)
   resumes on any instance. The filter is compiled by :mod:`..filter_sql`
   with ``dialect="postgres"``.
-* **InteractiveQuery** still runs on the instance's own SQLite copy of the
-  same rows (``queries``, the embedded store): its read-only role on
-  PostgreSQL is not built yet.
+* **InteractiveQuery** runs on PostgreSQL too, as a read-only role that
+  reads the dataset table only (:mod:`.postgres_query`), once
+  :meth:`PostgresDataset.enable_queries` has set it up; until then, or where
+  the role cannot be had, on the instance's own SQLite copy of the same rows
+  (``queries``, the embedded store).
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
+import trio
 
 from ..filter_sql import filter_to_sql
 from ..filters import Filter
 from .base import DATASET_COLUMNS, DatasetCounters, DatasetRow, QuerySession
 from .postgres import PostgresDatabase
+from .postgres_query import PostgresQuerySession, QueryCredentials, prepare_query_role
 from .sqlite import SqliteDatasetStore
 
 __all__ = ["PostgresDataset"]
@@ -60,11 +64,35 @@ _SEED_LOCK = 0x7075726567727064  # "puregrpd"
 class PostgresDataset:
     """The dataset's rows in PostgreSQL, read by keyset pages."""
 
-    def __init__(self, db: PostgresDatabase, queries: SqliteDatasetStore | None = None) -> None:
-        """Serve the dataset kept in ``db`` (opened); ``queries`` answers InteractiveQuery."""
+    def __init__(
+        self,
+        db: PostgresDatabase,
+        queries: SqliteDatasetStore | None = None,
+        *,
+        query_threads: int = 4,
+    ) -> None:
+        """Serve the dataset kept in ``db`` (opened); ``queries`` answers InteractiveQuery
+        until :meth:`enable_queries` (its limiter of threads is shared then)."""
         self.db = db
         self.queries = queries
         self.counters = DatasetCounters() if queries is None else queries.counters
+        self._query_limiter = (
+            trio.CapacityLimiter(query_threads) if queries is None else queries.query_limiter
+        )
+        #: How query sessions log in (None: they run on ``queries``).
+        self.query_credentials: QueryCredentials | None = None
+
+    async def enable_queries(self) -> str | None:
+        """Run InteractiveQuery on PostgreSQL from now on; None, or why it cannot.
+
+        Sets up (or checks) the read-only role: :func:`.postgres_query.prepare_query_role`.
+        Call it once the dataset is seeded.
+        """
+        found = await prepare_query_role(self.db)
+        if isinstance(found, str):
+            return found
+        self.query_credentials = found
+        return None
 
     async def ensure_seeded(self, rows: int) -> tuple[int, float] | None:
         """Seed ``rows`` rows unless the database was seeded; returns (rows, seconds) if it did."""
@@ -122,8 +150,21 @@ class PostgresDataset:
 
     @asynccontextmanager
     async def query_session(self, *, all_tables: bool = False) -> AsyncIterator[QuerySession]:
-        """A read-only session of ``queries`` (the embedded copy: see the module)."""
-        if self.queries is None:
-            raise RuntimeError("this dataset was opened without a store for queries")
-        async with self.queries.query_session(all_tables=all_tables) as session:
-            yield session
+        """A read-only session: as the query role, or as the service's own user for
+        ``all_tables``; on ``queries`` before :meth:`enable_queries` (see the module)."""
+        credentials = self.query_credentials
+        if credentials is None:
+            if self.queries is None:
+                raise RuntimeError("this dataset was opened without a store for queries")
+            async with self.queries.query_session(all_tables=all_tables) as session:
+                yield session
+            return
+        if all_tables:
+            credentials = QueryCredentials(url=self.db.settings.url)
+        pg = await PostgresQuerySession.open(
+            credentials, self.db.settings, self.counters, self._query_limiter
+        )
+        try:
+            yield pg
+        finally:
+            await pg.aclose()

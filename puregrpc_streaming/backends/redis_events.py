@@ -4,7 +4,9 @@ Theory of operation:
 
 * **The log is a Redis stream.** :meth:`RedisEventLog.append` adds an entry
   with ``XADD`` (Redis chooses the id, ``<ms>-<seq>``, increasing) and trims
-  the stream to the retention's event count and age in the same Lua script,
+  the stream to the retention's event count, bytes and age in the same Lua
+  script (each entry keeps its size, the sum of the retained sizes is kept
+  under ``<stream>:bytes``; sizes are counted as the embedded log counts them),
   recording the last id it trimmed under ``<stream>:pruned``, so a resume
   from before it is a *gap*, reported (never silent), as with the embedded
   log. The stream id **is** the event id clients see: any instance resumes
@@ -62,7 +64,7 @@ from redis.retry import Retry
 from ..access import EVERYONE
 from ..filters import Predicate
 from .base import BusEvent, BusUnavailable, Retention
-from .event_log import PAGE_EVENTS, LoggedEvent, LogPage
+from .event_log import PAGE_EVENTS, LoggedEvent, LogPage, event_size
 from .events import (
     DEFAULT_QUEUE_BYTES,
     DEFAULT_QUEUE_SIZE,
@@ -93,24 +95,60 @@ READ_BLOCK_MS = 1000
 #: Bits of a position that hold the id's sequence number.
 _SEQ_BITS = 20
 
-# KEYS: stream, pruned marker. ARGV: type, payload, audience, timestamp_ns,
-# max events, oldest id kept by age ("<ms>-0"). Returns the new entry's id.
+# KEYS: stream, pruned marker, retained bytes. ARGV: type, payload, audience,
+# timestamp_ns, size, max events, max bytes, oldest ms kept by age.
+# Appends the entry, then trims the oldest entries (never the new one) while
+# any bound is passed: count, bytes (the sizes kept in each entry's ``s`` and
+# summed under the bytes key) or age (the id's milliseconds). Returns the
+# new entry's id.
 _APPEND = """
-local id = redis.call('XADD', KEYS[1], '*', 't', ARGV[1], 'p', ARGV[2], 'a', ARGV[3], 'ts', ARGV[4])
-local last = false
-local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[5])
-if excess > 0 then
-  local old = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess)
-  last = old[#old][1]
-  redis.call('XTRIM', KEYS[1], 'MAXLEN', '=', ARGV[5])
+local stream, marker, counter = KEYS[1], KEYS[2], KEYS[3]
+local function size_of(fields)
+  local t, p, a, s = '', '', '', nil
+  for i = 1, #fields, 2 do
+    local k, v = fields[i], fields[i + 1]
+    if k == 's' then s = tonumber(v) elseif k == 't' then t = v
+    elseif k == 'p' then p = v elseif k == 'a' then a = v end
+  end
+  return s or (#p + #t + #a + 64)
 end
-local aged = redis.call('XRANGE', KEYS[1], '-', '(' .. ARGV[6], 'COUNT', 1000)
-if #aged > 0 and aged[#aged][1] ~= id then
-  last = aged[#aged][1]
-  redis.call('XTRIM', KEYS[1], 'MINID', ARGV[6])
+if redis.call('EXISTS', counter) == 0 or redis.call('XLEN', stream) == 0 then
+  -- No count kept yet (or the stream is new): count what is there.
+  local total, after = 0, '-'
+  while true do
+    local chunk = redis.call('XRANGE', stream, after, '+', 'COUNT', 256)
+    if #chunk == 0 then break end
+    for _, e in ipairs(chunk) do total = total + size_of(e[2]) end
+    after = '(' .. chunk[#chunk][1]
+  end
+  redis.call('SET', counter, total)
+end
+local id = redis.call('XADD', stream, '*', 't', ARGV[1], 'p', ARGV[2], 'a', ARGV[3],
+  'ts', ARGV[4], 's', ARGV[5])
+local total = redis.call('INCRBY', counter, ARGV[5])
+local count = redis.call('XLEN', stream)
+local max_events, max_bytes, oldest_ms = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local last = false
+while true do
+  local chunk = redis.call('XRANGE', stream, '-', '+', 'COUNT', 16)
+  local removed = 0
+  for _, e in ipairs(chunk) do
+    if e[1] == id then break end
+    local ms = tonumber(string.match(e[1], '^(%d+)-'))
+    if count <= max_events and total <= max_bytes and ms >= oldest_ms then break end
+    total = total - size_of(e[2])
+    count = count - 1
+    last = e[1]
+    removed = removed + 1
+  end
+  if removed == 0 then break end
+  local ms, seq = string.match(last, '^(%d+)-(%d+)$')
+  redis.call('XTRIM', stream, 'MINID', ms .. '-' .. (tonumber(seq) + 1))
+  if removed < #chunk then break end
 end
 if last then
-  redis.call('SET', KEYS[2], last)
+  redis.call('SET', marker, last)
+  redis.call('SET', counter, total)
 end
 return id
 """
@@ -184,6 +222,7 @@ class RedisEventLog:
         self._settings = settings
         self._stream = settings.stream
         self._pruned_key = f"{settings.stream}:pruned"
+        self._bytes_key = f"{settings.stream}:bytes"
         self._append = client.register_script(_APPEND)
         self._limiter = trio.CapacityLimiter(settings.threads)
 
@@ -203,17 +242,20 @@ class RedisEventLog:
         """Add one event; its position (from the stream id Redis gave it)."""
         retention = self._settings.retention
         oldest_ms = max(0, time.time_ns() // 1_000_000 - int(retention.max_age * 1000))
+        audience_json = json.dumps(list(audience))
         entry_id = await self.call(
             functools.partial(
                 self._append,
-                keys=[self._stream, self._pruned_key],
+                keys=[self._stream, self._pruned_key, self._bytes_key],
                 args=[
                     type,
                     payload_json,
-                    json.dumps(list(audience)),
+                    audience_json,
                     timestamp_ns,
+                    event_size(type, payload_json, audience),
                     retention.max_events,
-                    f"{oldest_ms}-0",
+                    retention.max_bytes,
+                    oldest_ms,
                 ],
             )
         )

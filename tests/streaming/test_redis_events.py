@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import redis
 import trio
 from redis_support import RedisServer, redis_server
 from service_support import Served, running, wait_until
@@ -15,6 +16,8 @@ from service_support import Served, running, wait_until
 from puregrpc import RpcError, StatusCode
 from puregrpc.error_details import RetryInfo, details_of
 from puregrpc_streaming.backends import Retention
+from puregrpc_streaming.backends.event_log import event_size
+from puregrpc_streaming.backends.events import encode_payload
 from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["redis_server"]
@@ -232,3 +235,41 @@ async def test_resume_by_id_across_a_restart_of_both_instances(
         on_a = await collect(a, 2, after=ids[0])
         on_b = await collect(b, 2, after=ids[0])
     assert [e.id for e in on_a] == [e.id for e in on_b] == ids[1:]
+
+
+async def test_retention_in_bytes_trims_the_stream_and_a_resume_across_it_says_gap(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    # Events of about 700 bytes each (as the embedded log counts them) in a
+    # stream kept to 2,100 bytes: three of them.
+    payload = {"text": "x" * 600}
+    size = event_size("note", encode_payload(payload), ("*",))
+    retention = Retention(max_bytes=3 * size + 10)
+    async with running(tmp_path / "a", redis_url=redis_server.url, retention=retention) as a:
+        ids: list[str] = []
+        subscribed = trio.Event()
+
+        async def watch() -> None:
+            ids.extend(e.id for e in await collect(a, 6, started=subscribed))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await subscribed.wait()
+            for _ in range(6):
+                await a.running.backends.events.publish("note", payload)
+        resumed = await collect(a, 4, after=ids[0])
+    gap, *rest = resumed
+    assert gap.type == "gap"
+    assert json.loads(gap.payload)["resumed_after"] == ids[2]  # the last one trimmed
+    assert [e.id for e in rest] == ids[3:]
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        stream = "puregrpc-streaming:events"
+        assert client.xlen(stream) == 3
+        assert int(client.get(f"{stream}:bytes") or 0) == 3 * size
+        # One event bigger than the whole bound is kept (the newest always is).
+        async with running(tmp_path / "b", redis_url=redis_server.url, retention=retention) as b:
+            await b.running.backends.events.publish("note", {"text": "y" * 5000})
+        assert client.xlen(stream) == 1
+    finally:
+        client.close()

@@ -98,3 +98,42 @@ async def test_startup_removes_only_what_dead_instances_left(tmp_path: Path) -> 
     assert f"{dead}-aaaa.part" not in names and f"{dead}.lock" not in names
     assert any(name.startswith(live.instance_id + "-") for name in names)
     assert f"{live.instance_id}.lock" in names
+
+
+async def test_an_upload_session_begun_on_one_instance_resumes_on_the_other(
+    tmp_path: Path,
+) -> None:
+    # Sessions belong to no instance: what one instance kept, the other
+    # continues, while it serves downloads at the same time.
+    data = os.urandom(2 << 20)
+    chunks = chunks_of(data, "big.bin")
+    session = [("upload-id", "session-across-instances")]
+    async with running(tmp_path) as one, running(tmp_path) as two:
+        other = os.urandom(300_000)
+        other_id = await upload(two.stub, other, "other.bin")
+        with trio.fail_after(20):
+            async with one.stub.UploadFile(metadata=session) as call:
+                assert (await call.initial_metadata())["upload-offset"] == "0"
+                for chunk in chunks[:10]:
+                    await call.send(chunk)
+                with trio.move_on_after(0.3):
+                    await trio.sleep_forever()  # the server takes what was sent
+                call.cancel()
+            while one.running.service.active_calls["UploadFile"]:  # noqa: ASYNC110
+                await trio.sleep(0.01)
+            copies: list[bytes] = []
+            async with two.stub.UploadFile(metadata=session) as call:
+                held = int((await call.initial_metadata())["upload-offset"])
+                assert 0 < held <= 10 * 64 * 1024 and held % (64 * 1024) == 0
+                async with trio.open_nursery() as nursery:
+
+                    async def fetch() -> None:
+                        copies.append(await download(one.stub, other_id))
+
+                    nursery.start_soon(fetch)
+                    for chunk in chunks[held // (64 * 1024) :]:
+                        await call.send(chunk)
+                response = await call.response()
+        assert response.checksum == hashlib.sha256(data).hexdigest()  # the whole file
+        assert await download(one.stub, response.file_id) == data
+        assert copies == [other]
