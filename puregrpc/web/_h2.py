@@ -136,16 +136,18 @@ class WebServerConnection(ServerConnection):
         self._request: h2.events.RequestReceived | None = None
         #: The mode of a request being re-parsed as a web call.
         self._web_pending: WebCall | None = None
-        self._queue_message = self._queue_any_message
+        #: Web calls in progress whose responses are base64: while there are
+        #: any, messages are queued through :meth:`_queue_any_message`.
+        self._text_calls = 0
 
     # ------------------------------------------------------------ inbound
 
     def _on_request(self, event: h2.events.RequestReceived, events: list[Event]) -> None:
+        # Kept for the refusal hook below, which runs inside this call (the
+        # reference outlives it until the next request: harmless, and cheaper
+        # than clearing it on every native call).
         self._request = event
-        try:
-            super()._on_request(event, events)
-        finally:
-            self._request = None
+        super()._on_request(event, events)
 
     def _refuse(
         self, stream_id: int, rejected: RequestRejected, ended: bool, events: list[Event]
@@ -214,6 +216,9 @@ class WebServerConnection(ServerConnection):
             events[-1] = replace(started, protocol=mode.name)
         if mode.text_request:
             call.decoder = TextMessageDecoder(self.config.max_receive_message_size)
+        if mode.text_response:
+            self._text_calls += 1
+            self._queue_message = self._queue_any_message
         if self._tracer is not None:
             self._trace("web_call", stream_id, protocol=mode.name, http="2")
 
@@ -315,4 +320,9 @@ class WebServerConnection(ServerConnection):
     def _forget(self, call: Call, *, succeeded: bool = False) -> None:
         super()._forget(call, succeeded=succeeded)
         if self._web:
-            self._web.pop(call.stream_id, None)
+            web = self._web.pop(call.stream_id, None)
+            if web is not None and web.mode.text_response:
+                self._text_calls -= 1
+                if not self._text_calls:
+                    # Back to the native path, without a call per message.
+                    self._queue_message = self._outbound.queue_message

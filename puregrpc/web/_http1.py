@@ -152,6 +152,8 @@ class Http1ServerConnection:
         #: A request answered without a call whose body is being read and dropped.
         self._discarding = False
         self._discarded = 0
+        #: The request being answered is a HEAD: no body in the answer.
+        self._head_only = False
         #: A ConnectionClosed event was reported for the close.
         self._close_reported = False
         self._next_stream_id = 1
@@ -270,6 +272,12 @@ class Http1ServerConnection:
         self._send(h11.Data(data=encode_text(frame) if call.mode.text_response else frame))
         self._send(h11.EndOfMessage())
         self._forget(call, succeeded=True)
+        if self._h11.their_state is h11.SEND_BODY and not self._must_close:
+            # Ended before the request body did (an unknown method, say):
+            # the rest of the body is read and dropped, then the next request.
+            self._discarding = True
+            self._discarded = 0
+            return
         self._next_cycle()
 
     def consume(self, stream_id: int, wire_length: int) -> bool:
@@ -375,6 +383,7 @@ class Http1ServerConnection:
             return
         headers = [(bytes(name), bytes(value)) for name, value in request.headers]
         method = bytes(request.method)
+        self._head_only = method == b"HEAD"  # its answers have no body (RFC 9110 §9.3.2)
         target = bytes(request.target)
         if self._tracer is not None:
             self._trace(
@@ -643,7 +652,7 @@ class Http1ServerConnection:
             self._trace("http1_response", 0, status=status_code)
         try:
             self._send(h11.Response(status_code=status_code, headers=headers))
-            if body:
+            if body and not self._head_only:
                 self._send(h11.Data(data=body))
             self._send(h11.EndOfMessage())
         except h11.LocalProtocolError:

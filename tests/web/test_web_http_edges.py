@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import h11
 import pytest
 import trio
 from test_web_calls import Echo
@@ -12,7 +13,7 @@ from web_clients import BINARY, ECHO, H2Client, Http1Client
 from puregrpc import StatusCode
 from puregrpc.server import Server, ServerOptions
 from puregrpc.testing.protos import echo_pb2
-from puregrpc.web import WebOptions, frame_request
+from puregrpc.web import WebOptions, WebResponseDecoder, frame_request
 from puregrpc.wire import ConnectionConfig
 
 ORIGIN = "https://app.example"
@@ -235,3 +236,39 @@ async def test_idle_keepalive_connection_closes_on_stop() -> None:
                 assert await client.stream.receive_some(100) == b""
         finally:
             await client.aclose()
+
+
+async def test_head_request_and_a_body_left_unread(http1: Http1Client) -> None:
+    with trio.fail_after(10):
+        head, body = await http1.request("HEAD", "/")
+        assert head.status_code == 404
+        assert body == b""
+        # A call that ends before its body does (an unknown method): the rest
+        # of the body is read and dropped, and the connection serves on.
+        body_bytes = frame_request(echo_pb2.EchoRequest(message="x" * 50).SerializeToString())
+        await http1.send(
+            h11.Request(
+                method="POST",
+                target=f"{ECHO}/Missing",
+                headers=[
+                    ("host", "127.0.0.1"),
+                    ("content-type", BINARY),
+                    ("content-length", str(len(body_bytes))),
+                ],
+            )
+        )
+        await http1.send(h11.Data(data=body_bytes[:10]))
+        answer = await http1.next_event()
+        assert isinstance(answer, h11.Response)
+        decoder = WebResponseDecoder()
+        frames = []
+        while not isinstance(event := await http1.next_event(), h11.EndOfMessage):
+            assert isinstance(event, h11.Data)
+            frames += decoder.feed(bytes(event.data))
+        await http1.send(h11.Data(data=body_bytes[10:]))
+        await http1.send(h11.EndOfMessage())
+        http1.conn.start_next_cycle()
+        again = await http1.call("Unary", echo_pb2.EchoRequest(message="again").SerializeToString())
+    trailers = frames[-1].trailers
+    assert trailers is not None and trailers[0].code is StatusCode.UNIMPLEMENTED
+    assert echo_pb2.EchoReply.FromString(again.messages[0]).message == "again"

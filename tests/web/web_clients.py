@@ -65,7 +65,7 @@ def _finish(response: WebResponse, text: bool) -> WebResponse:
 class Http1Client:
     """One keep-alive HTTP/1.1 connection speaking h11."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn = h11.Connection(h11.CLIENT)
 
@@ -169,14 +169,18 @@ class Http1Client:
 class H2Client:
     """One HTTP/2 connection speaking h2 directly."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        #: The ``:scheme`` of requests (``https`` over TLS).
+        self.scheme = "https" if isinstance(stream, trio.SSLStream) else "http"
 
     @classmethod
-    async def connect(cls, port: int) -> H2Client:
-        """Open a connection and send the preface."""
-        client = cls(await trio.open_tcp_stream("127.0.0.1", port))
+    async def connect(cls, port: int, *, stream: trio.abc.Stream | None = None) -> H2Client:
+        """Open a connection (or use ``stream``) and send the preface."""
+        client = cls(
+            stream if stream is not None else await trio.open_tcp_stream("127.0.0.1", port)
+        )
         client.conn.initiate_connection()
         await client.flush()
         return client
@@ -243,7 +247,7 @@ class H2Client:
         pieces = [body] if split_at is None else [body[:split_at], body[split_at:]]
         headers = [
             (":method", "POST"),
-            (":scheme", "http"),
+            (":scheme", self.scheme),
             (":path", f"{ECHO}/{method}"),
             (":authority", "127.0.0.1"),
             ("content-type", TEXT if text else BINARY),
