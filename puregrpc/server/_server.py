@@ -275,8 +275,12 @@ class Server:
         stream: trio.abc.Stream,
         peer: str,
         connection: ServerWire | None = None,
-        **web: Any,
+        *,
+        initial_data: bytes = b"",
+        http1: Http1ServerConnection | None = None,
     ) -> ServedConnection:
+        """The served connection of ``stream``: ``connection`` (native HTTP/2 by default)."""
+        web = self.options.grpc_web
         return ServedConnection(
             stream,
             peer,
@@ -287,7 +291,9 @@ class Server:
             calls=self.calls,
             on_call_end=self._note_activity,
             connection=connection,
-            **web,
+            initial_data=initial_data,
+            awaiting_request=None if http1 is None else (lambda: http1.awaiting_request),
+            request_head_timeout=10.0 if web is None else web.request_head_timeout,
         )
 
     async def _served_web(
@@ -317,14 +323,7 @@ class Server:
             http1 = Http1ServerConnection(
                 options.connection, tracer=options.tracer, cors=web.cors, scheme=scheme
             )
-            return self._served(
-                stream,
-                peer,
-                http1,
-                initial_data=start,
-                awaiting_request=lambda: http1.awaiting_request,
-                request_head_timeout=web.request_head_timeout,
-            )
+            return self._served(stream, peer, http1, initial_data=start, http1=http1)
         h2 = WebServerConnection(options.connection, tracer=options.tracer, cors=web.cors)
         return self._served(stream, peer, h2, initial_data=start)
 

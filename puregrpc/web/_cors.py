@@ -62,7 +62,7 @@ class CorsPolicy:
         return "*" in self.allowed_origins or text in self.allowed_origins
 
     def response_headers(
-        self, origin: bytes | None, *, scheme: str, authority: str, metadata_names: Sequence[bytes]
+        self, origin: bytes | None, *, metadata_names: Sequence[bytes] = ()
     ) -> list[tuple[bytes, bytes]]:
         """CORS fields of an actual response to an allowed request (none without ``Origin``)."""
         if origin is None:

@@ -63,15 +63,15 @@ _GRPC_CONTENT_TYPE = (b"content-type", b"application/grpc")
 
 
 class WebCall:
-    """What a gRPC-Web call adds to its native record: its mode and its CORS fields."""
+    """What a gRPC-Web call adds to its native record: its mode and its origin."""
 
-    __slots__ = ("cors", "mode")
+    __slots__ = ("mode", "origin")
 
-    def __init__(self, mode: WebMode, cors: list[tuple[bytes, bytes]]) -> None:
+    def __init__(self, mode: WebMode, origin: bytes | None) -> None:
         #: Binary or text, request and response.
         self.mode = mode
-        #: CORS fields of every response header block of the call.
-        self.cors = cors
+        #: The ``Origin`` of an allowed browser request (CORS fields answer it).
+        self.origin = origin
 
 
 def request_fields(
@@ -191,13 +191,10 @@ class WebServerConnection(ServerConnection):
                 details=f"origin {origin.decode('latin-1') if origin else ''} may not call this"
                 " server (not in its allowed gRPC-Web origins)",
             )
-            self._answer_web(stream_id, WebCall(mode, []), status, ended, 403)
+            self._answer_web(stream_id, WebCall(mode, None), status, ended, 403)
             events.append(self._refusal(stream_id, status))
             return
-        web = WebCall(mode, [])
-        web.cors = self._cors.response_headers(
-            origin, scheme=scheme, authority=host, metadata_names=()
-        )
+        web = WebCall(mode, origin)
         self._web_pending = web
         native = copy.copy(event)  # the same request, labelled as native gRPC
         native.headers = [
@@ -253,7 +250,7 @@ class WebServerConnection(ServerConnection):
         The status travels in the header block, with an empty body, as the
         spec allows for a response without messages.
         """
-        headers = web_response_fields(web.mode, None, web.cors)
+        headers = web_response_fields(web.mode, None, self._cors.response_headers(web.origin))
         if http_status != 200:
             headers[0] = (b":status", str(http_status).encode("ascii"))
         headers += build_trailers(status)
@@ -272,10 +269,7 @@ class WebServerConnection(ServerConnection):
             return
         call = self._call_for_send(stream_id)
         call.advance_send(CallAction.HEADERS)
-        cors = web.cors
-        if cors and metadata:
-            exposed = cors[2][1] + b"".join(b", " + name for name in metadata_names(metadata))
-            cors = [cors[0], cors[1], (cors[2][0], exposed), *cors[3:]]
+        cors = self._cors.response_headers(web.origin, metadata_names=metadata_names(metadata))
         self._h2.send_headers(stream_id, web_response_fields(web.mode, metadata, cors))
 
     def _queue_any_message(self, call: Call, payload: bytes | memoryview, compressed: bool) -> bool:

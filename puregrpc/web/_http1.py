@@ -61,59 +61,39 @@ from ..wire import (
     Tracer,
     TraceRecord,
 )
+from ..wire._trace import next_connection_id
 from ..wire.codecs import (
-    PREFIX_LENGTH,
     MessageDecoder,
     RawMessage,
-    RequestRejected,
     build_trailers,
     decompress,
     frame_message,
-    parse_request_headers,
 )
-from ._content_type import WebMode, is_web_content_type, web_mode
+from ._content_type import WebMode
 from ._cors import CorsPolicy
 from ._framing import TextMessageDecoder, encode_text, encode_trailer_frame
 from ._h2 import metadata_names, web_response_fields
-
-#: Request fields that belong to the HTTP/1.1 connection, not to the call.
-_HOP_BY_HOP = frozenset(
-    (
-        b"host",
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"transfer-encoding",
-        b"content-length",
-        b"upgrade",
-        b"te",
-        b"trailer",
-    )
-)
-
-_GRPC_CONTENT_TYPE = (b"content-type", b"application/grpc")
+from ._http1_requests import PlainAnswer, StatusAnswer, classify
 
 
 class _Call:
     """The call of the request being served."""
 
     __slots__ = (
-        "cors",
         "decoder",
         "encoding",
         "headers_sent",
         "mode",
+        "origin",
         "received",
         "sent",
         "stream_id",
     )
 
-    def __init__(
-        self, stream_id: int, mode: WebMode, cors: list[tuple[bytes, bytes]], max_size: int
-    ):
+    def __init__(self, stream_id: int, mode: WebMode, origin: bytes | None, max_size: int):
         self.stream_id = stream_id
         self.mode = mode
-        self.cors = cors
+        self.origin = origin
         self.decoder = (
             TextMessageDecoder(max_size) if mode.text_request else MessageDecoder(max_size)
         )
@@ -162,6 +142,7 @@ class Http1ServerConnection:
         #: The connection must close once the current response is out.
         self._must_close = False
         self._tracer: Tracer | None = tracer if tracer.enabled else None
+        self._trace_id = next_connection_id() if self._tracer is not None else 0
         #: What the connection has carried so far (channelz reports it).
         self.totals = ConnectionTotals()
 
@@ -231,10 +212,7 @@ class Http1ServerConnection:
         if call.headers_sent:
             raise LocalProtocolError(f"stream {stream_id} has already sent its response headers")
         call.headers_sent = True
-        cors = call.cors
-        if cors and metadata:
-            exposed = cors[2][1] + b"".join(b", " + name for name in metadata_names(metadata))
-            cors = [cors[0], cors[1], (cors[2][0], exposed), *cors[3:]]
+        cors = self._cors.response_headers(call.origin, metadata_names=metadata_names(metadata))
         fields = web_response_fields(call.mode, metadata, cors)[1:]
         self._send(h11.Response(status_code=200, headers=fields))
 
@@ -378,119 +356,43 @@ class Http1ServerConnection:
     def _on_request(self, request: h11.Request, events: list[Event]) -> None:
         stream_id = self._next_stream_id
         self._next_stream_id += 2
-        if self._closed or self._draining:
-            self._answer(503, "the server is shutting down", close=True)
-            return
-        headers = [(bytes(name), bytes(value)) for name, value in request.headers]
         method = bytes(request.method)
         self._head_only = method == b"HEAD"  # its answers have no body (RFC 9110 §9.3.2)
-        target = bytes(request.target)
         if self._tracer is not None:
             self._trace(
                 "http1_request",
                 stream_id,
                 method=method.decode("latin-1"),
-                target=target.decode("latin-1"),
+                target=bytes(request.target).decode("latin-1"),
             )
-        found = dict(reversed(headers))
-        host = found.get(b"host", b"").decode("latin-1")
-        origin = found.get(b"origin")
-        if request.http_version != b"1.1":
-            self._answer(505, "HTTP/1.1 or HTTP/2 only", close=True)
-            return
-        if method == b"OPTIONS":
-            fields = self._cors.preflight_headers(
-                origin,
-                found.get(b"access-control-request-headers"),
-                scheme=self._scheme,
-                authority=host,
-            )
-            if fields is None:
-                self._answer(403, "CORS preflight refused: this origin may not call the server")
-            else:
-                self._answer(204, "", fields)
-            return
-        content_type = found.get(b"content-type", b"")
-        if method in (b"GET", b"HEAD"):
-            self._answer(404, "nothing here: this port serves gRPC (HTTP/2) and gRPC-Web (POST)")
-            return
-        if method != b"POST":
+        if self._closed or self._draining:
             self._answer(
-                405,
-                f"method {method.decode('latin-1')} is not allowed",
-                [(b"allow", b"POST, OPTIONS")],
+                PlainAnswer(status_code=503, text="the server is shutting down", close=True)
             )
             return
-        if not is_web_content_type(content_type):
-            if content_type.lower().startswith(b"application/grpc"):
-                self._answer(
-                    426,
-                    "native gRPC needs HTTP/2: open the connection with the HTTP/2 preface"
-                    " (prior knowledge); over HTTP/1.1 this port serves gRPC-Web",
-                    [(b"upgrade", b"h2c")],
-                )
-            else:
-                self._answer(
-                    415, f"content-type {content_type.decode('latin-1')!r} is not gRPC-Web"
-                )
-            return
-        mode = web_mode(content_type, found.get(b"accept"))
-        if mode is None:
-            self._answer(
-                415,
-                f"gRPC-Web content-type {content_type.decode('latin-1')!r} is not served:"
-                " use +proto",
-            )
-            return
-        if not self._cors.allows(origin, scheme=self._scheme, authority=host):
-            self._answer_status(
-                mode,
-                Status(
-                    code=StatusCode.PERMISSION_DENIED,
-                    details=f"origin {origin!r} may not call this server",
-                ),
-                http_status=403,
-            )
-            return
-        limit = self.config.max_receive_message_size + PREFIX_LENGTH
-        if mode.text_request:
-            limit = -(-limit // 3) * 4
-        length = found.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            self._answer_status(
-                mode,
-                Status(
-                    code=StatusCode.RESOURCE_EXHAUSTED,
-                    details=f"request body of {int(length)} bytes is over the limit"
-                    f" of {limit} bytes",
-                ),
-                http_status=413,
-                close=True,
-            )
-            return
-        fields = [
-            (b":method", b"POST"),
-            (b":scheme", self._scheme.encode("ascii")),
-            (b":path", target),
-            (b":authority", host.encode("latin-1")),
-        ]
-        fields += [
-            _GRPC_CONTENT_TYPE if name == b"content-type" else (name, value)
-            for name, value in headers
-            if name not in _HOP_BY_HOP
-        ]
-        try:
-            head = parse_request_headers(fields, max_metadata_size=self.config.max_header_list_size)
-        except RequestRejected as rejected:
-            if rejected.reset_code is not None:
-                self._answer(400, str(rejected), close=True)
-            else:
-                self._answer_status(mode, Status(code=rejected.code, details=str(rejected)))
-            return
-        cors = self._cors.response_headers(
-            origin, scheme=self._scheme, authority=host, metadata_names=()
+        decided = classify(
+            method,
+            bytes(request.target),
+            bytes(request.http_version),
+            [(bytes(name), bytes(value)) for name, value in request.headers],
+            cors=self._cors,
+            scheme=self._scheme,
+            config=self.config,
         )
-        call = _Call(stream_id, mode, cors, self.config.max_receive_message_size)
+        if isinstance(decided, PlainAnswer):
+            self._answer(decided)
+            return
+        if isinstance(decided, StatusAnswer):
+            self._answer_status(
+                decided.mode,
+                decided.status,
+                http_status=decided.http_status,
+                close=decided.close,
+                origin=decided.origin,
+            )
+            return
+        head = decided.head
+        call = _Call(stream_id, decided.mode, decided.origin, self.config.max_receive_message_size)
         call.encoding = head.encoding
         self._call = call
         self.totals.streams_started += 1
@@ -500,7 +402,7 @@ class Http1ServerConnection:
                 stream_id,
                 path=head.path,
                 timeout=head.timeout,
-                protocol=mode.name,
+                protocol=decided.mode.name,
                 http="1.1",
             )
         events.append(
@@ -515,7 +417,7 @@ class Http1ServerConnection:
                 user_agent=head.user_agent,
                 encoding=head.encoding,
                 accept_encoding=(),
-                protocol=mode.name,
+                protocol=decided.mode.name,
             )
         )
 
@@ -595,7 +497,13 @@ class Http1ServerConnection:
         if call is not None:
             self._fail(call, StatusCode.INTERNAL, f"malformed HTTP/1.1 request: {exc}", events)
         elif self._h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._answer(exc.error_status_hint, f"malformed HTTP/1.1 request: {exc}", close=True)
+            self._answer(
+                PlainAnswer(
+                    status_code=exc.error_status_hint,
+                    text=f"malformed HTTP/1.1 request: {exc}",
+                    close=True,
+                )
+            )
         self._closed = True
 
     def _fail(self, call: _Call, code: StatusCode, message: str, events: list[Event]) -> None:
@@ -604,7 +512,7 @@ class Http1ServerConnection:
         self._must_close = True
         if self._h11.our_state in (h11.SEND_RESPONSE, h11.SEND_BODY, h11.IDLE):
             if not call.headers_sent:
-                self._answer_status(call.mode, status, close=True)
+                self._answer_status(call.mode, status, close=True, origin=call.origin)
             else:
                 frame = encode_trailer_frame(status)
                 self._send(h11.Data(data=encode_text(frame) if call.mode.text_response else frame))
@@ -614,27 +522,27 @@ class Http1ServerConnection:
 
     # ----------------------------------------------------------- answers
 
-    def _answer(
-        self,
-        status_code: int,
-        text: str,
-        fields: list[tuple[bytes, bytes]] | None = None,
-        *,
-        close: bool = False,
-    ) -> None:
+    def _answer(self, answer: PlainAnswer) -> None:
         """A plain HTTP answer to a request that is no call (the body says why)."""
-        body = (text + "\n").encode("utf-8") if text else b""
-        headers = list(fields or [])
+        body = (answer.text + "\n").encode("utf-8") if answer.text else b""
+        headers = list(answer.fields)
         if body:
             headers += [(b"content-type", b"text/plain; charset=utf-8")]
         headers.append((b"content-length", str(len(body)).encode("ascii")))
-        self._respond(status_code, headers, body, close=close)
+        self._respond(answer.status_code, headers, body, close=answer.close)
 
     def _answer_status(
-        self, mode: WebMode, status: Status, *, http_status: int = 200, close: bool = False
+        self,
+        mode: WebMode,
+        status: Status,
+        *,
+        http_status: int = 200,
+        close: bool = False,
+        origin: bytes | None = None,
     ) -> None:
         """A gRPC-Web trailers-only answer: the status in the head, an empty body."""
-        headers = web_response_fields(mode, None, [])[1:] + build_trailers(status)
+        cors = self._cors.response_headers(origin)
+        headers = web_response_fields(mode, None, cors)[1:] + build_trailers(status)
         headers.append((b"content-length", b"0"))
         self._respond(http_status, headers, b"", close=close)
 
@@ -707,5 +615,11 @@ class Http1ServerConnection:
     def _trace(self, kind: str, stream_id: int, **fields: object) -> None:
         assert self._tracer is not None
         self._tracer.record(
-            TraceRecord(kind=kind, stream_id=stream_id, fields=fields, role="server")
+            TraceRecord(
+                kind=kind,
+                stream_id=stream_id,
+                fields=fields,
+                connection=self._trace_id,
+                role="server",
+            )
         )

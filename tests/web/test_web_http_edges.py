@@ -109,6 +109,12 @@ async def test_cross_origin_calls(server: Server, kind: type[Http1Client] | type
             exposed = allowed.headers["access-control-expose-headers"].split(", ")
             assert {"grpc-status", "grpc-message", "x-initial"} <= set(exposed)
             assert allowed.final.code is StatusCode.OK
+            # A call refused before it starts still lets the allowed page read why.
+            bad = await client.call(
+                "Unary", request, metadata=[("origin", ORIGIN), ("grpc-timeout", "soon")]
+            )
+            assert bad.headers["access-control-allow-origin"] == ORIGIN
+            assert bad.final.code is StatusCode.INTERNAL
             refused = await client.call(
                 "Unary", request, metadata=[("origin", "https://evil.example")]
             )
