@@ -7,6 +7,7 @@ port, which also serves a native puregrpc Channel.
 from __future__ import annotations
 
 import base64
+import gzip
 from collections.abc import AsyncIterator
 
 import pytest
@@ -234,3 +235,40 @@ async def test_tracer_shows_web_calls() -> None:
     assert starts and starts[0].fields["protocol"] == "grpc-web-text"
     assert any(r.kind == "web_call" and r.fields["http"] == "2" for r in tracer.records)
     assert any(r.kind == "message_out" for r in tracer.records)
+
+
+@pytest.mark.parametrize(
+    ("body", "text", "metadata", "words"),
+    [
+        (b"\x01\x00\x00\x00\x02hi", False, [], "no grpc-encoding was negotiated"),
+        (b"\x00\x00\x00\x00\x0ahi", False, [], "stream ended inside a gRPC message"),
+        (b"AAAA*AAA", True, [], "not valid base64"),
+        (b"AAAAAA", True, [], "inside a quantum"),
+        (b"\x01\x00\x00\x00\x02hi", False, [("grpc-encoding", "gzip")], "gzip"),
+    ],
+    ids=["compressed-flag", "truncated", "bad-base64", "cut-quantum", "bad-gzip"],
+)
+async def test_broken_request_bodies(
+    client: Client, body: bytes, text: bool, metadata: list[tuple[str, str]], words: str
+) -> None:
+    with trio.fail_after(10):
+        response = await client.call("Unary", b"", body=body, text=text, metadata=metadata)
+    assert response.final.code in (StatusCode.INTERNAL, StatusCode.UNIMPLEMENTED)
+    assert words in response.final.details
+    assert response.messages == []
+
+
+async def test_compressed_request(client: Client) -> None:
+    payload = gzip.compress(_request("squeezed"))
+    body = b"\x01" + len(payload).to_bytes(4, "big") + payload
+    with trio.fail_after(10):
+        response = await client.call("Unary", b"", body=body, metadata=[("grpc-encoding", "gzip")])
+    assert echo_pb2.EchoReply.FromString(response.messages[0]).message == "squeezed"
+
+
+async def test_unserved_web_codec(client: Client) -> None:
+    with trio.fail_after(10):
+        response = await client.call(
+            "Unary", _request("x"), content_type="application/grpc-web+json"
+        )
+    assert response.http_status == 415

@@ -50,8 +50,10 @@ class WebResponse:
 
 
 def _finish(response: WebResponse, text: bool) -> WebResponse:
-    if not response.body:
-        return response
+    if not response.body or not response.headers.get("content-type", "").startswith(
+        "application/grpc-web"
+    ):
+        return response  # no body, or a plain HTTP answer's text
     decoder = WebResponseDecoder(text=text)
     for frame in decoder.feed(response.body):
         if frame.trailers is not None:
@@ -145,12 +147,15 @@ class Http1Client:
         metadata: list[tuple[str, str]] | None = None,
         split_at: int | None = None,
         on_data: trio.Event | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
     ) -> WebResponse:
-        """A gRPC-Web call of ``ECHO/method``."""
-        body = frame_request(request, text=text)
+        """A gRPC-Web call of ``ECHO/method`` (``body``: these bytes, not ``request`` framed)."""
+        if body is None:
+            body = frame_request(request, text=text)
         pieces = [body] if split_at is None else [body[:split_at], body[split_at:]]
         headers = [
-            ("content-type", TEXT if text else BINARY),
+            ("content-type", content_type or (TEXT if text else BINARY)),
             ("x-grpc-web", "1"),
             ("x-user-agent", "grpc-web-test"),
             *(metadata or []),
@@ -241,16 +246,19 @@ class H2Client:
         metadata: list[tuple[str, str]] | None = None,
         split_at: int | None = None,
         on_data: trio.Event | None = None,
+        body: bytes | None = None,
+        content_type: str | None = None,
     ) -> WebResponse:
-        """A gRPC-Web call of ``ECHO/method``."""
-        body = frame_request(request, text=text)
+        """A gRPC-Web call of ``ECHO/method`` (``body``: these bytes, not ``request`` framed)."""
+        if body is None:
+            body = frame_request(request, text=text)
         pieces = [body] if split_at is None else [body[:split_at], body[split_at:]]
         headers = [
             (":method", "POST"),
             (":scheme", self.scheme),
             (":path", f"{ECHO}/{method}"),
             (":authority", "127.0.0.1"),
-            ("content-type", TEXT if text else BINARY),
+            ("content-type", content_type or (TEXT if text else BINARY)),
             ("x-grpc-web", "1"),
             ("x-user-agent", "grpc-web-test"),
             *(metadata or []),
