@@ -37,11 +37,15 @@ from ._method import Method as Method
 from ._method import raw_method as raw_method
 from ._tracing import TRACE_ENV_VAR as TRACE_ENV_VAR
 from ._tracing import tracer_or_environment as tracer_or_environment
+from ._transport import READ_SIZE as READ_SIZE
 from ._transport import Transport as Transport
 from ._trio_only import require_trio as require_trio
+from ._wire_roles import ServerWire as ServerWire
+from ._wire_roles import WireConnection as WireConnection
 
 __all__ = [
     "CHANNELZ",
+    "READ_SIZE",
     "TRACE_ENV_VAR",
     "CallCounts",
     "CallStream",
@@ -59,7 +63,9 @@ __all__ = [
     "KeepalivePolicy",
     "Method",
     "ServerCallStream",
+    "ServerWire",
     "Transport",
+    "WireConnection",
     "next_channelz_id",
     "raw_method",
     "require_trio",

@@ -38,19 +38,18 @@ from ..wire import (
     CallEnded,
     CallStarted,
     ClientConnection,
-    GrpcConnection,
     LocalProtocolError,
     MessageReceived,
     Metadata,
     RpcError,
-    ServerConnection,
     Status,
     StatusCode,
     StreamStatistics,
 )
 from ._transport import Transport
+from ._wire_roles import ServerWire, WireConnection
 
-ConnT = TypeVar("ConnT", bound=GrpcConnection)
+ConnT = TypeVar("ConnT", bound=WireConnection)
 
 
 #: The inbox of every call with no message waiting: one shared deque, never
@@ -225,12 +224,12 @@ class CallStream(Generic[ConnT]):
         return Status(code=StatusCode.UNAVAILABLE, details=self.transport.close_reason)
 
 
-class ServerCallStream(CallStream[ServerConnection]):
+class ServerCallStream(CallStream[ServerWire]):
     """A server's call: answer with headers, messages and a status."""
 
     __slots__ = ("cancel_scope",)
 
-    def __init__(self, transport: Transport[ServerConnection], started: CallStarted) -> None:
+    def __init__(self, transport: Transport[ServerWire], started: CallStarted) -> None:
         super().__init__(transport, started.stream_id)
         # The handler's scope exists before its task starts: a reset or a
         # deadline arriving first must still cancel it.
@@ -241,7 +240,7 @@ class ServerCallStream(CallStream[ServerConnection]):
 
     @classmethod
     def accept(
-        cls, transport: Transport[ServerConnection], started: CallStarted
+        cls, transport: Transport[ServerWire], started: CallStarted
     ) -> ServerCallStream | None:
         """The stream of a call that just started, routed its events; None if already over.
 

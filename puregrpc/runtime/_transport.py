@@ -49,7 +49,6 @@ from ..wire import (
     ClientConnection,
     ConnectionClosed,
     Event,
-    GrpcConnection,
     HalfClosed,
     MessageReceived,
     Metadata,
@@ -63,6 +62,7 @@ from ._channelz import (
     stream_addresses,
     stream_tls,
 )
+from ._wire_roles import WireConnection
 
 logger = logging.getLogger("puregrpc.transport")
 
@@ -71,7 +71,7 @@ READ_SIZE = 65_536
 #: Senders park while more than this many bytes wait for the socket.
 WRITE_HIGH_WATER = 512 * 1024
 
-ConnT = TypeVar("ConnT", bound=GrpcConnection)
+ConnT = TypeVar("ConnT", bound=WireConnection)
 
 
 class CallReceiver(Protocol):
@@ -117,7 +117,7 @@ class SendContext(Generic[ConnT]):
 
 
 class Transport(Generic[ConnT]):
-    """Drives one sans-IO :class:`~puregrpc.wire.GrpcConnection` over a trio stream.
+    """Drives one sans-IO connection (a :class:`~puregrpc.wire.GrpcConnection`) over a trio stream.
 
     ``on_event`` receives the events the transport does not route to a call
     itself (CallStarted, ConnectionClosed, pings, settings) and every
@@ -132,8 +132,12 @@ class Transport(Generic[ConnT]):
         *,
         on_event: Callable[[Event], None],
         peer: str,
+        initial_data: bytes = b"",
     ) -> None:
         self.stream = stream
+        #: Bytes read from the stream before the transport took it (what told
+        #: HTTP/2 from HTTP/1.1): the reader feeds them first.
+        self._initial_data = initial_data
         #: The state machine, to read (open calls, statistics): drivers act
         #: on it only through :meth:`send_context`, calls through their streams.
         self.connection = connection
@@ -220,16 +224,19 @@ class Transport(Generic[ConnT]):
         receive_some = self.stream.receive_some
         connection = self.connection
         totals = connection.totals
+        data: bytes | bytearray = self._initial_data
+        self._initial_data = b""
         while True:
-            try:
-                data = await receive_some(READ_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                logger.debug("read from %s failed: %r", self.peer, exc)
-                if not self._closed:
-                    self._close_reason = _read_failure(exc)
-                data = b""
             if not data:
-                return
+                try:
+                    data = await receive_some(READ_SIZE)
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                    logger.debug("read from %s failed: %r", self.peer, exc)
+                    if not self._closed:
+                        self._close_reason = _read_failure(exc)
+                    data = b""
+                if not data:
+                    return
             self.last_read = trio.current_time()
             try:
                 events = connection.receive_data(data)
@@ -258,6 +265,7 @@ class Transport(Generic[ConnT]):
                     self.write_now()
                 else:
                     self.wake_writer()
+            data = b""
 
     async def _writer(self) -> None:
         connection = self.connection

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 import h2.errors
 import trio
 
-from ..runtime import CallCounts, KeepalivePolicy, ServerCallStream, Transport
+from ..runtime import CallCounts, KeepalivePolicy, ServerCallStream, ServerWire, Transport
 from ..wire import (
     CallEnded,
     CallStarted,
@@ -70,6 +70,10 @@ class ServedConnection:
         options: ServerOptions,
         calls: CallCounts,
         on_call_end: Callable[[], None],
+        connection: ServerWire | None = None,
+        initial_data: bytes = b"",
+        awaiting_request: Callable[[], bool] | None = None,
+        request_head_timeout: float = 10.0,
     ) -> None:
         self._handlers = handlers
         self._interceptors = interceptors
@@ -79,16 +83,24 @@ class ServedConnection:
         self.peer = peer
         #: What the TLS handshake said about the client.
         self.auth = auth
-        self.transport = Transport(
-            stream,
-            ServerConnection(options.connection, tracer=options.tracer),
-            on_event=self._on_event,
-            peer=peer,
+        if connection is None:
+            connection = ServerConnection(options.connection, tracer=options.tracer)
+        self.transport: Transport[ServerWire] = Transport(
+            stream, connection, on_event=self._on_event, peer=peer, initial_data=initial_data
         )
+        #: HTTP/1.1: True while the connection waits for a request head, which
+        #: must arrive within ``request_head_timeout`` of the last call's end
+        #: (None for HTTP/2, where keepalive and idleness rules apply).
+        self._awaiting_request = awaiting_request
+        self._head_timeout = request_head_timeout
         self._nursery: trio.Nursery | None = None
         now = trio.current_time()
         self._last_call_end = now
-        self._keepalive = KeepalivePolicy(options.keepalive_time, options.keepalive_timeout)
+        # HTTP/1.1 has no PING: keepalive is for HTTP/2 connections only.
+        self._keepalive = KeepalivePolicy(
+            None if awaiting_request is not None else options.keepalive_time,
+            options.keepalive_timeout,
+        )
         self._lifetime = ConnectionLifetime(
             opened_at=now,
             max_age=options.max_connection_age,
@@ -134,6 +146,7 @@ class ServedConnection:
             self._shutting_down = True
             with self.transport.send_context() as connection:
                 connection.begin_graceful_shutdown()
+            self._maybe_close()  # HTTP/1.1 between requests: closes at once
             # The connection closes once the client has acknowledged the
             # shutdown PING (so calls it sent before seeing the first GOAWAY
             # have arrived) and the last call has ended: see _maybe_close.
@@ -226,6 +239,21 @@ class ServedConnection:
             )
             logger.info("call %s from %s: UNIMPLEMENTED", event.path, self.peer)
             return
+        cardinality = handler.method.cardinality
+        if event.protocol != "grpc" and cardinality.client_streaming:
+            self._calls.call_ended(False)
+            kind = "bidirectional-streaming" if cardinality.server_streaming else "client-streaming"
+            stream.end(
+                Status(
+                    code=StatusCode.UNIMPLEMENTED,
+                    details=f"{event.path} is a {kind} method: gRPC-Web carries unary and"
+                    " server-streaming calls only; call it with a native gRPC (HTTP/2) client",
+                )
+            )
+            logger.info(
+                "call %s from %s over %s: UNIMPLEMENTED", event.path, self.peer, event.protocol
+            )
+            return
         # A unary response is written with its status, in one write.
         stream.hold_writes = not handler.method.cardinality.server_streaming
         assert self._nursery is not None
@@ -275,14 +303,22 @@ class ServedConnection:
         self._calls.call_ended(status.code is StatusCode.OK)
         self._last_call_end = trio.current_time()
         self._on_call_end()
-        if self._lifetime.max_idle is not None and not self.transport.connection.open_calls:
-            self._timers_lot.unpark_all()  # the idle clock starts now
+        if (
+            self._lifetime.max_idle is not None or self._awaiting_request is not None
+        ) and not self.transport.connection.open_calls:
+            self._timers_lot.unpark_all()  # the idle (or next request head) clock starts now
         self._maybe_close()
 
     def _maybe_close(self) -> None:
         """Close a shutting-down connection once it is confirmed and quiet."""
         connection = self.transport.connection
-        if self._shutting_down and connection.shutdown_confirmed and not connection.open_calls:
+        if (
+            (self._shutting_down or connection.closed)
+            and connection.shutdown_confirmed
+            and not connection.open_calls
+        ):
+            # Shutting down, or the connection itself takes no more calls
+            # (an HTTP/1.1 response that ends its connection).
             self._close_when_quiet()
 
     def _close_when_quiet(self) -> None:
@@ -326,6 +362,16 @@ class ServedConnection:
                 if not transport.connection.open_calls:
                     self._close_when_quiet()
                 return
+            if (
+                self._awaiting_request is not None
+                and self._awaiting_request()
+                and now >= self._last_call_end + self._head_timeout
+            ):
+                logger.info(
+                    "no request head from %s in %.0f s: closing", self.peer, self._head_timeout
+                )
+                transport.abort("no request head in time")
+                return
             if keepalive.expired(now):
                 logger.info("keepalive PING to %s not answered: closing", self.peer)
                 transport.abort("keepalive timeout")
@@ -338,5 +384,7 @@ class ServedConnection:
                 keepalive.next_check(now, transport.last_read),
                 lifetime.next_check(now, open_calls=open_calls, last_call_end=self._last_call_end),
             )
+            if self._awaiting_request is not None and self._awaiting_request():
+                wake_at = min(wake_at, self._last_call_end + self._head_timeout)
             with trio.move_on_at(max(wake_at, now + _MIN_TIMER_SLEEP)):
                 await self._timers_lot.park()

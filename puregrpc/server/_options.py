@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..web import WebOptions
 from ..wire import NULL_TRACER, ConnectionConfig, Tracer
 
 
@@ -45,6 +46,9 @@ class ServerOptions:
     compression: str | None = None
     #: Receives trace records of every connection (see puregrpc.trace).
     tracer: Tracer = NULL_TRACER
+    #: gRPC-Web on the same port (HTTP/2 and HTTP/1.1; CORS origins allowed):
+    #: see docs/grpc-web.md. ``None``: native gRPC over HTTP/2 only.
+    grpc_web: WebOptions | None = field(default_factory=WebOptions)
 
     def __post_init__(self) -> None:
         # Checked here, not at the first connection: a bad option is the

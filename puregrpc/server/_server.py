@@ -32,15 +32,19 @@ import trio
 
 from ..runtime import (
     CHANNELZ,
+    READ_SIZE,
     CallCounts,
     ChannelzListenSocket,
     ChannelzServer,
+    ServerWire,
     next_channelz_id,
     require_trio,
     socket_address,
     stream_addresses,
     tracer_or_environment,
 )
+from ..web import Http1ServerConnection, WebOptions, WebServerConnection, sniff
+from ..web import Protocol as WebProtocol
 from ._auth_context import auth_context_of
 from ._connection import ServedConnection
 from ._handlers import MethodHandler, ServiceLike, collect_handlers
@@ -70,6 +74,22 @@ def _remove_socket_file(path: str) -> None:
         pass
 
 
+async def _read_start(stream: trio.abc.Stream, within: float) -> tuple[WebProtocol | None, bytes]:
+    """Read a connection's first bytes until they tell HTTP/2 from HTTP/1.1 (None: never)."""
+    start = b""
+    with trio.move_on_after(within):
+        while (protocol := sniff(start)) is None:
+            try:
+                data = await stream.receive_some(READ_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                return None, start
+            if not data:
+                return None, start
+            start += data
+        return protocol, start
+    return None, start
+
+
 class Server:
     """Serves gRPC methods over TCP (IPv4/IPv6) or Unix sockets, with optional TLS.
 
@@ -95,7 +115,10 @@ class Server:
         self.options = replace(self.options, tracer=tracer_or_environment(self.options.tracer))
         self._ssl_context = ssl_context
         if ssl_context is not None:
-            ssl_context.set_alpn_protocols(["h2"])
+            web = self.options.grpc_web
+            ssl_context.set_alpn_protocols(
+                ["h2", "http/1.1"] if web is not None and web.http1 else ["h2"]
+            )
         self._connections: set[ServedConnection] = set()
         #: The sockets listened on now, by channelz id.
         self._listeners: dict[int, trio.SocketListener] = {}
@@ -222,21 +245,19 @@ class Server:
             return
         if peer is None:
             peer = _peer_name(stream)
+        web = self.options.grpc_web
         if self._ssl_context is not None and not isinstance(stream, trio.SSLStream):
             tls = await self._start_tls(stream, peer)
             if tls is None:
                 return
             stream = tls
-        connection = ServedConnection(
-            stream,
-            peer,
-            auth=auth_context_of(stream),
-            handlers=self.handlers,
-            interceptors=self.interceptors,
-            options=self.options,
-            calls=self.calls,
-            on_call_end=self._note_activity,
-        )
+        if web is None:
+            connection = self._served(stream, peer)
+        else:
+            served = await self._served_web(stream, peer, web)
+            if served is None:
+                return
+            connection = served
         self._connections.add(connection)
         if self._stopping.is_set():
             connection.begin_shutdown()
@@ -248,6 +269,63 @@ class Server:
         finally:
             self._connections.discard(connection)
             self._note_activity()
+
+    def _served(
+        self,
+        stream: trio.abc.Stream,
+        peer: str,
+        connection: ServerWire | None = None,
+        *,
+        initial_data: bytes = b"",
+        http1: Http1ServerConnection | None = None,
+    ) -> ServedConnection:
+        """The served connection of ``stream``: ``connection`` (native HTTP/2 by default)."""
+        web = self.options.grpc_web
+        return ServedConnection(
+            stream,
+            peer,
+            auth=auth_context_of(stream),
+            handlers=self.handlers,
+            interceptors=self.interceptors,
+            options=self.options,
+            calls=self.calls,
+            on_call_end=self._note_activity,
+            connection=connection,
+            initial_data=initial_data,
+            awaiting_request=None if http1 is None else (lambda: http1.awaiting_request),
+            request_head_timeout=10.0 if web is None else web.request_head_timeout,
+        )
+
+    async def _served_web(
+        self, stream: trio.abc.Stream, peer: str, web: WebOptions
+    ) -> ServedConnection | None:
+        """The connection of a server that also speaks gRPC-Web: HTTP/2 or HTTP/1.1.
+
+        TLS says which by ALPN; otherwise the first bytes do (the HTTP/2
+        preface or an HTTP/1.1 request line), read within the request head
+        timeout. None when the client sent nothing in time (the stream is
+        closed then).
+        """
+        options = self.options
+        protocol: WebProtocol | None = None
+        start = b""
+        if isinstance(stream, trio.SSLStream):
+            alpn = stream.selected_alpn_protocol()
+            protocol = {"h2": WebProtocol.HTTP2, "http/1.1": WebProtocol.HTTP1}.get(alpn or "")
+        if protocol is None:
+            protocol, start = await _read_start(stream, web.request_head_timeout)
+        if protocol is None:
+            logger.info("client %s sent nothing to tell its protocol by: closing", peer)
+            await trio.aclose_forcefully(stream)
+            return None
+        if protocol is WebProtocol.HTTP1 and web.http1:
+            scheme = "https" if isinstance(stream, trio.SSLStream) else "http"
+            http1 = Http1ServerConnection(
+                options.connection, tracer=options.tracer, cors=web.cors, scheme=scheme
+            )
+            return self._served(stream, peer, http1, initial_data=start, http1=http1)
+        h2 = WebServerConnection(options.connection, tracer=options.tracer, cors=web.cors)
+        return self._served(stream, peer, h2, initial_data=start)
 
     async def _start_tls(self, stream: trio.abc.Stream, peer: str) -> trio.SSLStream[Any] | None:
         """The TLS handshake of an accepted stream (10 s, ALPN h2), or None after a failure."""
@@ -263,7 +341,9 @@ class Server:
         except BaseException:
             await trio.aclose_forcefully(stream)  # cancelled mid-handshake: no leak
             raise
-        if tls.selected_alpn_protocol() != "h2":
+        web = self.options.grpc_web
+        alpn = tls.selected_alpn_protocol()
+        if alpn != "h2" and not (web is not None and web.http1 and alpn in ("http/1.1", None)):
             logger.info("client %s did not negotiate ALPN h2", peer)
             await trio.aclose_forcefully(tls)
             return None

@@ -69,6 +69,9 @@ class CallStarted(Event):
     encoding: str
     #: The encodings the client accepts for responses.
     accept_encoding: tuple[str, ...]
+    #: How the call travels: ``grpc`` (native), ``grpc-web`` or ``grpc-web-text``
+    #: (PROTOCOL-WEB.md: unary and server-streaming calls only).
+    protocol: str = "grpc"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

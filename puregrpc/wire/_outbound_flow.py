@@ -116,6 +116,24 @@ class OutboundFlow:
         self.pending[call.stream_id] = call
         return False
 
+    def queue_framed(self, call: Call, framed: bytes) -> bool:
+        """Queue bytes framed by the caller (another body format); like :meth:`queue_message`.
+
+        For transports that frame differently on top of the gRPC framing
+        (gRPC-Web's trailer frame, its base64 text mode): the bytes go into
+        DATA frames as they are. Returns True when the call is blocked.
+        """
+        queue = call.queue
+        if queue is NOTHING_QUEUED:
+            queue = call.queue = deque()
+        queue.append(memoryview(framed))
+        call.queued += len(framed)
+        if call.queued >= COALESCE_LIMIT or call.stream_id in self._blocked:
+            self.flush(call, None)
+            return call.stream_id in self._blocked
+        self.pending[call.stream_id] = call
+        return False
+
     def queue_end(self, call: Call, headers: list[tuple[bytes, bytes]] | None) -> None:
         """End our side of ``call`` after its queued data: trailers, or bare END_STREAM."""
         call.advance_send(CallAction.END)
