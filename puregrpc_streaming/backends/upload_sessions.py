@@ -12,7 +12,8 @@ sends the rest; the server hashes the kept prefix again, so the checksum
 covers the whole file.
 
 Sessions are bounded: :class:`SessionPolicy` (told the time) expires those
-idle longer than its ``ttl`` and caps how many exist; a session is used by
+idle longer than its ``ttl`` (one that a call holds is never idle, however
+long that call takes) and caps how many exist; a session is used by
 one call at a time (a second one is :class:`~.base.UploadSessionBusy`),
 across instances too: a call holds an exclusive ``flock`` on
 ``sessions/s<key>.lock`` (:meth:`UploadSessions.lock`), which the system
@@ -150,12 +151,25 @@ class UploadSessions:
             return None
 
     def expire(self, now: float) -> int:
-        """Remove the expired sessions; returns how many are left."""
+        """Remove the expired sessions; returns how many are left.
+
+        A session some call holds (its lock taken, in this process or
+        another) is being written to: it is not idle, whatever its record's
+        age says (the record is written when a call starts or stops it, not
+        as bytes arrive), so it is counted and never removed under its writer.
+        """
         left = 0
         for path in self._tmp.glob(f"{self._prefix}*.json"):
             key = path.stem.removeprefix(self._prefix)
-            if self.offset(key, now) is not None:
-                left += 1
+            fd = self.lock(key)
+            if fd is None:
+                left += 1  # in use now
+                continue
+            try:
+                if self.offset(key, now) is not None:
+                    left += 1
+            finally:
+                os.close(fd)
         return left
 
     def check(self, key: str, filename: str, total_size: int) -> None:

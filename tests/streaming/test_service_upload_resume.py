@@ -138,6 +138,35 @@ async def test_sessions_expire(tmp_path: Path) -> None:
     assert not SessionPolicy(ttl=10).expired(updated_at=100.0, now=105.0)
 
 
+async def test_expiry_never_removes_a_session_being_uploaded(tmp_path: Path) -> None:
+    # A session idle past its ttl expires; one that a call is writing to now
+    # (here for longer than the ttl) is not idle, whoever runs the expiry: a
+    # new session on this instance or on another one sharing the directory.
+    policy = SessionPolicy(ttl=0.05)
+    one = LocalFileStore(tmp_path / "files", sessions=policy)
+    two = LocalFileStore(tmp_path / "files", sessions=policy)
+    await one.prepare()
+    await two.prepare()
+    try:
+        key = session_key("user:ann", "long-upload")
+        assert await one.claim_session(key) == 0
+        sink = await one.resume_upload(key, "long.bin", 0)
+        await sink.write(b"a" * 1000)
+        await trio.sleep(0.1)  # past the ttl, the call still going on
+        for store, owner in ((one, "user:bob"), (two, "user:cat")):
+            other = session_key(owner, "another-upload")
+            assert await store.claim_session(other) == 0
+            await (await store.resume_upload(other, "other.bin", 0)).abort()
+        await sink.write(b"b" * 1000)
+        record = await sink.commit()
+    finally:
+        await one.close()
+        await two.close()
+    assert record.size == 2000
+    assert record.checksum == hashlib.sha256(b"a" * 1000 + b"b" * 1000).hexdigest()
+    assert list((tmp_path / "files" / "sessions").iterdir()) == []
+
+
 async def test_upload_resumes_after_a_dropped_connection(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
