@@ -129,6 +129,27 @@ async def test_two_instances_on_one_directory_hand_out_distinct_ids(tmp_path: Pa
     assert len(set(ids)) == len(ids) == 100
 
 
+async def test_two_instances_on_one_directory_see_each_other_s_events_in_order(
+    tmp_path: Path,
+) -> None:
+    # Before, a watcher saw only its own instance's events live: here just
+    # n=1, and a resume after it would have passed over n=0 without a gap.
+    async with (
+        open_embedded_backends(tmp_path, dataset_rows=10) as one,
+        open_embedded_backends(tmp_path, dataset_rows=10) as two,
+        one.events.subscribe(types=frozenset({"batch.processed"})) as watcher,
+    ):
+        published = [
+            await two.events.publish("batch.processed", {"n": 0}),
+            await one.events.publish("batch.processed", {"n": 1}),  # after two's, in order
+            await two.events.publish("batch.processed", {"n": 2}),  # one publishes no more
+        ]
+        with trio.fail_after(5):
+            got = [await watcher.next() for _ in range(3)]
+    assert [event.payload["n"] for event in got] == [0, 1, 2]
+    assert [event.id for event in got] == [event.id for event in published]
+
+
 def rss_mib() -> float:
     """This process's resident set size now, in MiB (Linux)."""
     with open(f"/proc/{os.getpid()}/statm") as statm:
