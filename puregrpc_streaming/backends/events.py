@@ -487,6 +487,7 @@ class InProcessEventBus:
         while True:
             await trio.sleep(interval)
             try:
+                await self.log.expire()  # the age bound, also while nothing is published
                 async with self._lock:
                     if len(self._subscribers):
                         await self._catch_up(_END)

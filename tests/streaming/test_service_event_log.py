@@ -150,6 +150,26 @@ async def test_two_instances_on_one_directory_see_each_other_s_events_in_order(
     assert [event.id for event in got] == [event.id for event in published]
 
 
+async def test_events_past_the_age_bound_go_while_nothing_is_published(tmp_path: Path) -> None:
+    # Before, the age bound was applied at open and by appends only: on a
+    # server that published nothing more, a chat message stayed in the log
+    # (and replayable) past its retention until the next event or restart.
+    retention = Retention(max_age=0.5)
+    async with open_embedded_backends(tmp_path, dataset_rows=10, retention=retention) as backends:
+        bus = backends.events
+        said = await bus.publish("chat.message", {"content": "gone soon"}, audience=("room:r",))
+        counts = [(await bus.log.stats())[0]]
+        with trio.fail_after(15):
+            while counts[-1]:
+                await trio.sleep(0.1)
+                counts.append((await bus.log.stats())[0])
+        async with bus.subscribe(after_id="0") as resumed:
+            with trio.fail_after(5):
+                gap = await resumed.next()
+    assert counts[0] == 1 and counts[-1] == 0
+    assert gap.type == "gap" and gap.payload["resumed_after"] == said.id
+
+
 def rss_mib() -> float:
     """This process's resident set size now, in MiB (Linux)."""
     with open(f"/proc/{os.getpid()}/statm") as statm:
