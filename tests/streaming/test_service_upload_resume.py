@@ -18,6 +18,7 @@ from service_support import Relay, Trigger, chunks_of, running
 from puregrpc import RpcError, StatusCode
 from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc_streaming.backends import LocalFileStore
+from puregrpc_streaming.backends.base import UploadSessionBusy
 from puregrpc_streaming.backends.upload_sessions import SessionPolicy, session_key
 from puregrpc_streaming.cli import amain
 from puregrpc_streaming.client_helpers import RetryPolicy, open_channel, upload_file
@@ -164,6 +165,37 @@ async def test_expiry_never_removes_a_session_being_uploaded(tmp_path: Path) -> 
         await two.close()
     assert record.size == 2000
     assert record.checksum == hashlib.sha256(b"a" * 1000 + b"b" * 1000).hexdigest()
+    assert list((tmp_path / "files" / "sessions").iterdir()) == []
+
+
+async def test_a_session_restarted_after_expiry_keeps_its_lock(tmp_path: Path) -> None:
+    # A call that finds its session expired starts it again, holding the
+    # session's lock: another instance must find the session busy. Before,
+    # the expiry unlinked the lock file under the claim, so the other
+    # instance locked a new one and both wrote to the same .part.
+    policy = SessionPolicy(ttl=0.05)
+    one = LocalFileStore(tmp_path / "files", sessions=policy)
+    two = LocalFileStore(tmp_path / "files", sessions=policy)
+    await one.prepare()
+    await two.prepare()
+    try:
+        key = session_key("user:ann", "comes-back-late")
+        assert await one.claim_session(key) == 0
+        first = await one.resume_upload(key, "late.bin", 0)
+        await first.write(b"kept, then expired")
+        await first.suspend()
+        await trio.sleep(0.1)  # past the ttl
+        assert await one.claim_session(key) == 0  # expired: starts again
+        again = await one.resume_upload(key, "late.bin", 0)
+        await again.write(b"x" * 1000)
+        with pytest.raises(UploadSessionBusy):
+            await two.claim_session(key)
+        await again.write(b"y" * 1000)
+        record = await again.commit()
+    finally:
+        await one.close()
+        await two.close()
+    assert record.checksum == hashlib.sha256(b"x" * 1000 + b"y" * 1000).hexdigest()
     assert list((tmp_path / "files" / "sessions").iterdir()) == []
 
 
