@@ -74,6 +74,21 @@ async def test_resume_from_before_the_retained_range_reports_a_gap(tmp_path: Pat
         assert retained <= 10
 
 
+async def test_a_resume_across_a_restart_past_the_retained_range_reports_a_gap(
+    tmp_path: Path,
+) -> None:
+    retention = Retention(max_events=10)
+    async with running(tmp_path, retention=retention) as served:
+        bus = served.running.backends.events
+        published = [await bus.publish("batch.processed", {"n": n}) for n in range(300)]
+    async with running(tmp_path, retention=retention) as served:
+        gap, first = await collect(served, published[0].id, 2)
+    assert gap.type == "gap"
+    assert "retention deleted them" in json.loads(gap.payload)["reason"]
+    assert json.loads(first.payload)["n"] >= 290  # what is retained follows
+    assert first.id in {event.id for event in published}
+
+
 async def test_an_id_newer_than_the_log_is_a_gap_too(tmp_path: Path) -> None:
     async with running(tmp_path) as served:
         bus = served.running.backends.events
