@@ -79,23 +79,69 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         metavar="N",
         help="serve from N processes sharing the port (SO_REUSEPORT, Linux; default 1)",
     )
-    option("--max-upload-bytes", type=size_arg, default=1 << 30, metavar="BYTES")
-    option("--heartbeat-interval", type=positive_float_arg, default=15.0, metavar="SECONDS")
-    option("--chunk-size", type=size_arg, default=64 * 1024, help="download chunk size, 16K-64K")
-    option("--dataset-rows", type=count_arg, default=1_000_000, metavar="N")
-    option("--batch-size", type=count_arg, default=100, metavar="N", help="list page")
-    option("--query-timeout", type=positive_float_arg, default=5.0, metavar="SECONDS")
     option(
-        "--query-row-limit", type=size_arg, default=1 << 20, metavar="BYTES", help="per query row"
+        "--max-upload-bytes",
+        type=size_arg,
+        default=1 << 30,
+        metavar="BYTES",
+        help="largest file an upload may store (default 1G)",
+    )
+    option(
+        "--heartbeat-interval",
+        type=positive_float_arg,
+        default=15.0,
+        metavar="SECONDS",
+        help="a watch with no event this long gets a heartbeat (default %(default)s)",
+    )
+    option(
+        "--chunk-size",
+        type=size_arg,
+        default=64 * 1024,
+        metavar="BYTES",
+        help="download chunk size, 16K-64K (default 64K)",
+    )
+    option(
+        "--dataset-rows",
+        type=count_arg,
+        default=1_000_000,
+        metavar="N",
+        help="rows of the dataset seeded on first start (default %(default)s)",
+    )
+    option(
+        "--batch-size",
+        type=count_arg,
+        default=100,
+        metavar="N",
+        help="list page of a ListRequest without page_size (default %(default)s)",
+    )
+    option(
+        "--query-timeout",
+        type=positive_float_arg,
+        default=5.0,
+        metavar="SECONDS",
+        help="time limit of one InteractiveQuery statement (default %(default)s)",
+    )
+    option(
+        "--query-row-limit",
+        type=size_arg,
+        default=1 << 20,
+        metavar="BYTES",
+        help="largest InteractiveQuery row, as JSON (default 1M)",
     )
     option(
         "--chat-rate",
         type=positive_float_arg,
         default=20.0,
         metavar="N",
-        help="messages/s a caller",
+        help="chat messages a second a caller may send (default %(default)s)",
     )
-    option("--chat-burst", type=count_arg, default=50, metavar="N")
+    option(
+        "--chat-burst",
+        type=count_arg,
+        default=50,
+        metavar="N",
+        help="chat messages a caller may send at once (default %(default)s)",
+    )
     for kind, default, what in (
         ("sql", 4, "the stores' SQL"),
         ("query", 4, "InteractiveQuery"),
@@ -133,14 +179,18 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
     )
     history = Retention()
     option(
-        "--retain-events", type=count_arg, default=history.max_events, metavar="N", help="event log"
+        "--retain-events",
+        type=count_arg,
+        default=history.max_events,
+        metavar="N",
+        help="event log: most events kept (default %(default)s)",
     )
     option(
         "--retain-bytes",
         type=size_arg,
         default=history.max_bytes,
         metavar="BYTES",
-        help="event log",
+        help="event log: most bytes kept (default 256M)",
     )
     option(
         "--retain-seconds",
@@ -224,7 +274,12 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         help="a bearer token (repeatable; prefer --tokens, command lines are visible)",
     )
     option("--admin", dest="admins", action="append", default=[], metavar="USER", help="admin role")
-    option("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    option(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="the least severe log lines written (default %(default)s)",
+    )
     option(
         "--log-format",
         default="text",

@@ -250,6 +250,16 @@ async def _in_process_bus(
 ) -> AsyncIterator[EventBus]:
     events = InProcessEventBus(log, last_position=last, queue_bytes=watch_queue_bytes)
     try:
-        yield events
-    finally:
-        events.close()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(events.follow_log)
+            try:
+                yield events
+            finally:
+                events.close()
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The follower never fails: what left the nursery came from the
+        # block, and leaves it as it was raised there.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -18,9 +18,10 @@ Theory of operation:
   log keeps a running count and byte total of what it holds, and prunes
   when they pass a bound, down to :data:`LOW_WATER` of the bounds (so the
   next pass is a tenth of the log away), at open, every
-  :data:`PRUNE_INTERVAL` seconds of appends (the age bound), and every
+  :data:`PRUNE_INTERVAL` seconds of appends (the age bound), every
   :data:`PRUNE_EVERY` appends (which corrects the totals for what other
-  instances on the same database appended).
+  instances on the same database appended), and, while nothing is
+  appended, every :data:`PRUNE_INTERVAL` seconds (:meth:`SqliteEventLog.expire`).
 """
 
 from __future__ import annotations
@@ -152,6 +153,26 @@ class SqliteEventLog:
             return position
 
         return await self._writer.run(run)
+
+    async def expire(self) -> bool:
+        """Apply retention if no pass ran for :data:`PRUNE_INTERVAL` seconds; True if one ran.
+
+        Appends run the passes while events arrive; a server that publishes
+        nothing calls this now and then, so that events past the age bound
+        go even when no new ones come (they stayed, replayable, until the
+        next append or restart).
+        """
+        now = time.monotonic()
+        if now - self._last_prune <= PRUNE_INTERVAL:
+            return False
+        self._appends_since_prune = 0
+        self._last_prune = now
+
+        def run(conn: sqlite3.Connection) -> None:
+            self._prune(conn, time.time())
+
+        await self._writer.run(run)
+        return True
 
     def _prune(self, conn: sqlite3.Connection, now: float) -> None:
         """Delete the oldest events beyond the retention bounds (one transaction)."""

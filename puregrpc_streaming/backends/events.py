@@ -27,6 +27,16 @@ Theory of operation:
   replay starts with a ``gap`` event saying so, then goes on from the
   oldest retained event. A heartbeat's id is the position the subscriber
   has caught up to (``<position>.<n>``), so resuming from it is exact too.
+* Several instances may share the data directory, so the log: the bus also
+  fans out, in log order, the events *other* instances appended. When its
+  own append lands past the next position, it first reads the positions in
+  between from the log (:meth:`InProcessEventBus.publish`), and
+  :meth:`InProcessEventBus.follow_log` reads what is new every
+  :data:`FOLLOW_INTERVAL` seconds while nothing is published here. So a
+  watcher sees every instance's events, in order, and a resume after an id
+  never skips an earlier event of another instance (it used to: a watcher
+  saw only its own instance's events live, and resuming after the last of
+  them passed over the others' without a word).
 * The subscriber side (:class:`BusSubscriber`: replay, boundary, mailbox,
   heartbeats), registration and fan-out (:class:`SubscriberSet`) and the gap marker
   (:func:`gap_event`) serve the Redis bus too (:mod:`.redis_events`): it
@@ -38,6 +48,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -65,6 +76,11 @@ __all__ = [
 ]
 
 logger = logging.getLogger("puregrpc_streaming.events")
+
+#: Seconds between two reads of the log for what other instances appended.
+FOLLOW_INTERVAL = 0.2
+#: Past any position: "the end of the log" for :meth:`SqliteEventLog.read`.
+_END = (1 << 63) - 1
 
 #: Events a subscriber may fall behind before it is cut off...
 DEFAULT_QUEUE_SIZE = 1024
@@ -434,6 +450,9 @@ class InProcessEventBus:
                 # Stored and delivered together, or neither: a cancel here
                 # would leave an event in the log that live watchers never saw.
                 position = await self.log.append(type, payload_json, audience, stamp)
+                if position > self._last_position + 1:
+                    # Other instances appended in between: theirs go out first.
+                    await self._catch_up(position - 1)
             event = BusEvent(
                 id=str(position),
                 position=position,
@@ -450,6 +469,35 @@ class InProcessEventBus:
 
     def _fan_out(self, event: BusEvent) -> None:
         self._subscribers.offer(event)
+
+    async def _catch_up(self, upto: int) -> None:
+        """Fan out the logged events after the last one fanned out, up to ``upto``
+        (appended by other instances on the data directory). Hold the lock."""
+        while True:
+            page = await self.log.read(self._last_position, upto)
+            if not page.events:
+                return
+            for logged in page.events:
+                self._last_position = logged.position
+                self._fan_out(from_log(logged, self.event_id))
+
+    async def follow_log(self, interval: float = FOLLOW_INTERVAL) -> None:
+        """Fan out what other instances append to the shared log, every ``interval``
+        seconds, until cancelled (see the module docstring)."""
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self.log.expire()  # the age bound, also while nothing is published
+                async with self._lock:
+                    if len(self._subscribers):
+                        await self._catch_up(_END)
+                    else:
+                        # Nobody to tell: just move past them (a later
+                        # subscriber replays them from the log).
+                        page = await self.log.read(self._last_position, self._last_position)
+                        self._last_position = max(self._last_position, page.last_position)
+            except sqlite3.Error as exc:
+                logger.warning("cannot read the event log for other instances' events: %s", exc)
 
     def gap(self, requested: str, after: int, resumed: int, reason: str) -> BusEvent:
         """The ``gap`` event a replay starts with when the log lost what followed ``after``."""

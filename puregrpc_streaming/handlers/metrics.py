@@ -12,6 +12,13 @@ Aggregates: ``aggregates[name]`` is the sum (as in the seed), and
 Metric names may not contain ``#``, so a derived key can never be the name
 of another metric (a metric called ``cpu.count`` used to overwrite the count
 of ``cpu``).
+
+The summary must fit in one response (:data:`~._common.MAX_MESSAGE_BYTES`,
+what gRPC clients accept): each distinct name adds five map entries, so a
+call whose names would take it past :data:`SUMMARY_BUDGET` ends
+RESOURCE_EXHAUSTED as soon as that name arrives, having stored nothing.
+Before, such a call stored every sample and then failed on the client's
+message limit, so a retry counted them all twice.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from ..access import owner_audience
 from ..authentication import caller_of
 from ..backends.base import EventBus, MetricSample, MetricsStore
 from ..protos import streaming_pb2 as pb
-from ._common import fail, invalid
+from ._common import MAX_MESSAGE_BYTES, fail, invalid
 
 logger = logging.getLogger("puregrpc_streaming.metrics")
 
@@ -42,6 +49,8 @@ METRICS_WRITE_BATCH = 500
 AGGREGATE_SEPARATOR = "#"
 #: The derived aggregates of every metric name.
 DERIVED = ("count", "min", "max", "mean")
+#: Bytes the aggregates of a summary may take (its ``total_count`` needs a few more).
+SUMMARY_BUDGET = MAX_MESSAGE_BYTES - 1024
 
 
 @dataclass(slots=True)
@@ -61,6 +70,22 @@ class _Aggregate:
 def aggregate_key(name: str, derived: str) -> str:
     """The ``aggregates`` key of a derived aggregate (``cpu#count``)."""
     return f"{name}{AGGREGATE_SEPARATOR}{derived}"
+
+
+def _varint_size(value: int) -> int:
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _entry_size(key: str) -> int:
+    """Encoded bytes of one ``aggregates`` entry (a map<string, double> field)."""
+    length = len(key.encode())
+    inner = 1 + _varint_size(length) + length + 9  # key field; value: tag and 8 bytes
+    return 1 + _varint_size(inner) + inner
+
+
+def summary_size(name: str) -> int:
+    """Bytes a metric name's five aggregates add to the summary."""
+    return _entry_size(name) + sum(_entry_size(aggregate_key(name, d)) for d in DERIVED)
 
 
 def _check(metric: pb.Metric, index: int) -> None:
@@ -101,6 +126,7 @@ class MetricsHandlers:
         aggregates: dict[str, _Aggregate] = {}
         pending: list[MetricSample] = []
         total = 0
+        summary_bytes = 0
         async with self._metrics.staging() as staging:
             async for metric in requests:
                 _check(metric, total)
@@ -110,6 +136,15 @@ class MetricsHandlers:
                         fail(
                             StatusCode.RESOURCE_EXHAUSTED,
                             f"more than {MAX_METRIC_NAMES} distinct metric names in one call",
+                        )
+                    summary_bytes += summary_size(metric.name)
+                    if summary_bytes > SUMMARY_BUDGET:
+                        fail(
+                            StatusCode.RESOURCE_EXHAUSTED,
+                            f"metric #{total} ({metric.name}): the aggregates of "
+                            f"{len(aggregates) + 1:,} distinct names would take the summary "
+                            f"past {SUMMARY_BUDGET:,} bytes; nothing was stored, send fewer "
+                            "(or shorter) names per call",
                         )
                     aggregate = aggregates[metric.name] = _Aggregate()
                 aggregate.add(metric.value)

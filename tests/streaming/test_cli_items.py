@@ -172,3 +172,35 @@ async def test_a_bare_room_command_is_an_error_not_a_message(target: str) -> Non
     assert result.code == 2
     assert result.err.count("error: /room needs a room name") == 2
     assert "ann: hi" in result.out and "/room" not in result.out
+
+
+async def test_serve_help_says_what_each_limit_is_and_its_default(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Before, twelve options (--max-upload-bytes, --query-timeout, --chat-burst,
+    # --retain-events, --log-level...) had no help or only "event log", and
+    # did not say their default.
+    with pytest.raises(SystemExit):
+        await amain(["serve", "--help"])
+    text = capsys.readouterr().out.split("Every option may also come")[0]
+    entries: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("  --"):
+            flag = line.split()[0]
+            entries[flag] = line
+        elif line.startswith("    ") and entries:
+            entries[flag] += line
+    without_default = {
+        "--config", "--data-dir", "--tls-cert", "--tls-key", "--client-ca",
+        "--tokens", "--token", "--admin",
+    }  # fmt: skip
+    assert len(entries) > 30
+    missing = [
+        flag
+        for flag, entry in entries.items()
+        if flag not in without_default and "default" not in " ".join(entry.split()[1:])
+    ]
+    assert missing == []
+    assert "largest file an upload may store (default 1G)" in " ".join(
+        entries["--max-upload-bytes"].split()
+    )

@@ -10,13 +10,16 @@ that completed before the kill has its data.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 import trio
 from fault_support import (
+    ADMIN_TOKEN,
     admin_stub,
     free_port,
     query_db,
@@ -28,6 +31,7 @@ from fault_support import (
 from service_support import chunks_of
 
 from puregrpc import RpcError, StatusCode
+from puregrpc_streaming.cli import amain
 from puregrpc_streaming.client_helpers import RetryPolicy, download_file, part_path, upload_file
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
@@ -205,3 +209,48 @@ async def test_a_resumable_upload_killed_halfway_resumes_after_the_restart(
         assert result.checksum == hashlib.sha256(data).hexdigest()
         assert await _download(stub, result.file_id) == data
     assert list(sessions.glob("*.part")) == []  # the session ended with the commit
+
+
+async def test_the_cli_upload_resumes_by_itself_across_a_kill_and_restart(
+    tmp_path: Path,
+) -> None:
+    # The CLI runs on while its server is SIGKILLed at about a fifth of the
+    # file and another starts on the same port and directory: `upload`
+    # reconnects, asks for the committed offset and sends only the rest.
+    data_dir = tmp_path / "data"
+    source = tmp_path / "big.bin"
+    data = os.urandom(48 << 20)
+    source.write_bytes(data)
+    port = free_port()
+    sessions = data_dir / "files" / "sessions"
+    out, err = io.StringIO(), io.StringIO()
+    status: list[int] = []
+    async with trio.open_nursery() as nursery:
+        async with server_process(data_dir, port=port) as first:
+            argv = ["upload", str(source), "--target", first.address, "--token", ADMIN_TOKEN]
+
+            async def upload_with_the_cli() -> None:
+                status.append(await amain(argv, stdout=out, stderr=err))
+
+            nursery.start_soon(upload_with_the_cli)
+            with trio.fail_after(30):
+                while not any(p.stat().st_size >= 8 << 20 for p in sessions.glob("*.part")):  # noqa: ASYNC110
+                    await trio.sleep(0.01)
+            first.kill()
+            await wait_for_exit(first)
+        async with server_process(data_dir, port=port) as second:
+            with trio.fail_after(60):
+                while not status:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            printed = dict(line.split(": ", 1) for line in out.getvalue().splitlines())
+            async with admin_stub(second.address) as stub:
+                stored = await _download(stub, printed["file_id"])
+    assert status == [0], err.getvalue()
+    said = err.getvalue()
+    assert "connection lost" in said  # then refused until the new server listened
+    resumed = re.search(r"resumed \d+ time\(s\), the last from ([\d,]+) bytes", said)
+    assert resumed is not None, said
+    resumed_from = int(resumed[1].replace(",", ""))
+    assert 0 < resumed_from < len(data)
+    assert printed["sha256"] == hashlib.sha256(data).hexdigest()
+    assert stored == data

@@ -74,6 +74,21 @@ async def test_resume_from_before_the_retained_range_reports_a_gap(tmp_path: Pat
         assert retained <= 10
 
 
+async def test_a_resume_across_a_restart_past_the_retained_range_reports_a_gap(
+    tmp_path: Path,
+) -> None:
+    retention = Retention(max_events=10)
+    async with running(tmp_path, retention=retention) as served:
+        bus = served.running.backends.events
+        published = [await bus.publish("batch.processed", {"n": n}) for n in range(300)]
+    async with running(tmp_path, retention=retention) as served:
+        gap, first = await collect(served, published[0].id, 2)
+    assert gap.type == "gap"
+    assert "retention deleted them" in json.loads(gap.payload)["reason"]
+    assert json.loads(first.payload)["n"] >= 290  # what is retained follows
+    assert first.id in {event.id for event in published}
+
+
 async def test_an_id_newer_than_the_log_is_a_gap_too(tmp_path: Path) -> None:
     async with running(tmp_path) as served:
         bus = served.running.backends.events
@@ -127,6 +142,47 @@ async def test_two_instances_on_one_directory_hand_out_distinct_ids(tmp_path: Pa
             ids.append((await one.events.publish("batch.processed", {"n": n})).id)
             ids.append((await two.events.publish("batch.processed", {"n": n})).id)
     assert len(set(ids)) == len(ids) == 100
+
+
+async def test_two_instances_on_one_directory_see_each_other_s_events_in_order(
+    tmp_path: Path,
+) -> None:
+    # Before, a watcher saw only its own instance's events live: here just
+    # n=1, and a resume after it would have passed over n=0 without a gap.
+    async with (
+        open_embedded_backends(tmp_path, dataset_rows=10) as one,
+        open_embedded_backends(tmp_path, dataset_rows=10) as two,
+        one.events.subscribe(types=frozenset({"batch.processed"})) as watcher,
+    ):
+        published = [
+            await two.events.publish("batch.processed", {"n": 0}),
+            await one.events.publish("batch.processed", {"n": 1}),  # after two's, in order
+            await two.events.publish("batch.processed", {"n": 2}),  # one publishes no more
+        ]
+        with trio.fail_after(5):
+            got = [await watcher.next() for _ in range(3)]
+    assert [event.payload["n"] for event in got] == [0, 1, 2]
+    assert [event.id for event in got] == [event.id for event in published]
+
+
+async def test_events_past_the_age_bound_go_while_nothing_is_published(tmp_path: Path) -> None:
+    # Before, the age bound was applied at open and by appends only: on a
+    # server that published nothing more, a chat message stayed in the log
+    # (and replayable) past its retention until the next event or restart.
+    retention = Retention(max_age=0.5)
+    async with open_embedded_backends(tmp_path, dataset_rows=10, retention=retention) as backends:
+        bus = backends.events
+        said = await bus.publish("chat.message", {"content": "gone soon"}, audience=("room:r",))
+        counts = [(await bus.log.stats())[0]]
+        with trio.fail_after(15):
+            while counts[-1]:
+                await trio.sleep(0.1)
+                counts.append((await bus.log.stats())[0])
+        async with bus.subscribe(after_id="0") as resumed:
+            with trio.fail_after(5):
+                gap = await resumed.next()
+    assert counts[0] == 1 and counts[-1] == 0
+    assert gap.type == "gap" and gap.payload["resumed_after"] == said.id
 
 
 def rss_mib() -> float:

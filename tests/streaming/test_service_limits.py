@@ -20,6 +20,7 @@ from service_support import running
 from puregrpc import RpcError, StatusCode
 from puregrpc.client import StreamStreamCall
 from puregrpc.error_details import RetryInfo, details_of
+from puregrpc_streaming.backends import Retention
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 from puregrpc_streaming.rate_limit import RateLimiter
@@ -61,6 +62,60 @@ async def test_chat_rate_limit_answers_retry_info(tmp_path: Path) -> None:
         assert 0 < retry.retry_delay.ToNanoseconds() / 1e9 <= 0.5
 
 
+class PeakRss:
+    """The highest RSS seen while :meth:`run` samples it (every 10 ms)."""
+
+    def __init__(self) -> None:
+        self.start = self.peak = rss_mib()
+
+    async def run(self) -> None:
+        """Sample until cancelled."""
+        while True:
+            self.peak = max(self.peak, rss_mib())
+            await trio.sleep(0.01)
+
+    @property
+    def grown(self) -> float:
+        """MiB the peak is above the start."""
+        return self.peak - self.start
+
+
+async def test_a_chat_flood_keeps_memory_bounded(tmp_path: Path) -> None:
+    # 2,000 messages of 60 kB (120 MB) through Chat, the rate limit lifted,
+    # a member of the room that never reads: the log keeps 8 MiB, the silent
+    # member is cut off at its queue's bound, and the peak RSS (sampled
+    # while the flood runs) stays flat. The issue's flood took 65 -> 1,233 MB.
+    retention = Retention(max_bytes=8 << 20)
+    settings = {"chat_rate": 1e6, "chat_burst": 1_000_000, "retention": retention}
+    async with running(tmp_path, **settings) as served, trio.open_nursery() as nursery:
+        rss = PeakRss()
+        nursery.start_soon(rss.run)
+        room = [("room-id", "flood")]
+        silent = served.stub.Chat(metadata=[("user-id", "bob"), *room])
+        talker = served.stub.Chat(metadata=[("user-id", "ann"), *room])
+        text = "x" * 60_000
+        with trio.fail_after(60):
+            async with silent, talker:
+                await silent.initial_metadata()
+                await talker.initial_metadata()
+
+                async def drain() -> None:
+                    async for _ in talker:  # ann reads her room (her own messages)
+                        pass
+
+                async with trio.open_nursery() as reading:
+                    reading.start_soon(drain)
+                    for n in range(2_000):
+                        await talker.send(pb.ChatMessage(content=f"{n} {text}"))
+                    await talker.done_writing()  # the call ends, and drain with it
+                silent.cancel()
+        count, size = await served.running.backends.events.log.stats()
+        nursery.cancel_scope.cancel()
+    assert size <= 8 << 20 and count < 2_000
+    assert rss.grown < 80, f"peak RSS {rss.grown:.0f} MiB over the start"
+    print(f"chat flood of 120 MB: peak RSS {rss.start:.0f} -> {rss.peak:.0f} MiB")
+
+
 # ------------------------------------------------------------------ queries
 
 
@@ -80,12 +135,16 @@ async def run_query(
 
 async def test_huge_rows_are_refused_and_the_stream_stays_usable(tmp_path: Path) -> None:
     async with running(tmp_path) as served, served.stub.InteractiveQuery() as call:
-        start = rss_mib()
-        rows, done = await run_query(call, "SELECT zeroblob(100000000) AS b FROM dataset LIMIT 3")
-        grown = rss_mib() - start
+        async with trio.open_nursery() as nursery:
+            rss = PeakRss()  # sampled while the query runs
+            nursery.start_soon(rss.run)
+            rows, done = await run_query(
+                call, "SELECT zeroblob(100000000) AS b FROM dataset LIMIT 3"
+            )
+            nursery.cancel_scope.cancel()
         assert (rows, done.error_code) == (0, "RESOURCE_EXHAUSTED")
         assert "larger than the limit of 1.0 MiB per row" in done.error
-        assert grown < 50, f"RSS grew by {grown:.0f} MiB"
+        assert rss.grown < 50, f"peak RSS {rss.grown:.0f} MiB over the start"
         # Values within the limit, but a row whose JSON is over it.
         rows, done = await run_query(
             call, "SELECT hex(randomblob(300000)) AS a, hex(randomblob(300000)) AS b"
@@ -106,14 +165,19 @@ async def test_truncation_at_max_rows_is_sent(tmp_path: Path) -> None:
 
 async def test_a_large_result_streams_in_bounded_memory(tmp_path: Path) -> None:
     # 1,000 rows of 100 kB: 100 MB of results, fetched a batch at a time.
-    async with running(tmp_path) as served, served.stub.InteractiveQuery() as call:
-        start = rss_mib()
+    async with (
+        running(tmp_path) as served,
+        served.stub.InteractiveQuery() as call,
+        trio.open_nursery() as nursery,
+    ):
+        rss = PeakRss()  # sampled while the rows stream
+        nursery.start_soon(rss.run)
         rows, done = await run_query(
             call, "SELECT id, hex(randomblob(50000)) AS x FROM dataset LIMIT 1000", max_rows=1000
         )
-        grown = rss_mib() - start
+        nursery.cancel_scope.cancel()
     assert (rows, done.error) == (1000, "")
-    assert grown < 60, f"RSS grew by {grown:.0f} MiB"
+    assert rss.grown < 60, f"peak RSS {rss.grown:.0f} MiB over the start"
 
 
 # -------------------------------------------------------------------- batch

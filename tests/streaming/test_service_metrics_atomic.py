@@ -78,3 +78,23 @@ async def test_aggregate_keys_do_not_collide_with_metric_names(tmp_path: Path) -
             await served.stub.CollectMetrics([pb.Metric(name="cpu#count", value=1.0)])
         assert caught.value.code is StatusCode.INVALID_ARGUMENT
         assert "names may not contain '#'" in caught.value.details
+
+
+async def test_a_summary_too_large_to_send_fails_before_storing_anything(tmp_path: Path) -> None:
+    # 5,000 names of 195 characters: five aggregates each make a 5.3 MB
+    # summary, more than a client accepts. Before, every sample was stored
+    # and the client then failed on its message limit (a retry counted twice).
+    def named(count: int) -> list[pb.Metric]:
+        return [pb.Metric(name=f"{n:05d}" + "x" * 190, value=1.0) for n in range(count)]
+
+    async with running(tmp_path) as served:
+        with pytest.raises(RpcError) as caught:
+            await served.stub.CollectMetrics(named(5_000), timeout=60)
+        assert caught.value.code is StatusCode.RESOURCE_EXHAUSTED
+        assert "distinct names would take the summary past" in caught.value.details
+        assert "nothing was stored" in caught.value.details
+        assert await stored_metrics(served) == []
+        summary = await served.stub.CollectMetrics(named(3_000), timeout=60)
+        assert summary.total_count == 3_000
+        assert 3 << 20 < summary.ByteSize() <= 4 << 20
+        assert len(await stored_metrics(served)) == 3_000

@@ -18,6 +18,7 @@ from service_support import Relay, Trigger, chunks_of, running
 from puregrpc import RpcError, StatusCode
 from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc_streaming.backends import LocalFileStore
+from puregrpc_streaming.backends.base import UploadSessionBusy
 from puregrpc_streaming.backends.upload_sessions import SessionPolicy, session_key
 from puregrpc_streaming.cli import amain
 from puregrpc_streaming.client_helpers import RetryPolicy, open_channel, upload_file
@@ -136,6 +137,66 @@ async def test_sessions_expire(tmp_path: Path) -> None:
         await store.close()
     assert SessionPolicy(ttl=10).expired(updated_at=100.0, now=111.0)
     assert not SessionPolicy(ttl=10).expired(updated_at=100.0, now=105.0)
+
+
+async def test_expiry_never_removes_a_session_being_uploaded(tmp_path: Path) -> None:
+    # A session idle past its ttl expires; one that a call is writing to now
+    # (here for longer than the ttl) is not idle, whoever runs the expiry: a
+    # new session on this instance or on another one sharing the directory.
+    policy = SessionPolicy(ttl=0.05)
+    one = LocalFileStore(tmp_path / "files", sessions=policy)
+    two = LocalFileStore(tmp_path / "files", sessions=policy)
+    await one.prepare()
+    await two.prepare()
+    try:
+        key = session_key("user:ann", "long-upload")
+        assert await one.claim_session(key) == 0
+        sink = await one.resume_upload(key, "long.bin", 0)
+        await sink.write(b"a" * 1000)
+        await trio.sleep(0.1)  # past the ttl, the call still going on
+        for store, owner in ((one, "user:bob"), (two, "user:cat")):
+            other = session_key(owner, "another-upload")
+            assert await store.claim_session(other) == 0
+            await (await store.resume_upload(other, "other.bin", 0)).abort()
+        await sink.write(b"b" * 1000)
+        record = await sink.commit()
+    finally:
+        await one.close()
+        await two.close()
+    assert record.size == 2000
+    assert record.checksum == hashlib.sha256(b"a" * 1000 + b"b" * 1000).hexdigest()
+    assert list((tmp_path / "files" / "sessions").iterdir()) == []
+
+
+async def test_a_session_restarted_after_expiry_keeps_its_lock(tmp_path: Path) -> None:
+    # A call that finds its session expired starts it again, holding the
+    # session's lock: another instance must find the session busy. Before,
+    # the expiry unlinked the lock file under the claim, so the other
+    # instance locked a new one and both wrote to the same .part.
+    policy = SessionPolicy(ttl=0.05)
+    one = LocalFileStore(tmp_path / "files", sessions=policy)
+    two = LocalFileStore(tmp_path / "files", sessions=policy)
+    await one.prepare()
+    await two.prepare()
+    try:
+        key = session_key("user:ann", "comes-back-late")
+        assert await one.claim_session(key) == 0
+        first = await one.resume_upload(key, "late.bin", 0)
+        await first.write(b"kept, then expired")
+        await first.suspend()
+        await trio.sleep(0.1)  # past the ttl
+        assert await one.claim_session(key) == 0  # expired: starts again
+        again = await one.resume_upload(key, "late.bin", 0)
+        await again.write(b"x" * 1000)
+        with pytest.raises(UploadSessionBusy):
+            await two.claim_session(key)
+        await again.write(b"y" * 1000)
+        record = await again.commit()
+    finally:
+        await one.close()
+        await two.close()
+    assert record.checksum == hashlib.sha256(b"x" * 1000 + b"y" * 1000).hexdigest()
+    assert list((tmp_path / "files" / "sessions").iterdir()) == []
 
 
 async def test_upload_resumes_after_a_dropped_connection(
