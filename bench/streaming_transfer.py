@@ -1,8 +1,11 @@
 """Streaming transfers: DownloadFile and UploadFile of a 256 MiB file (issue #8, "Speed").
 
     python3 bench/streaming_transfer.py [--quick] [--repeats N] [--no-profile]
+    python3 bench/streaming_transfer.py --helpers [--pairs N] [--sizes 64,256] [--client-cores 1]
 
-(run at the end of ``make bench``, or on its own; ``--quick``: 64 MiB, 1 repeat.)
+(run at the end of ``make bench``, or on its own; ``--quick``: 64 MiB, 1 repeat.
+``--helpers``: the service's client helpers against a minimal client on the
+puregrpc server, in pairs: ``transfer_helpers.py``, issue #14.)
 
 Two servers of the streaming.v1 file RPCs, each measured with two clients in
 the same run:
@@ -762,6 +765,10 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if "--helpers" in sys.argv[1:]:
+        import transfer_helpers
+
+        sys.exit(transfer_helpers.main([a for a in sys.argv[1:] if a != "--helpers"]))
     try:
         sys.exit(main())
     finally:

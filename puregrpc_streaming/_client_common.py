@@ -14,12 +14,20 @@ import trio
 
 from puregrpc import StatusCode
 from puregrpc.client import BackoffPolicy, CallOptions, Channel, ChannelOptions
+from puregrpc.wire import ConnectionConfig
 
 #: Upload chunk size: the top of the 16-64 KiB range the service recommends.
 DEFAULT_CHUNK_SIZE = 64 * 1024
 
 #: Hashing reads files in blocks this large.
 _HASH_BLOCK = 1 << 20
+
+#: The largest DATA frame the helpers' channel accepts (SETTINGS_MAX_FRAME_SIZE),
+#: as the service's server does for itself: a 64 KiB chunk then comes as one
+#: frame, not four of HTTP/2's default 16 KiB, and each frame costs the
+#: receive loop about the same whatever its size (a download's client CPU:
+#: 0.127 -> 0.102 s per 64 MiB with the minimal client).
+MAX_FRAME_SIZE = 1 << 20
 
 
 #: The reads the channel itself retries (gRFC A6, through the service config)
@@ -134,7 +142,8 @@ async def open_channel(
     backoff is kept short (0.1 s growing to 2 s) because the helpers here
     pace their resumptions themselves; a connection attempt is given 5 s.
     The channel retries the reads of :data:`RETRIED_READS` that fail
-    UNAVAILABLE before any response (:data:`SERVICE_CONFIG`).
+    UNAVAILABLE before any response (:data:`SERVICE_CONFIG`). It accepts
+    DATA frames up to :data:`MAX_FRAME_SIZE`.
     """
     if token is not None and (not token or any(c.isspace() for c in token)):
         raise ValueError("a bearer token must be non-empty and without spaces")
@@ -143,6 +152,7 @@ async def open_channel(
         backoff=BackoffPolicy(initial_backoff=0.1, max_backoff=2.0, min_connect_timeout=5.0),
         call_defaults=defaults,
         service_config=SERVICE_CONFIG,
+        connection=ConnectionConfig(max_frame_size=MAX_FRAME_SIZE),
     )
     secure = tls or tls_ca is not None or tls_cert is not None
     ssl_context = client_tls_context(tls_ca, cert=tls_cert, key=tls_key) if secure else None

@@ -22,6 +22,7 @@ stalls the event loop.
 from __future__ import annotations
 
 from ._client_common import DEFAULT_CHUNK_SIZE as DEFAULT_CHUNK_SIZE
+from ._client_common import MAX_FRAME_SIZE as MAX_FRAME_SIZE
 from ._client_common import RETRIED_READS as RETRIED_READS
 from ._client_common import SERVICE_CONFIG as SERVICE_CONFIG
 from ._client_common import RetryPolicy as RetryPolicy
@@ -41,6 +42,7 @@ from ._client_watch import EventWatcher as EventWatcher
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "MAX_FRAME_SIZE",
     "RETRIED_READS",
     "SERVICE_CONFIG",
     "DownloadResult",
