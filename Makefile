@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m puregrpc_streaming.demo
 
-# Installs redis-server, postgresql and nginx-light with apt-get where missing (root or sudo -n).
+# Installs redis-server, postgresql and nginx with apt-get where missing (root or sudo -n).
 demo-cluster: $(STAMP)
 	$(PY) -m puregrpc_streaming.demo_cluster --install
 

@@ -94,5 +94,5 @@ if __name__ == "__main__":
     parser.add_argument("--size-mib", type=int, default=64)
     args = parser.parse_args()
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
-        sys.exit("nginx is required: apt-get install -y nginx-light")
+        sys.exit("nginx is required: apt-get install -y nginx")
     trio.run(main, args.repeats, args.size_mib)

@@ -20,7 +20,7 @@ one temporary directory. Then, as authenticated users:
 
 Everything is stopped and removed at the end, also after a failure or
 Ctrl-C. ``--install`` first installs the Debian packages that are missing
-(redis-server, postgresql, nginx-light) with apt-get, as ``.ci/run`` does.
+(redis-server, postgresql, nginx) with apt-get, as ``.ci/run`` does.
 """
 
 from __future__ import annotations
@@ -98,11 +98,18 @@ def install_missing() -> None:
 class Demo:
     """The running cluster: instances by name, stubs per user and per place."""
 
-    def __init__(self, work: Path, tokens: dict[str, str], nginx: Nginx) -> None:
+    def __init__(
+        self,
+        work: Path,
+        tokens: dict[str, str],
+        nginx: Nginx,
+        instances: dict[str, ServiceInstance],
+    ) -> None:
         self.work = work
         self.tokens = tokens
         self.nginx = nginx
-        self.instances: dict[str, ServiceInstance] = {}
+        #: "A" and "B".
+        self.instances = instances
         #: Which instance nginx sent each call of :meth:`through` to.
         self.recorder = UpstreamRecorder()
 
@@ -333,7 +340,7 @@ async def run_demo(work: Path, size: int) -> None:
         shared = ("--redis-url", redis.url, "--postgres-url", postgres.url)
         options = [*shared, "--tokens", str(work / "tokens.txt"), "--dataset-rows", str(ROWS)]
         options += ["--log-level", "ERROR"]
-        instances = {}
+        instances: dict[str, ServiceInstance] = {}
         for name in ("A", "B"):
             instance = await stack.enter_async_context(run_instance(name, work / "data", *options))
             instances[name] = instance
@@ -343,8 +350,7 @@ async def run_demo(work: Path, size: int) -> None:
         await trio.to_thread.run_sync(nginx.start)
         stack.callback(nginx.stop)
         say(f"nginx on {nginx.address}: grpc_pass over A and B ({nginx.config_path})")
-        demo = Demo(work, tokens, nginx)
-        demo.instances = instances
+        demo = Demo(work, tokens, nginx, instances)
         say("  data directory shared by A and B; events and chat on Redis; records on PostgreSQL")
 
         say("\n1. a watcher on A sees an upload made through B")

@@ -53,7 +53,7 @@ def missing_packages() -> list[str]:
     if postgres_bindir() is None:
         missing.append("postgresql")
     if find_nginx()[0] is None:
-        missing.append("nginx-light")
+        missing.append("nginx")
     return missing
 
 

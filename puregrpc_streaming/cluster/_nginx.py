@@ -84,7 +84,7 @@ def find_nginx() -> tuple[str | None, str]:
     """
     found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
     if found is None:
-        return None, "nginx is not installed (Debian package nginx or nginx-light)"
+        return None, "nginx is not installed (Debian package nginx)"
     try:
         probe = subprocess.run(
             [found, "-V"], capture_output=True, text=True, timeout=10, check=False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,14 +42,14 @@ class UpstreamRecorder:
     """A client interceptor noting, for every call, the instance nginx sent it to.
 
     Give it to the channel (``open_channel(..., interceptors=[recorder])``);
-    :attr:`calls` lists the calls in the order they started. The upstream is
-    read from the response headers once the caller has asked for them or
-    received a first response.
+    :attr:`calls` holds the last ``keep`` calls in the order they started.
+    The upstream is read from the response headers once the caller has
+    asked for them or received a first response.
     """
 
-    def __init__(self) -> None:
-        #: Every call so far, oldest first.
-        self.calls: list[CallRecord] = []
+    def __init__(self, keep: int = 10_000) -> None:
+        #: The last ``keep`` calls, oldest first.
+        self.calls: deque[CallRecord] = deque(maxlen=keep)
 
     async def intercept(
         self, details: ClientCallDetails, proceed: ClientContinuation
