@@ -61,8 +61,8 @@ __all__ = [
 
 #: Response header naming the instance (``HOST:PORT``) nginx sent the call to.
 UPSTREAM_HEADER = "x-upstream"
-#: grpc-message of the UNAVAILABLE nginx answers when no instance accepts the call (502).
-NO_UPSTREAM_MESSAGE = "nginx: no upstream instance accepted the call (502 Bad Gateway)"
+#: grpc-message of the UNAVAILABLE nginx answers when no instance answers the call (502).
+NO_UPSTREAM_MESSAGE = "nginx: no upstream instance answered the call (502 Bad Gateway)"
 #: grpc-message of the UNAVAILABLE nginx answers when connecting to the instances timed out.
 UPSTREAM_TIMEOUT_MESSAGE = "nginx: the upstream instances did not answer in time (504)"
 

@@ -59,6 +59,6 @@ def test_the_cluster_demo_survives_a_killed_instance_and_stops_everything() -> N
     assert re.search(r"1 reconnect, sha256 [0-9a-f]{16}\.\.\. verified", out)
     assert re.search(r"replayed by [AB] after .*sync\.changed x1", out)
     assert f"instance {other} stopped (SIGTERM, status 0)" in out
-    assert "-> UNAVAILABLE: nginx: no upstream instance accepted the call" in out
+    assert "-> UNAVAILABLE: nginx: no upstream instance answered the call" in out
     assert re.search(r"^all stopped; \S+ removed$", out, re.MULTILINE)
     assert "Traceback" not in result.stderr

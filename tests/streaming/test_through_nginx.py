@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 import trio
-from nginx_support import TOKENS, Cluster, cluster, nginx_binary, through
+from hyperframe.frame import HeadersFrame
+from nginx_support import ADMIN_TOKEN, TOKENS, Cluster, cluster, nginx_binary, through
 from postgres_support import PostgresServer, postgres_server
 from redis_support import RedisServer, redis_server
 
 from puregrpc import RpcError, StatusCode
+from puregrpc.testing.hostile import RawPeer, hostile_server
 from puregrpc_streaming.client_helpers import RetryPolicy, download_file, upload_file
 from puregrpc_streaming.cluster import (
     NO_UPSTREAM_MESSAGE,
@@ -24,6 +26,7 @@ from puregrpc_streaming.cluster import (
     NginxSettings,
     ServiceInstance,
     render_config,
+    run_instance,
 )
 from puregrpc_streaming.progress import Progress
 from puregrpc_streaming.protos import streaming_pb2 as pb
@@ -268,3 +271,41 @@ async def test_no_instance_reachable_is_unavailable(
             assert failure.details == NO_UPSTREAM_MESSAGE
         else:
             assert failure.details.startswith("HTTP status 502 (Bad Gateway)")
+
+
+async def test_a_call_whose_instance_breaks_before_answering_is_unavailable_then_retried(
+    tmp_path: Path, nginx_binary: str
+) -> None:
+    requests: list[bytes] = []
+
+    async def breaks_after_the_request(peer: RawPeer, index: int) -> None:
+        # An instance going away: it takes the call, then drops the connection.
+        while (frame := await peer.next_frame()) is not None:
+            if isinstance(frame, HeadersFrame):
+                requests.append(bytes(frame.data))
+                return
+
+    async with (
+        hostile_server(breaks_after_the_request) as broken_port,
+        run_instance("B", tmp_path / "data", "--token", f"{ADMIN_TOKEN}:ops:admin") as b,
+    ):
+        broken = f"127.0.0.1:{broken_port}"
+        settings = NginxSettings(upstreams=(broken, b.address))
+        nginx = Nginx(settings, tmp_path / "nginx", binary=nginx_binary)
+        await trio.to_thread.run_sync(nginx.start)
+        try:
+            async with through(nginx.address) as (stub, recorder):
+                with pytest.raises(RpcError) as missing, trio.fail_after(20):
+                    # The first call goes to the first upstream: the broken one.
+                    await stub.GetData(pb.GetDataRequest(key="k"), timeout=10)
+            first_line = nginx.access_log.read_text().splitlines()[0]
+        finally:
+            nginx.stop()
+    assert len(requests) == 1
+    # B answered (NOT_FOUND): directly through nginx, or on the channel's own retry.
+    assert missing.value.code is StatusCode.NOT_FOUND
+    # nginx never resends a gRPC call it sent (its body is unbuffered): it
+    # answered UNAVAILABLE (the 204 mapping), and the channel retried the read
+    # (A6), this time on B.
+    assert " 204 upstream=" in first_line and f"upstream={broken} " in first_line, first_line
+    assert [call.method for call in recorder.calls] == ["GetData"]
