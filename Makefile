@@ -1,10 +1,11 @@
-# Two entry points for a fresh machine: `make demo` (the main job) and `make test` (the CI suite).
+# Entry points for a fresh machine: `make demo` (the main job), `make test` (the CI suite) and
+# `make demo-cluster` (two instances on Redis and PostgreSQL behind nginx; docs/cluster.md).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench
+.PHONY: demo demo-cluster test lint typecheck unit bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(PY) -m puregrpc_streaming.demo
+
+# Installs redis-server, postgresql and nginx with apt-get where missing (root or sudo -n).
+demo-cluster: $(STAMP)
+	$(PY) -m puregrpc_streaming.demo_cluster --install
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

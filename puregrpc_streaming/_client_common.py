@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +13,13 @@ from pathlib import Path
 import trio
 
 from puregrpc import StatusCode
-from puregrpc.client import BackoffPolicy, CallOptions, Channel, ChannelOptions
+from puregrpc.client import (
+    BackoffPolicy,
+    CallOptions,
+    Channel,
+    ChannelOptions,
+    ClientInterceptor,
+)
 from puregrpc.wire import ConnectionConfig
 
 #: Upload chunk size: the top of the 16-64 KiB range the service recommends.
@@ -132,6 +138,7 @@ async def open_channel(
     token: str | None = None,
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
+    interceptors: Sequence[ClientInterceptor] = (),
 ) -> AsyncIterator[Channel]:
     """A channel to ``target`` (``HOST:PORT``), over TLS if ``tls``, ``tls_ca`` or ``tls_cert``.
 
@@ -143,7 +150,8 @@ async def open_channel(
     pace their resumptions themselves; a connection attempt is given 5 s.
     The channel retries the reads of :data:`RETRIED_READS` that fail
     UNAVAILABLE before any response (:data:`SERVICE_CONFIG`). It accepts
-    DATA frames up to :data:`MAX_FRAME_SIZE`.
+    DATA frames up to :data:`MAX_FRAME_SIZE`. ``interceptors`` wrap every
+    call (the first outermost).
     """
     if token is not None and (not token or any(c.isspace() for c in token)):
         raise ValueError("a bearer token must be non-empty and without spaces")
@@ -158,7 +166,11 @@ async def open_channel(
     ssl_context = client_tls_context(tls_ca, cert=tls_cert, key=tls_key) if secure else None
     try:
         async with Channel(
-            target, ssl_context=ssl_context, options=options, server_hostname=server_name
+            target,
+            ssl_context=ssl_context,
+            options=options,
+            server_hostname=server_name,
+            interceptors=interceptors,
         ) as channel:
             yield channel
     except BaseExceptionGroup as group:
