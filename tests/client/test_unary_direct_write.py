@@ -11,23 +11,18 @@ calls still go through the coalescing writer.
 from __future__ import annotations
 
 import hashlib
-import socket
 import threading
 from collections.abc import Iterator
 
 import pytest
 import trio
+from small_sockets import channel_over_small_sockets, pattern
 
 from puregrpc.client import Channel
 from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import MethodHandler, Server, ServicerContext
 
 DIGEST = raw_method("/direct.Test/Digest", Cardinality.UNARY_UNARY)
-
-
-def pattern(size: int) -> bytes:
-    """Bytes whose every position is distinct enough to show a lost or reordered chunk."""
-    return bytes(index * 7 % 251 for index in range(size))
 
 
 async def digest(request: bytes, context: ServicerContext) -> bytes:
@@ -38,60 +33,32 @@ def expected(request: bytes) -> bytes:
     return b"%d:" % len(request) + hashlib.sha256(request).digest()
 
 
-def small_buffer_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    """A connected socket pair whose buffers take a few KiB per write at most."""
-    client_sock, server_sock = socket.socketpair()
-    for sock in (client_sock, server_sock):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    return (
-        trio.SocketStream(trio.socket.from_stdlib_socket(client_sock)),
-        trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)),
-    )
-
-
 async def test_a_request_the_socket_does_not_take_at_once_arrives_whole() -> None:
     server = Server([MethodHandler(method=DIGEST, func=digest)])
-    async with trio.open_nursery() as nursery:
-        client_end, server_end = small_buffer_pair()
-        nursery.start_soon(server.handle_stream, server_end)
-
-        async def connect() -> trio.abc.Stream:
-            return client_end
-
-        async with Channel(connect=connect) as channel:
-            with trio.fail_after(10):
-                # 60,000 B fits the window, not the socket; 200,000 B waits for
-                # the server's window too (the half-close follows the wait).
-                for size in (60_000, 10, 200_000, 0, 59_999):
-                    request = pattern(size)
-                    call = channel.unary_unary(DIGEST, request)
-                    assert await call == expected(request)
-                    assert call.status is not None and call.status.ok
-        nursery.cancel_scope.cancel()
+    async with channel_over_small_sockets(server) as channel:
+        with trio.fail_after(10):
+            # 60,000 B fits the window, not the socket; 200,000 B waits for
+            # the server's window too (the half-close follows the wait).
+            for size in (60_000, 10, 200_000, 0, 59_999):
+                request = pattern(size)
+                call = channel.unary_unary(DIGEST, request)
+                assert await call == expected(request)
+                assert call.status is not None and call.status.ok
 
 
 async def test_concurrent_unary_calls_share_the_writer() -> None:
     server = Server([MethodHandler(method=DIGEST, func=digest)])
-    async with trio.open_nursery() as nursery:
-        client_end, server_end = small_buffer_pair()
-        nursery.start_soon(server.handle_stream, server_end)
+    async with channel_over_small_sockets(server) as channel:
+        results: dict[int, bytes] = {}
 
-        async def connect() -> trio.abc.Stream:
-            return client_end
+        async def one(index: int) -> None:
+            results[index] = await channel.unary_unary(DIGEST, pattern(index * 997), timeout=10)
 
-        async with Channel(connect=connect) as channel:
-            results: dict[int, bytes] = {}
-
-            async def one(index: int) -> None:
-                results[index] = await channel.unary_unary(DIGEST, pattern(index * 997), timeout=10)
-
-            with trio.fail_after(20):
-                async with trio.open_nursery() as calls:
-                    for index in range(40):
-                        calls.start_soon(one, index)
-            assert results == {index: expected(pattern(index * 997)) for index in range(40)}
-        nursery.cancel_scope.cancel()
+        with trio.fail_after(20):
+            async with trio.open_nursery() as calls:
+                for index in range(40):
+                    calls.start_soon(one, index)
+        assert results == {index: expected(pattern(index * 997)) for index in range(40)}
 
 
 class WriterSteps(trio.abc.Instrument):

@@ -8,12 +8,10 @@ headers a handler sends early must not wait for its end.
 
 from __future__ import annotations
 
-import socket
-
 import trio
+from small_sockets import channel_over_small_sockets, pattern
 
 from puregrpc import Metadata
-from puregrpc.client import Channel
 from puregrpc.runtime import Cardinality, raw_method
 from puregrpc.server import MethodHandler, Server, ServicerContext
 
@@ -24,43 +22,18 @@ EARLY = raw_method("/direct.Test/Early", Cardinality.UNARY_UNARY)
 RESPONSE_SIZE = 60_000
 
 
-def pattern(size: int) -> bytes:
-    """Bytes whose every position is distinct enough to show a lost or reordered chunk."""
-    return bytes(index * 7 % 251 for index in range(size))
-
-
 async def big(request: bytes, context: ServicerContext) -> bytes:
     return pattern(int(request))
 
 
-def small_buffer_pair() -> tuple[trio.SocketStream, trio.SocketStream]:
-    """A connected socket pair whose buffers take a few KiB per write at most."""
-    client_sock, server_sock = socket.socketpair()
-    for sock in (client_sock, server_sock):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    return (
-        trio.SocketStream(trio.socket.from_stdlib_socket(client_sock)),
-        trio.SocketStream(trio.socket.from_stdlib_socket(server_sock)),
-    )
-
-
 async def test_what_the_socket_does_not_take_at_once_still_arrives_in_order() -> None:
     server = Server([MethodHandler(method=BIG, func=big)])
-    async with trio.open_nursery() as nursery:
-        client_end, server_end = small_buffer_pair()
-        nursery.start_soon(server.handle_stream, server_end)
-
-        async def connect() -> trio.abc.Stream:
-            return client_end
-
-        async with Channel(connect=connect) as channel:
-            with trio.fail_after(10):
-                for size in (RESPONSE_SIZE, 10, RESPONSE_SIZE - 1):
-                    call = channel.unary_unary(BIG, b"%d" % size)
-                    assert await call == pattern(size)
-                    assert call.status is not None and call.status.ok
-        nursery.cancel_scope.cancel()
+    async with channel_over_small_sockets(server) as channel:
+        with trio.fail_after(10):
+            for size in (RESPONSE_SIZE, 10, RESPONSE_SIZE - 1):
+                call = channel.unary_unary(BIG, b"%d" % size)
+                assert await call == pattern(size)
+                assert call.status is not None and call.status.ok
 
 
 async def test_initial_metadata_sent_early_leaves_before_the_response() -> None:
@@ -74,17 +47,9 @@ async def test_initial_metadata_sent_early_leaves_before_the_response() -> None:
         return b"late"
 
     server = Server([MethodHandler(method=EARLY, func=early)])
-    async with trio.open_nursery() as nursery:
-        client_end, server_end = small_buffer_pair()
-        nursery.start_soon(server.handle_stream, server_end)
-
-        async def connect() -> trio.abc.Stream:
-            return client_end
-
-        async with Channel(connect=connect) as channel:
-            with trio.fail_after(10):
-                call = channel.unary_unary(EARLY, b"")
-                assert (await call.initial_metadata())["x-early"] == "yes"
-                seen.set()
-                assert await call == b"late"
-        nursery.cancel_scope.cancel()
+    async with channel_over_small_sockets(server) as channel:
+        with trio.fail_after(10):
+            call = channel.unary_unary(EARLY, b"")
+            assert (await call.initial_metadata())["x-early"] == "yes"
+            seen.set()
+            assert await call == b"late"
