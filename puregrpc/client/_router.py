@@ -147,13 +147,8 @@ class CallRouter:
         if self._closed:
             return None
         self.exit_idle()
-        subchannel = self._pick(trio.current_time()).subchannel
-        if subchannel is None:
-            return None
-        if isinstance(subchannel, HealthCheckedSubchannel):
-            subchannel = subchannel.subchannel
-        assert isinstance(subchannel, Subchannel)
-        return subchannel.ready_connection()
+        subchannel = _connected_subchannel(self._pick(trio.current_time()))
+        return None if subchannel is None else subchannel.ready_connection()
 
     async def pick(self, wait_for_ready: bool, *, for_call: bool = True) -> SubchannelConnection:
         """The connection a call starts on: picked by the balancer, READY.
@@ -171,11 +166,8 @@ class CallRouter:
             self.exit_idle()
             now = trio.current_time()
             picked = self._pick(now)
-            if picked.subchannel is not None:
-                subchannel = picked.subchannel
-                if isinstance(subchannel, HealthCheckedSubchannel):
-                    subchannel = subchannel.subchannel
-                assert isinstance(subchannel, Subchannel)
+            subchannel = _connected_subchannel(picked)
+            if subchannel is not None:
                 was_ready = subchannel.state is _S.READY
                 current = subchannel.ready_connection(for_call=for_call)
                 if current is not None:
@@ -341,3 +333,14 @@ class CallRouter:
         else:
             state = self._balancer.state
         self.connectivity.move_to(state)
+
+
+def _connected_subchannel(picked: Pick) -> Subchannel | None:
+    """The subchannel a pick named, unwrapped from its health check; None if it named none."""
+    subchannel = picked.subchannel
+    if subchannel is None:
+        return None
+    if isinstance(subchannel, HealthCheckedSubchannel):
+        subchannel = subchannel.subchannel
+    assert isinstance(subchannel, Subchannel)
+    return subchannel
