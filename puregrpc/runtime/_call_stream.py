@@ -63,6 +63,7 @@ class CallStream(Generic[ConnT]):
     """What both roles share: the inbox, the end, and the waits on them."""
 
     __slots__ = (
+        "_answering",
         "_connection",
         "_lot",
         "end_event",
@@ -94,6 +95,10 @@ class CallStream(Generic[ConnT]):
         # the end): waiters re-check their own condition when woken, and one
         # lot per call is cheaper than three when most calls never wait.
         self._lot = trio.lowlevel.ParkingLot()
+        # True from taking a message until the next send: that send is most
+        # likely an answer its peer waits for (a ping-pong), which leaves
+        # from this task at once when the call is alone on its connection.
+        self._answering = False
 
     # ------------------------------------------------ from the reader task
 
@@ -160,6 +165,7 @@ class CallStream(Generic[ConnT]):
         if not inbox:
             self.inbox = NO_MESSAGES  # emptied: the call's own deque goes
         self.last_compressed = event.compressed
+        self._answering = True
         if self._connection.consume(self.stream_id, event.wire_length):
             self.transport.wake_writer()
         return event.data
@@ -185,13 +191,28 @@ class CallStream(Generic[ConnT]):
             raise RpcError(exc.code, str(exc)) from None
         transport.note_queued(len(data) + 5)
         if blocked or not self.hold_writes or transport.congested:
-            transport.wake_writer()
+            self._hand_over(transport)
         while blocked and connection.is_blocked(stream_id):
             if self.end_event is not None or transport.closed:
                 await self.raise_ended("cannot send")
             await self._lot.park()
         if transport.congested:
             await transport.wait_writable()
+
+    def _hand_over(self, transport: Transport[ConnT]) -> None:
+        """A message was queued: write it now if it answers the peer, else wake the writer.
+
+        The first message after one was taken is written from this task when
+        the call is alone on its connection (the peer is likely waiting for
+        it, and the writer would only take one scheduler pass longer); the
+        messages of a burst that follows go to the writer, which coalesces
+        them.
+        """
+        if self._answering:
+            self._answering = False
+            transport.write_answer()
+        else:
+            transport.wake_writer()
 
     async def wait_end(self) -> CallEnded:
         """Wait until the call has ended (messages keep arriving in the inbox)."""
@@ -443,7 +464,7 @@ class ClientCallStream(CallStream[ClientConnection]):
             transport.wake_writer()  # default headers may have been queued
             raise RpcError(exc.code, str(exc)) from None
         transport.note_queued(len(data) + 5)
-        transport.wake_writer()
+        self._hand_over(transport)
         return blocked or transport.congested
 
     async def wait_sent(self) -> None:

@@ -226,10 +226,16 @@ class Transport(Generic[ConnT]):
         totals = connection.totals
         data: bytes | bytearray = self._initial_data
         self._initial_data = b""
+        fd = self._fd
+        drained = False  # the last read took less than it asked for
         while True:
             if not data:
                 try:
-                    data = await receive_some(READ_SIZE)
+                    if drained:
+                        data = await self._receive_when_readable(fd)
+                    else:
+                        data = await receive_some(READ_SIZE)
+                    drained = fd >= 0 and len(data) < READ_SIZE
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                     logger.debug("read from %s failed: %r", self.peer, exc)
                     if not self._closed:
@@ -266,6 +272,21 @@ class Transport(Generic[ConnT]):
                 else:
                     self.wake_writer()
             data = b""
+
+    @staticmethod
+    async def _receive_when_readable(fd: int) -> bytes:
+        """Read a plain socket that the last read emptied: wait first, then read.
+
+        ``receive_some`` tries the read first, which on a socket the last read
+        emptied fails (EAGAIN, an exception) before it waits: one system call
+        and one exception per round trip, for nothing.
+        """
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            try:
+                return os.read(fd, READ_SIZE)
+            except BlockingIOError:  # woken, but another reader got there (never here)
+                continue
 
     async def _writer(self) -> None:
         connection = self.connection
@@ -415,6 +436,16 @@ class Transport(Generic[ConnT]):
         """
         if self._dirty and self.connection.open_calls <= 1:
             self.write_now()
+
+    def write_answer(self) -> None:
+        """A call queued what its peer is likely waiting for: write it now if the call is alone.
+
+        Else wake the writer, which coalesces what the calls queued.
+        """
+        if self.connection.open_calls <= 1 and not self._dirty:
+            self.write_now()
+        else:
+            self.wake_writer()
 
     def wake_writer(self) -> None:
         """Ask the writer to send what the state machine has queued (runtime use)."""
