@@ -42,6 +42,7 @@ import hpack.table
 from h2.connection import AllowedStreamIDs, ConnectionInputs
 from h2.frame_buffer import FrameBuffer
 from h2.stream import StreamState
+from hyperframe.exceptions import InvalidDataError, InvalidFrameError
 from hyperframe.frame import Frame, GoAwayFrame, RstStreamFrame, SettingsFrame
 
 from ._hpack_cache import CachingDecoder, CachingEncoder
@@ -158,6 +159,20 @@ def _rst_stream(stream_id: int, error_code: int) -> RstStreamFrame:
     return frame
 
 
+def _header_refused(data: bytes | bytearray | memoryview, pos: int) -> bool:
+    """Whether h2 refuses the frame header at ``data[pos:pos + 9]`` before the frame's body arrives.
+
+    h2 parses a frame's header as soon as its 9 bytes are in (a HEADERS
+    frame on stream 0, say, is a protocol error then): a frame held back
+    until it is whole must be refused as early.
+    """
+    try:
+        Frame.parse_frame_header(memoryview(bytes(data[pos : pos + 9])))
+    except (InvalidDataError, InvalidFrameError):
+        return True
+    return False
+
+
 def error_code(code: int) -> h2.errors.ErrorCodes | int:
     """An HTTP/2 error code as h2's enum when it is a known one, else the int."""
     try:
@@ -192,6 +207,10 @@ class H2Connection(h2.connection.H2Connection):
         #: Streams held (open or closed, h2 prunes the closed ones only
         #: while it counts) at which :meth:`room_for_stream` counts again.
         self._count_at = _COUNT_SLACK
+        #: The start of a frame that the last read cut (the fast receive
+        #: path's own, so that bulk DATA, whose frames reads cut all the time,
+        #: stays on it); empty between whole frames.
+        self._partial = bytearray()
 
     def room_for_stream(self, inbound: bool) -> bool:
         """Whether one more stream opened by the peer (``inbound``) or by us fits the limit.
@@ -272,38 +291,100 @@ class H2Connection(h2.connection.H2Connection):
     # frame (a PING, SETTINGS, RST_STREAM, one h2 would refuse) is handed to h2's
     # own receive_data by itself, so frame order, every error and every limit
     # stay h2's; from a partial frame on, or while a header block waits for
-    # CONTINUATION, the rest is h2's entirely. The differential test in
-    # tests/wire checks events, errors, states and windows against plain h2.
+    # CONTINUATION, the rest is h2's entirely. A frame that a read cuts (in
+    # bulk transfers, most reads end inside a DATA frame) waits in
+    # ``_partial`` and is completed from the front of the next read, so the
+    # frames after it stay on this path; only a frame header announcing more
+    # than the frame size limit goes to h2 as it is, for h2 to refuse. Bytes
+    # h2 buffered with the preface are taken over the same way. The
+    # differential test in tests/wire checks events, errors, states and
+    # windows against plain h2, with the bytes cut at random.
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[h2.events.Event]:  # type: ignore[override]
         """Take received bytes: the common frames directly, the rest through h2."""
         buffer = self.incoming_buffer
-        if not _FAST_RECEIVE or buffer._preamble_len or buffer._data or buffer._headers_buffer:
+        if not _FAST_RECEIVE or buffer._preamble_len or buffer._headers_buffer:
             return super().receive_data(data)
+        if buffer._data:
+            # What came after the preface in its read, cut inside a frame.
+            self._partial += buffer._data
+            buffer._data = bytearray()
         events: list[h2.events.Event] = []
-        size = len(data)
         pos = 0
+        if self._partial:
+            completed, pos = self._complete_partial(data)
+            if completed is None:
+                return events  # still cut: wait for more
+            if pos < 0:  # too long: h2 refuses it
+                return super().receive_data(completed)
+            events += self._receive_whole_frame(completed, 0, len(completed))
+            if buffer._headers_buffer:
+                return events + super().receive_data(data[pos:])
+        size = len(data)
         while size - pos >= 9:
             length = data[pos] << 16 | data[pos + 1] << 8 | data[pos + 2]
             end = pos + 9 + length
-            if end > size or length > self.max_inbound_frame_size:
-                break  # partial, or too long: h2's to buffer or refuse
-            try:
-                handled = self._receive_common_frame(data, pos, end)
-            except h2.exceptions.ProtocolError as exc:
-                self._terminate_connection(exc.error_code)
-                raise
-            if handled is None:
-                handled = super().receive_data(data[pos:end])
-                if buffer._headers_buffer:
-                    events += handled
-                    pos = end
-                    break  # CONTINUATION frames follow: h2's from here
-            events += handled
+            if length > self.max_inbound_frame_size:
+                break  # too long: h2's to refuse
+            if end > size:
+                if _header_refused(data, pos):
+                    break  # h2 refuses it before its body arrives
+                self._partial += data[pos:]  # cut: completed by the next read
+                return events
+            events += self._receive_whole_frame(data, pos, end)
             pos = end
+            if buffer._headers_buffer:
+                break  # CONTINUATION frames follow: h2's from here
         if pos < size:
+            if size - pos < 9 and not buffer._headers_buffer:
+                self._partial += data[pos:]  # a cut frame header
+                return events
             events += super().receive_data(data[pos:] if pos else data)
         return events
+
+    def _complete_partial(self, data: bytes | bytearray | memoryview) -> tuple[bytes | None, int]:
+        """The cut frame completed from the front of ``data``, and where ``data``'s rest starts.
+
+        ``(None, 0)`` while the frame is still incomplete (all of ``data``
+        joined it); ``(bytes, -1)`` for a header announcing a frame over the
+        size limit (the bytes so far and ``data``, for h2 to refuse).
+        """
+        partial = self._partial
+        pos = 0
+        if len(partial) < 9:
+            pos = min(9 - len(partial), len(data))
+            partial += data[:pos]
+            if len(partial) < 9:
+                return None, 0
+        length = partial[0] << 16 | partial[1] << 8 | partial[2]
+        if length > self.max_inbound_frame_size:
+            whole = bytes(partial) + bytes(data[pos:])
+            partial.clear()
+            return whole, -1
+        need = 9 + length - len(partial)
+        if len(data) - pos < need:
+            partial += data[pos:]
+            if _header_refused(partial, 0):
+                whole = bytes(partial)
+                partial.clear()
+                return whole, -1
+            return None, 0
+        frame = bytes(partial) + bytes(data[pos : pos + need])
+        partial.clear()
+        return frame, pos + need
+
+    def _receive_whole_frame(
+        self, data: bytes | bytearray | memoryview, pos: int, end: int
+    ) -> list[h2.events.Event]:
+        """The events of the whole frame at ``data[pos:end]``: ours if common, else h2's."""
+        try:
+            handled = self._receive_common_frame(data, pos, end)
+        except h2.exceptions.ProtocolError as exc:
+            self._terminate_connection(exc.error_code)
+            raise
+        if handled is None:
+            handled = super().receive_data(data[pos:end])
+        return handled
 
     def _receive_common_frame(
         self, data: bytes | bytearray | memoryview, pos: int, end: int

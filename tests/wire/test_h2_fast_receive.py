@@ -327,6 +327,24 @@ def test_a_request_in_one_read_is_read_without_the_frame_buffer() -> None:
     assert servers.ours.incoming_buffer._data == b""
 
 
+def test_frames_cut_by_reads_stay_off_the_frame_buffer() -> None:
+    # A bulk upload: DATA frames that reads cut anywhere (inside a frame
+    # header, inside a body). The cut frame waits on our side and is
+    # completed by the next read, so h2's buffer stays empty and the frames
+    # after it take the direct path; the events are plain h2's, cut for cut.
+    client = _Client()
+    opening = PREFACE + frame(0x4, 0, 0, b"")
+    request = client.build(("open", False, "plain"))
+    request += b"".join(client.build(("data", 0, 700, False, False)) for _ in range(3))
+    for cut in range(1, 60):
+        servers = _Peers()
+        servers.feed(opening)
+        pieces = [request[start : start + cut] for start in range(0, len(request), cut)]
+        for piece in pieces:
+            servers.feed(piece)
+            assert servers.ours.incoming_buffer._data == b""
+
+
 @settings(max_examples=200, deadline=None)
 @given(steps=_steps)
 @example(
