@@ -27,7 +27,7 @@ from __future__ import annotations
 import collections
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import h2.config
 import h2.connection
@@ -60,7 +60,7 @@ H2_INTERNALS: tuple[tuple[str, str], ...] = (
     ("H2Connection._prepare_for_sending", "queues serialized frames (GOAWAY, RST_STREAM)"),
     ("H2Connection._stream_is_closed_by_reset", "a frame for a stream we reset: RST_STREAM"),
     ("H2Connection._stream_is_closed_by_end", "a frame for a stream ended cleanly: error"),
-    ("H2Connection._data_to_send", "the outbound buffer, peeked by has_data_to_send()"),
+    ("H2Connection._data_to_send", "the outbound buffer: peeked, appended to, handed over"),
     ("StreamClosedError._events", "events h2 still reports for a late frame"),
     ("Settings._settings", "setting -> queue of values (popleft, append, [0], len)"),
     ("H2Connection.encoder", "replaced by _hpack_cache.CachingEncoder"),
@@ -593,6 +593,24 @@ class H2Connection(h2.connection.H2Connection):
         self.state_machine.process_input(ConnectionInputs.SEND_DATA)
         stream.state_machine.process_input(h2.stream.StreamInputs.SEND_END_STREAM)
         self._data_to_send += _FRAME_HEADER.pack(0, 0, _DATA, _END_STREAM, stream_id)
+
+    def data_to_send(self, amount: int | None = None) -> bytes:
+        """Everything queued for the peer: h2's buffer itself, handed over, not copied.
+
+        h2 returns ``bytes(buffer)``, a copy of every byte sent (a 64 KiB
+        message's payload is copied into the buffer, then again out of it).
+        The buffer is a ``bytearray`` that nothing touches once a new one
+        takes its place, so it goes to the writer as it is.
+        """
+        if amount is not None:
+            return super().data_to_send(amount)
+        data = self._data_to_send
+        if not data:
+            return b""
+        self._data_to_send = bytearray()
+        # A bytearray where h2 promises bytes: it is never changed again, and
+        # every consumer (a socket write, the tracer's frame scan) takes any buffer.
+        return cast(bytes, data)
 
     def has_data_to_send(self) -> bool:
         """True when :meth:`data_to_send` would return bytes (h2 has no public peek)."""
