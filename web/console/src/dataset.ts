@@ -49,12 +49,12 @@ async function show(start: string): Promise<void> {
     const last = shown.at(-1);
     nextStart = items.length > size && last ? last.cursor : null;
     if (last) byId<HTMLInputElement>("list-cursor").value = last.cursor;
-    const first = (starts.length - 1) * size + 1;
+    const resumed = starts[0] ? ` (resumed after ${starts[0]})` : "";
     say(
       status,
       shown.length === 0
-        ? "no rows"
-        : `page ${starts.length}: rows ${first}-${first + shown.length - 1}` +
+        ? `no rows${resumed}`
+        : `page ${starts.length}${resumed}: ${shown.length} rows, id ${shown[0]?.id} to ${last?.id}` +
             (nextStart === null ? " (the last page)" : "") +
             ` · resume after cursor ${last?.cursor ?? ""}`,
     );
