@@ -16,6 +16,7 @@ from puregrpc.server import Server, ServerOptions
 from puregrpc.testing.protos import echo_pb2
 from puregrpc.testing.protos.echo_puregrpc import EchoStub
 from puregrpc.web import StaticFile, StaticSite, WebOptions, content_type_of
+from puregrpc.wire import ListTracer
 
 INDEX = b"<!doctype html><title>console</title><script src=app.js></script>"
 #: Larger than HTTP/2's default 64 KiB stream window: sent as the client grants more.
@@ -191,3 +192,22 @@ async def test_native_grpc_beside_pages(server: Server) -> None:
         with trio.fail_after(10):
             reply = await EchoStub(channel).Unary(echo_pb2.EchoRequest(message="native"))
     assert reply.message == "native"
+
+
+async def test_the_tracer_shows_pages() -> None:
+    tracer = ListTracer()
+    options = ServerOptions(grpc_web=WebOptions(site=_site()), tracer=tracer)
+    async with Server([Echo()], options=options).listening("127.0.0.1", 0) as served:
+        with trio.fail_after(10):
+            h2client = await H2Client.connect(served.port)
+            http1 = await Http1Client.connect(served.port)
+            try:
+                await h2client.exchange(_get("GET", "/"), [])
+                await http1.request("GET", "/missing")
+            finally:
+                await h2client.aclose()
+                await http1.aclose()
+    pages = [r.fields for r in tracer.records if r.kind == "web_page"]
+    assert pages == [{"path": "/", "status": 200}]
+    answers = [r.fields for r in tracer.records if r.kind == "http1_response"]
+    assert answers == [{"status": 404}]
