@@ -112,7 +112,7 @@ class Http1ServerConnection:
     :meth:`send_response_headers`, :meth:`send_message` and :meth:`end_call`,
     and write out :meth:`data_to_send`. ``initial_data``, bytes already read
     from the connection (to tell HTTP/1.1 from HTTP/2), is fed first by the
-    driver like any other read.
+    driver like any other read. ``site`` answers GET and HEAD (None: 404).
     """
 
     def __init__(
@@ -385,8 +385,8 @@ class Http1ServerConnection:
             site=self._site,
         )
         if isinstance(decided, PageAnswer):
-            # Its body goes out in one piece: pages are small, and the
-            # runtime's write high-water mark bounds what is buffered.
+            # The body goes out in one piece, with its Content-Length: the
+            # bytes are the site's own, held in memory anyway.
             self._respond(decided.status, list(decided.fields), decided.body, close=False)
             return
         if isinstance(decided, PlainAnswer):
