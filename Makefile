@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-cluster test lint typecheck unit bench
+.PHONY: demo demo-cluster test lint typecheck unit bench web web-screenshot
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,19 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q --cov --cov-report=term-missing
 
 test: lint typecheck unit
+
+# The browser console (docs/grpc-web.md): web/console/ -> puregrpc_streaming/web_console/static/.
+# npm ci (the exact versions of package-lock.json), the clients protoc-gen-es generates from
+# the protos (grpc_tools' protoc), a TypeScript check, the esbuild bundle (the same bytes each time).
+web: $(STAMP)
+	cd web/console && npm ci --no-audit --no-fund
+	cd web/console && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm run generate
+	cd web/console && npm run check && npm run bundle
+
+# docs/web-console.png: the real-browser test (Debian's chromium) saves its screenshot there.
+web-screenshot: $(STAMP)
+	PUREGRPC_CONSOLE_SCREENSHOT=$(CURDIR)/docs/web-console.png \
+		$(VENV)/bin/pytest -q -p no:cacheprovider tests/streaming/test_console_browser.py
 
 # Benchmark suite (bench/README.md): installs its own venvs and h2load, ~15 min; BENCH_QUICK=1 for ~3 min.
 bench:

@@ -254,6 +254,15 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         "which must read the dataset table only (default: a role the service creates if "
         "--postgres-url's user may create roles; see docs/postgres.md)",
     )
+    option(
+        "--web",
+        type=yes_no_arg,
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="yes|no",
+        help="serve the browser console at / on the same port (gRPC-Web; default no)",
+    )
     option("--tls-cert", type=Path, help="PEM certificate chain (enables TLS)")
     option("--tls-key", type=Path, help="PEM private key of --tls-cert")
     option(
@@ -286,6 +295,16 @@ def add_serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParse
         choices=["text", "json"],
         help="json: one JSON object a line, the call log's fields as keys (default text)",
     )
+
+
+def yes_no_arg(text: str) -> bool:
+    """A switch's value: yes/no, true/false, on/off or 1/0."""
+    value = text.strip().lower()
+    if value in ("yes", "true", "on", "1"):
+        return True
+    if value in ("no", "false", "off", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, got {text!r}")
 
 
 def _token_table(args: argparse.Namespace) -> dict[str, Identity]:
@@ -375,6 +394,7 @@ def resolve_serve(
             redis_stream=args.redis_stream,
             postgres_url=args.postgres_url,
             postgres_query_url=args.postgres_query_url,
+            web_console=args.web,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -416,5 +436,8 @@ async def run_serve(
             else:
                 address = await nursery.start(serve_workers, command)
                 io.out(f"listening on {address} ({command.workers} workers)")
+            console = config.console_url(address)
+            if console is not None:
+                io.out(f"browser console at {console}")
     io.out("server stopped")
     return 0

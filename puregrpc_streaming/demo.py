@@ -12,6 +12,11 @@ calls all ten RPCs through the client helpers, printing what happens, and
 ends with a summary: bytes moved, MB/s of the upload and download, messages
 per second, checksums verified. Finally it stops the server with SIGTERM
 and removes the temporary directory.
+
+The server also serves the browser console (``serve --web``; ``--no-web``
+turns it off): the demo prints its URL and the operator's token to paste
+into it, and ``--stay`` keeps the server running after the tour until
+Ctrl-C, for the page.
 """
 
 from __future__ import annotations
@@ -110,7 +115,9 @@ async def _read_line(stream: trio.abc.ReceiveStream, buffer: bytearray) -> str:
 
 
 @asynccontextmanager
-async def running_server(data_dir: Path, rows: int, tokens: Path) -> AsyncIterator[RunningServer]:
+async def running_server(
+    data_dir: Path, rows: int, tokens: Path, *, web: bool = True
+) -> AsyncIterator[RunningServer]:
     """Run ``puregrpc-streaming serve`` until the block ends, then stop it with SIGTERM."""
     command = [
         sys.executable,
@@ -130,6 +137,7 @@ async def running_server(data_dir: Path, rows: int, tokens: Path) -> AsyncIterat
         # Client cancellations (part of the demo) are logged as warnings.
         "--log-level",
         "ERROR",
+        *(["--web"] if web else []),
     ]
     say(f"$ puregrpc-streaming {' '.join(command[3:])}")
     started = time.perf_counter()
@@ -276,6 +284,15 @@ async def tour(address: str, work: Path, rows: int, size: int, tokens: dict[str,
     return tally
 
 
+async def _stay(address: str, token: str, *, web: bool) -> None:
+    """Keep the server up after the tour until Ctrl-C (SIGINT) or SIGTERM."""
+    where = f"the console at http://{address}/ (token {token})" if web else address
+    say(f"\nthe server stays up: {where}; Ctrl-C stops it")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            return
+
+
 def _parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m puregrpc_streaming.demo",
@@ -284,6 +301,17 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="dataset rows to seed")
     parser.add_argument("--size-mib", type=int, default=DEFAULT_SIZE_MIB, help="file to transfer")
+    parser.add_argument(
+        "--no-web",
+        dest="web",
+        action="store_false",
+        help="do not serve the browser console (serve --web)",
+    )
+    parser.add_argument(
+        "--stay",
+        action="store_true",
+        help="keep the server running after the tour, for the browser console, until Ctrl-C",
+    )
     return parser.parse_args(argv)
 
 
@@ -299,14 +327,18 @@ async def main(argv: list[str]) -> None:
         tokens_file = work / "tokens.txt"
         tokens = write_tokens(tokens_file)
         say(f"bearer tokens for {', '.join(USERS)} (ops: role admin), fresh in {tokens_file.name}")
-        async with running_server(data_dir, rows, tokens_file) as server:
+        async with running_server(data_dir, rows, tokens_file, web=args.web) as server:
             say(f"{server.address}: listening after {server.startup:.1f} s")
+            if args.web:
+                say(f"browser console: http://{server.address}/ (token for ops: {tokens['ops']})")
             if rows != 1_000_000:
                 say(
                     f"(dataset of {rows:,} rows instead of the default 1,000,000, so streaming "
                     "all of it stays short; --rows 1000000 for the full size)"
                 )
             tally = await tour(server.address, work, rows, size, tokens)
+            if args.stay:
+                await _stay(server.address, tokens["ops"], web=args.web)
     finally:
         await trio.to_thread.run_sync(lambda: shutil.rmtree(work, ignore_errors=True))
     removed = not await trio.Path(work).exists()

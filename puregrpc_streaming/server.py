@@ -15,7 +15,7 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,7 @@ import trio
 from puregrpc.health import HealthService, ServingStatus
 from puregrpc.reflection import enable_reflection
 from puregrpc.server import Server, ServerOptions
+from puregrpc.web import WebOptions
 from puregrpc.wire import ConnectionConfig
 
 from .authentication import CallerInterceptor, PeerIdentities
@@ -93,6 +94,8 @@ class ServeConfig:
     upload_sessions: SessionPolicy = field(default_factory=SessionPolicy)
     #: Seconds calls in flight get to finish when the server stops.
     shutdown_grace: float = SHUTDOWN_GRACE
+    #: Serve the browser console (:mod:`.web_console`) at ``/`` on the same port.
+    web_console: bool = False
     #: Seconds a write waits for a lock another process holds on the database
     #: before its call fails UNAVAILABLE.
     sql_busy_timeout: float = BUSY_TIMEOUT
@@ -179,6 +182,21 @@ class ServeConfig:
             chat_rate=self.chat_rate,
             chat_burst=self.chat_burst,
         )
+
+    def server_options(self) -> ServerOptions:
+        """The server's options: :data:`SERVER_OPTIONS`, with the console's pages if asked."""
+        if not self.web_console:
+            return SERVER_OPTIONS
+        from .web_console import console_site
+
+        web = SERVER_OPTIONS.grpc_web or WebOptions()
+        return replace(SERVER_OPTIONS, grpc_web=replace(web, site=console_site()))
+
+    def console_url(self, address: str) -> str | None:
+        """Where a browser opens the console of the server at ``address`` (None: not served)."""
+        if not self.web_console:
+            return None
+        return f"{'https' if self.tls_cert is not None else 'http'}://{address}/"
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """A server TLS context, if a certificate and key are configured."""
@@ -311,7 +329,7 @@ async def _serving(
         )
         server = Server(
             [service],
-            options=SERVER_OPTIONS,
+            options=config.server_options(),
             ssl_context=ssl_context,
             interceptors=service.interceptors(),
         )
@@ -351,6 +369,9 @@ async def _serving(
                 _transport(config),
                 config.data_dir,
             )
+            console = config.console_url(address)
+            if console is not None:
+                logger.info("browser console at %s", console)
             try:
                 yield RunningServer(
                     server=server,

@@ -321,10 +321,16 @@ class Server:
         if protocol is WebProtocol.HTTP1 and web.http1:
             scheme = "https" if isinstance(stream, trio.SSLStream) else "http"
             http1 = Http1ServerConnection(
-                options.connection, tracer=options.tracer, cors=web.cors, scheme=scheme
+                options.connection,
+                tracer=options.tracer,
+                cors=web.cors,
+                scheme=scheme,
+                site=web.site,
             )
             return self._served(stream, peer, http1, initial_data=start, http1=http1)
-        h2 = WebServerConnection(options.connection, tracer=options.tracer, cors=web.cors)
+        h2 = WebServerConnection(
+            options.connection, tracer=options.tracer, cors=web.cors, site=web.site
+        )
         return self._served(stream, peer, h2, initial_data=start)
 
     async def _start_tls(self, stream: trio.abc.Stream, peer: str) -> trio.SSLStream[Any] | None:

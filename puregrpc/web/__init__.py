@@ -11,7 +11,9 @@ need no I/O, on top of :mod:`puregrpc.wire`'s codecs:
 * :class:`WebServerConnection`, the HTTP/2 server connection that answers
   gRPC-Web calls beside native ones (:mod:`._h2`);
 * :class:`Http1ServerConnection`, gRPC-Web over HTTP/1.1 on h11 (:mod:`._http1`);
-* :func:`sniff`, which tells the two apart by a connection's first bytes.
+* :func:`sniff`, which tells the two apart by a connection's first bytes;
+* :class:`StaticSite`, pages served to GET and HEAD on the same port
+  (``WebOptions.site``; :mod:`._static`).
 
 ``puregrpc.server.Server`` uses them (``ServerOptions.grpc_web``); see
 docs/grpc-web.md.
@@ -38,6 +40,10 @@ from ._options import WebOptions as WebOptions
 from ._sniff import H2_PREFACE as H2_PREFACE
 from ._sniff import Protocol as Protocol
 from ._sniff import sniff as sniff
+from ._static import PageAnswer as PageAnswer
+from ._static import StaticFile as StaticFile
+from ._static import StaticSite as StaticSite
+from ._static import content_type_of as content_type_of
 
 __all__ = [
     "BINARY_CONTENT_TYPE",
@@ -47,13 +53,17 @@ __all__ = [
     "Base64StreamDecoder",
     "CorsPolicy",
     "Http1ServerConnection",
+    "PageAnswer",
     "Protocol",
+    "StaticFile",
+    "StaticSite",
     "TextMessageDecoder",
     "WebFrame",
     "WebMode",
     "WebOptions",
     "WebResponseDecoder",
     "WebServerConnection",
+    "content_type_of",
     "encode_text",
     "encode_trailer_frame",
     "frame_request",

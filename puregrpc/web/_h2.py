@@ -13,6 +13,9 @@ only that refusal looks further:
 
 * ``OPTIONS``: a CORS preflight, answered here (204, or 403 for an origin
   not allowed); no call is made.
+* ``GET`` and ``HEAD`` with a :class:`~._static.StaticSite`: a page, its
+  body queued on the stream like a call's messages (so the peer's windows
+  are respected), and no call is made either.
 * ``application/grpc-web[-text][+proto]``: the header block is parsed again
   as a native one (content-type ``application/grpc``), so paths, deadlines,
   metadata and limits are checked exactly as for native calls, and the call
@@ -40,6 +43,7 @@ from dataclasses import replace
 
 import h2.errors
 import h2.events
+import h2.exceptions
 
 from ..wire import (
     NULL_TRACER,
@@ -58,6 +62,8 @@ from ..wire.codecs import RequestRejected, build_response_headers, build_trailer
 from ._content_type import WebMode, is_web_content_type, web_mode
 from ._cors import CorsPolicy
 from ._framing import TextMessageDecoder, encode_text, encode_trailer_frame
+from ._http1_requests import allowed_methods
+from ._static import StaticSite
 
 _GRPC_CONTENT_TYPE = (b"content-type", b"application/grpc")
 
@@ -118,7 +124,8 @@ class WebServerConnection(ServerConnection):
     """A server connection answering gRPC-Web requests beside native gRPC ones.
 
     ``cors`` decides which origins besides the server's own may call from a
-    browser page. Everything else is :class:`~puregrpc.wire.ServerConnection`.
+    browser page; ``site`` answers GET and HEAD (None: 405, as natively).
+    Everything else is :class:`~puregrpc.wire.ServerConnection`.
     """
 
     def __init__(
@@ -127,9 +134,13 @@ class WebServerConnection(ServerConnection):
         *,
         tracer: Tracer = NULL_TRACER,
         cors: CorsPolicy | None = None,
+        site: StaticSite | None = None,
     ) -> None:
         super().__init__(config, tracer=tracer)
         self._cors = cors if cors is not None else CorsPolicy()
+        self._site = site
+        #: Pages being sent (their bodies wait for window), by stream id.
+        self._pages: dict[int, Call] = {}
         #: The web calls in progress, by stream id.
         self._web: dict[int, WebCall] = {}
         #: The request being looked at by _on_request (for the refusal hook).
@@ -172,6 +183,17 @@ class WebServerConnection(ServerConnection):
         if method == b"OPTIONS":
             self._preflight(stream_id, headers, origin, scheme, host, ended)
             return
+        if self._site is not None and rejected.http_status == 405:
+            if method in (b"GET", b"HEAD"):
+                self._page(stream_id, headers, method == b"HEAD", ended)
+                return
+            # RFC 9110 §15.5.6: the 405 names every method served here.
+            rejected = RequestRejected(
+                str(rejected),
+                rejected.code,
+                http_status=405,
+                extra_headers=((b"allow", allowed_methods(self._site)),),
+            )
         if content_type is None or not is_web_content_type(content_type):
             super()._refuse(stream_id, rejected, ended, events)
             return
@@ -242,6 +264,43 @@ class WebServerConnection(ServerConnection):
         if self._send_last_headers(stream_id, answer) and not ended:
             self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
+    def _page(
+        self, stream_id: int, headers: list[tuple[bytes, bytes]], head_only: bool, ended: bool
+    ) -> None:
+        """Answer a GET or HEAD from the site: the head, then the body as flow control allows."""
+        assert self._site is not None
+        if not ended:
+            # RFC 9110 §9.3.1: a GET body has no meaning; reading one would
+            # hold connection credit that nothing consumes.
+            refused = [(b":status", b"400"), (b"content-length", b"0")]
+            if self._send_last_headers(stream_id, refused):
+                self._reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+            return
+        path = next((v for n, v in headers if n == b":path"), b"/")
+        validator = next((v for n, v in headers if n == b"if-none-match"), None)
+        page = self._site.answer(path, validator)
+        if self._tracer is not None:
+            self._trace("web_page", stream_id, path=path.decode("latin-1"), status=page.status)
+        fields = [(b":status", str(page.status).encode("ascii")), *page.fields]
+        if head_only or not page.body:
+            self._send_last_headers(stream_id, fields)
+            return
+        # The body is queued like a call's messages, so that it goes out as
+        # the peer's windows allow. The record is no call (the runtime never
+        # hears of it, and h2's StreamEnded for the request finds nothing):
+        # it is kept in _pages until its end is sent or the client resets it.
+        call = Call(stream_id, max_message_size=0, grant_threshold=self._inbound.stream_threshold)
+        call.advance_recv(CallAction.HEADERS)
+        call.advance_recv(CallAction.RECEIVED_END)  # the request ended with its headers
+        call.advance_send(CallAction.HEADERS)
+        try:
+            self._h2.send_headers(stream_id, fields)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.StreamIDTooLowError):
+            return  # reset by the client later in the same read: nobody to answer
+        self._pages[stream_id] = call
+        self._outbound.queue_framed(call, page.body)
+        self._outbound.queue_end(call, None)
+
     def _answer_web(
         self, stream_id: int, web: WebCall, status: Status, ended: bool, http_status: int
     ) -> None:
@@ -311,7 +370,19 @@ class WebServerConnection(ServerConnection):
         call.advance_send(CallAction.SENT)
         events.append(self._end(call, EndCause.PROTOCOL_ERROR, status))
 
+    def _on_stream_reset(self, event: h2.events.StreamReset, events: list[Event]) -> None:
+        if self._pages:
+            page = self._pages.pop(event.stream_id or 0, None)
+            if page is not None:
+                # A page the client stopped reading: its queue goes.
+                self._outbound.drop(page)
+                page.close()
+                return
+        super()._on_stream_reset(event, events)
+
     def _forget(self, call: Call, *, succeeded: bool = False) -> None:
+        if self._pages:
+            self._pages.pop(call.stream_id, None)  # a page's end went out
         super()._forget(call, succeeded=succeeded)
         if self._web:
             web = self._web.pop(call.stream_id, None)

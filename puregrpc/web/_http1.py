@@ -22,7 +22,8 @@ drive it unchanged. One request at a time is one call; its "stream id" is
 What is not a gRPC-Web call gets a plain HTTP answer with a text body that
 says why: ``OPTIONS`` is a CORS preflight (204, or 403 for an origin not
 allowed); native gRPC (``application/grpc``) needs HTTP/2 (426); HTTP/1.0
-505; a GET 404 (this is where pages will be served); another method 405;
+505; a GET or HEAD the :class:`~._static.StaticSite` answers (404
+without one); another method 405;
 another content-type 415; a malformed request 400 and a head over the
 limit 431 (h11's hints). A request body over the receive limit is refused
 with 413 and RESOURCE_EXHAUSTED when its Content-Length says so up front,
@@ -74,6 +75,7 @@ from ._cors import CorsPolicy
 from ._framing import TextMessageDecoder, encode_text, encode_trailer_frame
 from ._h2 import metadata_names, web_response_fields
 from ._http1_requests import PlainAnswer, StatusAnswer, classify
+from ._static import PageAnswer, StaticSite
 
 
 class _Call:
@@ -110,7 +112,7 @@ class Http1ServerConnection:
     :meth:`send_response_headers`, :meth:`send_message` and :meth:`end_call`,
     and write out :meth:`data_to_send`. ``initial_data``, bytes already read
     from the connection (to tell HTTP/1.1 from HTTP/2), is fed first by the
-    driver like any other read.
+    driver like any other read. ``site`` answers GET and HEAD (None: 404).
     """
 
     def __init__(
@@ -120,9 +122,11 @@ class Http1ServerConnection:
         tracer: Tracer = NULL_TRACER,
         cors: CorsPolicy | None = None,
         scheme: str = "http",
+        site: StaticSite | None = None,
     ) -> None:
         self.config = config if config is not None else ConnectionConfig()
         self._cors = cors if cors is not None else CorsPolicy()
+        self._site = site
         self._scheme = scheme
         self._h11 = h11.Connection(
             h11.SERVER, max_incomplete_event_size=max(self.config.max_header_list_size, 1024)
@@ -378,7 +382,13 @@ class Http1ServerConnection:
             cors=self._cors,
             scheme=self._scheme,
             config=self.config,
+            site=self._site,
         )
+        if isinstance(decided, PageAnswer):
+            # The body goes out in one piece, with its Content-Length: the
+            # bytes are the site's own, held in memory anyway.
+            self._respond(decided.status, list(decided.fields), decided.body, close=False)
+            return
         if isinstance(decided, PlainAnswer):
             self._answer(decided)
             return

@@ -4,9 +4,11 @@
 order of checks (docs/grpc-web.md has the table):
 
 * :class:`PlainAnswer`: the request is no gRPC-Web call - HTTP/1.0 (505), a
-  CORS preflight (204 or 403), GET/HEAD (404: where pages will be served),
-  another method (405), another content-type (415; native gRPC 426), a
+  CORS preflight (204 or 403), GET/HEAD without a site (404), another method
+  (405), another content-type (415; native gRPC 426), a
   malformed head (400). A short text body says why.
+* :class:`~._static.PageAnswer`: a GET or HEAD, answered by the server's
+  :class:`~._static.StaticSite`.
 * :class:`StatusAnswer`: a gRPC-Web call refused before it starts - an
   origin not allowed (PERMISSION_DENIED, 403), a declared body over the
   receive limit (RESOURCE_EXHAUSTED, 413), what the native header parser
@@ -25,6 +27,7 @@ from ..wire import ConnectionConfig, Status, StatusCode
 from ..wire.codecs import PREFIX_LENGTH, RequestHead, RequestRejected, parse_request_headers
 from ._content_type import WebMode, is_web_content_type, web_mode
 from ._cors import CorsPolicy
+from ._static import PageAnswer, StaticSite
 
 #: Request fields that belong to the HTTP/1.1 connection, not to the call.
 HOP_BY_HOP = frozenset(
@@ -90,6 +93,11 @@ def _text(value: bytes) -> str:
     return value.decode("latin-1")
 
 
+def allowed_methods(site: StaticSite | None) -> bytes:
+    """The ``allow`` field of a 405 (RFC 9110 §15.5.6): GET and HEAD with a site."""
+    return b"GET, HEAD, POST, OPTIONS" if site is not None else b"POST, OPTIONS"
+
+
 def classify(
     method: bytes,
     target: bytes,
@@ -99,7 +107,8 @@ def classify(
     cors: CorsPolicy,
     scheme: str,
     config: ConnectionConfig,
-) -> PlainAnswer | StatusAnswer | CallRequest:
+    site: StaticSite | None = None,
+) -> PlainAnswer | PageAnswer | StatusAnswer | CallRequest:
     """Decide what to do with one request head (``headers`` lower-case, as h11 gives them)."""
     found = dict(reversed(headers))  # the first of repeated fields
     host = _text(found.get(b"host", b""))
@@ -113,6 +122,8 @@ def classify(
             refused = "CORS preflight refused: this origin may not call the server"
             return PlainAnswer(status_code=403, text=refused)
         return PlainAnswer(status_code=204, text="", fields=tuple(allowed))
+    if method in (b"GET", b"HEAD") and site is not None:
+        return site.answer(target, found.get(b"if-none-match"))
     if method in (b"GET", b"HEAD"):
         served = "nothing here: this port serves gRPC (HTTP/2) and gRPC-Web (POST)"
         return PlainAnswer(status_code=404, text=served)
@@ -120,7 +131,7 @@ def classify(
         return PlainAnswer(
             status_code=405,
             text=f"method {_text(method)} is not allowed",
-            fields=((b"allow", b"POST, OPTIONS"),),
+            fields=((b"allow", allowed_methods(site)),),
         )
     content_type = found.get(b"content-type", b"")
     if not is_web_content_type(content_type):

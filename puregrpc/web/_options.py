@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ._cors import CorsPolicy
+from ._static import StaticSite
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +27,9 @@ class WebOptions:
     #: seconds of opening or of its previous response (slow-header attacks
     #: and idle keep-alive connections are closed).
     request_head_timeout: float = 10.0
+    #: Files served to ``GET`` and ``HEAD`` on the same port, over HTTP/1.1
+    #: and HTTP/2 (None: those get 404).
+    site: StaticSite | None = None
 
     def __post_init__(self) -> None:
         if not self.request_head_timeout > 0:

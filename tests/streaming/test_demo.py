@@ -31,6 +31,10 @@ def test_the_demo_calls_all_ten_rpcs_and_stops_cleanly() -> None:
     assert replay and "#ops cat: quiet in here" in replay[0] and "#lobby" not in replay[0]
     assert "error (PERMISSION_DENIED): reading table 'kv' is not allowed" in out
     assert re.search(r"^127\.0\.0\.1:\d+: listening after", out, re.MULTILINE)
+    assert re.search(
+        r"^browser console: http://127\.0\.0\.1:\d+/ \(token for ops: \w+\)$", out, re.M
+    )
+    assert "--web" in out.splitlines()[2]
     assert "(dataset of 20,000 rows instead of the default 1,000,000" in out
     for step in range(1, 11):
         assert re.search(rf"^{step}/10 ", out, re.MULTILINE) or f"and {step}/10" in out, step
