@@ -9,7 +9,6 @@ skip only where node or npm is absent (``.ci/run`` installs them).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import h11
 import pytest
 import trio
+from node_support import needs_node, npm_ci
 from service_support import running
 
 from puregrpc_streaming.cli import UsageError, parse_serve
@@ -26,20 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "web" / "console"
 GENERATED = CONSOLE / "src" / "gen"
 
-needs_node = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None,
-    reason="node and npm are not installed (Debian: apt-get install nodejs npm)",
-)
-
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    modules = CONSOLE / "node_modules"
-    if not (modules / "esbuild").is_dir() or not (modules / "@connectrpc" / "connect-web").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=CONSOLE, check=True, timeout=600
-        )
-    return modules
+    return npm_ci(CONSOLE, "esbuild", "@connectrpc/connect-web")
 
 
 def _files(directory: Path) -> dict[str, bytes]:

@@ -9,13 +9,13 @@ node_modules is missing; the test skips only where node or npm is absent.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import trio
+from node_support import needs_node, npm_ci
 from test_web_calls import Echo
 
 from puregrpc.server import Server
@@ -24,20 +24,12 @@ NODE_DIR = Path(__file__).parent / "node"
 PROTO_DIR = Path(__file__).parents[2] / "proto"
 GENERATED = NODE_DIR / "gen" / "puregrpc" / "testing" / "echo_pb.js"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or shutil.which("npm") is None,
-    reason="node and npm are not installed (Debian: apt-get install nodejs npm)",
-)
+pytestmark = needs_node
 
 
 @pytest.fixture(scope="module")
 def node_modules() -> Path:
-    modules = NODE_DIR / "node_modules"
-    if not (modules / "@connectrpc" / "connect-node").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=600
-        )
-    return modules
+    return npm_ci(NODE_DIR, "@connectrpc/connect-node")
 
 
 def test_generated_code_is_current(node_modules: Path, tmp_path: Path) -> None:
