@@ -22,7 +22,11 @@ Bounds, so that no query can make the server hold much memory:
   without failing the stream;
 * a progress handler aborts a statement that ran past its time limit; the
   limit counts the database's work across fetches, not the time the client
-  takes to read.
+  takes to read;
+* a call that is cancelled (the client cancels or disconnects, its deadline
+  passes) interrupts its running statement (``Connection.interrupt()``,
+  :mod:`.interruptible`), so the worker thread is free at once rather than
+  when the time limit ends the statement.
 
 Every statement runs in a worker thread under the sessions' own capacity
 limiter, so slow queries never take the threads file I/O or the other
@@ -45,6 +49,7 @@ from typing import Any, TypeVar
 import trio
 
 from .base import DatasetCounters, QueryError, QueryLimits
+from .interruptible import run_interruptible
 
 __all__ = ["SqliteQueryCursor", "SqliteQuerySession", "row_to_json", "statement_kind"]
 
@@ -339,7 +344,12 @@ class SqliteQuerySession:
                 self._deadline = math.inf
                 self._budget -= time.monotonic() - started
 
-        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("query session is closed")
+        # A cancelled call (client cancel, deadline, disconnect) interrupts
+        # the statement, so its thread and limiter slot are free at once.
+        return await run_interruptible(run, limiter=self._limiter, interrupt=conn.interrupt)
 
     @asynccontextmanager
     async def execute(self, sql: str, limits: QueryLimits) -> AsyncIterator[SqliteQueryCursor]:
