@@ -288,6 +288,8 @@ class SqliteQuerySession:
         self._budget = math.inf
         self._deadline = math.inf
         self._denied: list[str] = []
+        #: Set when the call running a statement is cancelled (see :meth:`in_thread`).
+        self._interrupted = False
         #: How far the authorizer is into a table-valued function's declaration.
         self._vtab_step = 0
         conn.set_authorizer(self._authorize)
@@ -372,7 +374,7 @@ class SqliteQuerySession:
 
     def _progress(self) -> int:
         # A non-zero return aborts the statement ("interrupted").
-        return 1 if time.monotonic() > self._deadline else 0
+        return 1 if self._interrupted or time.monotonic() > self._deadline else 0
 
     def _failure(self, exc: sqlite3.Error, limits: QueryLimits) -> QueryError:
         denied = list(dict.fromkeys(self._denied))
@@ -426,9 +428,18 @@ class SqliteQuerySession:
         conn = self._conn
         if conn is None:
             raise RuntimeError("query session is closed")
+
+        def interrupt() -> None:
+            # The flag stops a statement the thread has not started yet
+            # (SQLite ignores an interrupt while none runs): the progress
+            # handler checks it.
+            self._interrupted = True
+            conn.interrupt()
+
         # A cancelled call (client cancel, deadline, disconnect) interrupts
         # the statement, so its thread and limiter slot are free at once.
-        return await run_interruptible(run, limiter=self._limiter, interrupt=conn.interrupt)
+        self._interrupted = False
+        return await run_interruptible(run, limiter=self._limiter, interrupt=interrupt)
 
     @asynccontextmanager
     async def execute(self, sql: str, limits: QueryLimits) -> AsyncIterator[SqliteQueryCursor]:
