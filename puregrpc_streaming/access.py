@@ -6,8 +6,11 @@ of which lets a caller see it. The principals are
 * ``*``: everyone (heartbeats, ``sync.changed``: the records are shared);
 * ``user:ID``: that authenticated user (the uploader of a file, the caller
   of CollectMetrics or BatchProcess);
-* ``anonymous``: the anonymous callers of open development mode (what an
-  anonymous caller publishes about its own work);
+* ``anonymous:C``: the anonymous caller of open development mode on
+  connection C (what it publishes about its own work): each connection is a
+  caller of its own, so one anonymous client never sees another's file,
+  metrics or batch events (connection ids are never reused, so a later
+  connection cannot replay an earlier one's either);
 * ``role:R``: callers with role R (``role:admin`` is on every private event);
 * ``room:R``: the members of chat room R, i.e. the users who have joined it
   (:class:`RoomMembership`).
@@ -52,7 +55,7 @@ def room_audience(room: str) -> tuple[str, ...]:
 
 def owner_audience(caller: Identity) -> tuple[str, ...]:
     """The audience of an event about ``caller``'s own work: the caller and administrators."""
-    me = "anonymous" if caller.anonymous else f"user:{caller.user_id}"
+    me = f"anonymous:{caller.connection}" if caller.anonymous else f"user:{caller.user_id}"
     return (me, f"role:{ADMIN_ROLE}")
 
 
@@ -63,11 +66,13 @@ def may_see(caller: Identity, audience: Sequence[str], rooms: RoomMembership) ->
     for principal in audience:
         if principal == "*":
             return True
-        if principal == "anonymous":
-            if caller.anonymous:
+        kind, _, name = principal.partition(":")
+        if kind == "anonymous":
+            # An unknown connection ("") is nobody's; a bare "anonymous" (an
+            # event of an older version) is the administrators' only.
+            if caller.anonymous and name and name == caller.connection:
                 return True
             continue
-        kind, _, name = principal.partition(":")
         if kind == "role" and name in caller.roles:
             return True
         if caller.anonymous:

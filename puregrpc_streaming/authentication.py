@@ -10,8 +10,15 @@ The interceptor runs before every call of ``streaming.v1.StreamingService``
    the token table with :func:`puregrpc.interceptors.bearer_tokens`
    (constant-time comparison);
 3. otherwise, in open development mode (neither tokens nor a client CA
-   configured), :data:`~.identity.ANONYMOUS`; with authentication
-   configured, the call ends UNAUTHENTICATED and its handler never runs.
+   configured), the anonymous caller of the call's connection: each
+   accepted connection gets an id of its own (:func:`anonymous_connections`
+   records it under the peer name, for as long as the connection is open),
+   so two anonymous clients are two callers, and a connection that reuses
+   a closed one's address and port is a new caller, not the old one. (A
+   server that does not accept its connections through
+   :func:`anonymous_connections` names them by peer name instead.) With
+   authentication configured, the call ends UNAUTHENTICATED and its handler
+   never runs.
 
 Handlers read the result with :func:`caller_of`. puregrpc's
 :class:`~puregrpc.interceptors.AuthInterceptor` cannot do this alone: its
@@ -21,16 +28,27 @@ on (see the report of issue #14 for the library change that would help).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+
+import trio
 
 from puregrpc import RpcError, StatusCode
 from puregrpc.interceptors import bearer_tokens, identity_of
 from puregrpc.server import ServerCall, ServerContinuation, ServicerContext
 
-from .identity import ANONYMOUS, Identity
+from .identity import ANONYMOUS, Identity, anonymous_on
 
-__all__ = ["SERVICE_PATH", "CallerInterceptor", "PeerIdentities", "caller_of"]
+__all__ = [
+    "SERVICE_PATH",
+    "CallerInterceptor",
+    "PeerIdentities",
+    "anonymous_connections",
+    "caller_of",
+    "peer_name",
+]
 
 #: The service whose calls need a caller (health and reflection stay open).
 SERVICE_PATH = "streaming.v1.StreamingService"
@@ -66,6 +84,39 @@ class PeerIdentities:
         return len(self._by_peer)
 
 
+def peer_name(stream: trio.SocketStream) -> str:
+    """``ipv4:host:port`` / ``ipv6:[host]:port`` of an accepted connection (OSError if gone)."""
+    address = stream.socket.getpeername()
+    if stream.socket.family == socket.AF_INET6:
+        return f"ipv6:[{address[0]}]:{address[1]}"
+    return f"ipv4:{address[0]}:{address[1]}"
+
+
+def anonymous_connections(
+    handle: Callable[..., Awaitable[None]], connections: PeerIdentities
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    """Wrap ``handle(stream, peer=...)`` (``Server.handle_stream``) for open development mode.
+
+    Each accepted connection is recorded in ``connections``, under its peer
+    name, as an anonymous caller with a random id of its own
+    (:func:`~.identity.anonymous_on`) for as long as it is open.
+    """
+
+    async def serve(stream: trio.SocketStream) -> None:
+        try:
+            peer = peer_name(stream)
+        except OSError:  # gone before we looked
+            await trio.aclose_forcefully(stream)
+            return
+        connections.add(peer, anonymous_on(secrets.token_hex(8)))
+        try:
+            await handle(stream, peer=peer)
+        finally:
+            connections.remove(peer)
+
+    return serve
+
+
 def caller_of(context: ServicerContext) -> Identity:
     """The caller of this call (anonymous when nothing authenticated it).
 
@@ -90,7 +141,9 @@ class CallerInterceptor:
     ``tokens`` maps bearer tokens to identities; ``peers`` holds the
     certificate identities of mutual-TLS connections (``None``: no mutual
     TLS). With no tokens and no ``peers`` the server is in open
-    development mode and every caller is anonymous.
+    development mode and every caller is anonymous: the one ``connections``
+    holds for its connection (see :func:`anonymous_connections`), or else
+    one named by the call's peer.
     """
 
     def __init__(
@@ -98,9 +151,11 @@ class CallerInterceptor:
         *,
         tokens: Mapping[str, Identity] | None = None,
         peers: PeerIdentities | None = None,
+        connections: PeerIdentities | None = None,
     ) -> None:
         self._tokens = dict(tokens or {})
         self._peers = peers
+        self._connections = connections
         self._bearer = bearer_tokens(self._tokens) if self._tokens else None
 
     @property
@@ -113,7 +168,8 @@ class CallerInterceptor:
         if self.open_mode:
             return (
                 "open development mode: no --tokens and no --client-ca, so callers are "
-                "anonymous (Chat takes a declared user-id; authorization still applies)"
+                "anonymous, each connection a caller of its own (Chat takes a declared "
+                "user-id; authorization still applies)"
             )
         ways = []
         if self._bearer is not None:
@@ -152,6 +208,8 @@ class CallerInterceptor:
         if identity is None:
             if not self.open_mode:
                 raise RpcError(StatusCode.UNAUTHENTICATED, f"{method.path} needs {self._wanted()}")
-            identity = ANONYMOUS
+            peer = context.peer()
+            known = self._connections.get(peer) if self._connections is not None else None
+            identity = known if known is not None else anonymous_on(f"peer {peer}")
         context.state[_CALLER_KEY] = identity
         await proceed(call)

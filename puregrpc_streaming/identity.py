@@ -7,8 +7,10 @@ A caller is authenticated one of two ways (see :mod:`.authentication`):
 * a **client certificate** (mutual TLS): the user id is the certificate's
   subject common name, or its first subject alternative name.
 
-With neither configured, the server runs in *open development mode* and
-every caller is :data:`ANONYMOUS`.
+With neither configured, the server runs in *open development mode*:
+callers are anonymous, and each connection is an anonymous caller of its
+own (:func:`anonymous_on`), so what one anonymous client does (its file,
+metrics and batch events) is not another's to see.
 
 Token tables come from a file (``serve --tokens FILE``) or from flags
 (``serve --token TOKEN:USER[:ROLE,...]``). A file is either lines of the
@@ -42,6 +44,7 @@ __all__ = [
     "ANONYMOUS",
     "Identity",
     "TokenTableError",
+    "anonymous_on",
     "load_token_file",
     "parse_token_spec",
     "with_admins",
@@ -65,6 +68,9 @@ class Identity:
     roles: frozenset[str] = field(default_factory=frozenset)
     #: How it was established: ``"token"``, ``"certificate"`` or ``"anonymous"``.
     source: str = "token"
+    #: For an anonymous caller: its connection, by an id no other connection
+    #: of the server's life has ("" for :data:`ANONYMOUS`, which is nobody's).
+    connection: str = ""
 
     @property
     def anonymous(self) -> bool:
@@ -80,8 +86,14 @@ class Identity:
         return "anonymous" if self.anonymous else f"user {self.user_id!r}"
 
 
-#: Every caller of a server in open development mode.
+#: An anonymous caller whose connection is unknown: what it publishes about
+#: its own work is seen by administrators only.
 ANONYMOUS = Identity(user_id="", source="anonymous")
+
+
+def anonymous_on(connection: str) -> Identity:
+    """The anonymous caller of open development mode on ``connection`` (a unique id)."""
+    return Identity(user_id="", source="anonymous", connection=connection)
 
 
 class TokenTableError(ValueError):

@@ -27,7 +27,7 @@ from puregrpc.server import Server, ServerOptions
 from puregrpc.web import WebOptions
 from puregrpc.wire import ConnectionConfig
 
-from .authentication import CallerInterceptor, PeerIdentities
+from .authentication import CallerInterceptor, PeerIdentities, anonymous_connections
 from .backends.base import Retention
 from .backends.embedded import EmbeddedBackends, open_embedded_backends
 from .backends.events import DEFAULT_QUEUE_BYTES
@@ -236,9 +236,14 @@ class ServeConfig:
             url=self.postgres_url, threads=self.sql_threads, query_url=self.postgres_query_url
         )
 
-    def authentication(self, peers: PeerIdentities | None) -> CallerInterceptor:
-        """The interceptor that settles each call's caller (``peers``: mutual TLS)."""
-        return CallerInterceptor(tokens=with_admins(self.tokens, self.admins), peers=peers)
+    def authentication(
+        self, peers: PeerIdentities | None, connections: PeerIdentities | None = None
+    ) -> CallerInterceptor:
+        """The interceptor that settles each call's caller (``peers``: mutual TLS;
+        ``connections``: the anonymous callers of open mode, one per connection)."""
+        return CallerInterceptor(
+            tokens=with_admins(self.tokens, self.admins), peers=peers, connections=connections
+        )
 
 
 #: Server options: keepalive PINGs after a minute of silence, and clients may
@@ -284,16 +289,17 @@ async def open_server(
     """
     ssl_context = config.ssl_context()
     peers = PeerIdentities() if config.client_ca is not None else None
-    authentication = config.authentication(peers)
+    connections = PeerIdentities()  # used in open mode only
+    authentication = config.authentication(peers, connections)
     # The first line says who may call: open mode must never go unnoticed.
     (logger.warning if authentication.open_mode else logger.info)(authentication.describe())
     # Bound first: a busy address fails now, not after seeding the dataset;
     # clients that connect meanwhile wait in the backlog.
     listeners = await bind(config.host, config.port, reuse_port=config.reuse_port)
     try:
-        async with _serving(config, listeners, ssl_context, peers, authentication, deadlines) as (
-            running
-        ):
+        async with _serving(
+            config, listeners, ssl_context, peers, connections, authentication, deadlines
+        ) as running:
             yield running
     finally:
         with trio.CancelScope(shield=True):
@@ -307,6 +313,7 @@ async def _serving(
     listeners: list[trio.SocketListener],
     ssl_context: ssl.SSLContext | None,
     peers: PeerIdentities | None,
+    connections: PeerIdentities,
     authentication: CallerInterceptor,
     deadlines: Mapping[str, float | None] | None,
 ) -> AsyncIterator[RunningServer]:
@@ -342,8 +349,13 @@ async def _serving(
             server_scope = trio.CancelScope(shield=True)
             accepting = trio.CancelScope()
 
-            if peers is None or ssl_context is None:
-                handle: Callable[[trio.SocketStream], Awaitable[None]] = server.handle_stream
+            if authentication.open_mode:
+                # Each connection an anonymous caller of its own.
+                handle: Callable[[trio.SocketStream], Awaitable[None]] = anonymous_connections(
+                    server.handle_stream, connections
+                )
+            elif peers is None or ssl_context is None:
+                handle = server.handle_stream
             else:
                 handle = mutual_tls_handler(
                     server, context=ssl_context, peers=peers, admins=config.admins

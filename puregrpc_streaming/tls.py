@@ -19,7 +19,6 @@ bearer token, when tokens are configured too.
 from __future__ import annotations
 
 import logging
-import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -30,7 +29,7 @@ import trio
 
 from puregrpc.server import Server
 
-from .authentication import PeerIdentities
+from .authentication import PeerIdentities, peer_name
 from .identity import ADMIN_ROLE, Identity
 
 __all__ = ["certificate_identity", "certificate_user", "mutual_tls_handler", "server_ssl_context"]
@@ -88,13 +87,6 @@ def certificate_identity(certificate: dict[str, Any], admins: frozenset[str]) ->
     return identity
 
 
-def _peer_name(stream: trio.SocketStream) -> str:
-    address = stream.socket.getpeername()
-    if stream.socket.family == socket.AF_INET6:
-        return f"ipv6:[{address[0]}]:{address[1]}"
-    return f"ipv4:{address[0]}:{address[1]}"
-
-
 async def _serve_connection(
     server: Server,
     stream: trio.SocketStream,
@@ -103,7 +95,7 @@ async def _serve_connection(
     admins: frozenset[str],
 ) -> None:
     try:
-        peer = _peer_name(stream)
+        peer = peer_name(stream)
     except OSError:
         await trio.aclose_forcefully(stream)
         return

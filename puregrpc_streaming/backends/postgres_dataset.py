@@ -76,7 +76,8 @@ class PostgresDataset:
         self.db = db
         self.queries = queries
         self.counters = DatasetCounters() if queries is None else queries.counters
-        self._query_limiter = (
+        #: The worker threads of InteractiveQuery (shared with ``queries`` when given).
+        self.query_limiter = (
             trio.CapacityLimiter(query_threads) if queries is None else queries.query_limiter
         )
         #: How query sessions log in (None: they run on ``queries``).
@@ -162,7 +163,7 @@ class PostgresDataset:
         if all_tables:
             credentials = QueryCredentials(url=self.db.settings.url)
         pg = await PostgresQuerySession.open(
-            credentials, self.db.settings, self.counters, self._query_limiter
+            credentials, self.db.settings, self.counters, self.query_limiter
         )
         try:
             yield pg

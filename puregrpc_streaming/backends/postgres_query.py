@@ -38,7 +38,10 @@ Theory of operation:
   :data:`FETCH_ROWS` rows while they stay within about :data:`FETCH_BYTES`,
   and shrink when rows are large.
 * **Threads.** psycopg's synchronous connection, one per session, its
-  statements in worker threads under InteractiveQuery's own limiter.
+  statements in worker threads under InteractiveQuery's own limiter. A
+  cancelled call (client cancel, deadline, disconnect) sends PostgreSQL a
+  cancel request for its running statement (:mod:`.interruptible`), so the
+  thread is free at once, not when ``statement_timeout`` ends it.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import logging
 import math
 import re
 import secrets
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -63,6 +67,7 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 from .base import DatasetCounters, QueryError, QueryLimits, StoreUnavailable
+from .interruptible import run_interruptible
 from .postgres import PostgresDatabase, PostgresSettings
 from .query import DATASET_TABLE, MAX_COLUMNS, statement_kind
 from .query import row_to_json as _sqlite_row_to_json
@@ -327,6 +332,28 @@ def _failure(exc: psycopg.Error, sql_text: str, limits: QueryLimits) -> QueryErr
     return QueryError(message)
 
 
+#: Cancel requests sent for one cancelled statement at most, one per
+#: :data:`_CANCEL_PAUSE` seconds while it runs (a request that arrives between
+#: two statements of a fetch cancels nothing, so it is sent again).
+_CANCEL_TRIES = 50
+_CANCEL_PAUSE = 0.1
+
+
+def _cancel_until(conn: psycopg.Connection[Any], finished: threading.Event) -> None:
+    """Ask PostgreSQL to cancel ``conn``'s statement until ``finished`` (bounded)."""
+    for _ in range(_CANCEL_TRIES):
+        try:
+            conn.cancel_safe(timeout=5.0)
+        except (psycopg.Error, OSError):
+            return  # the connection is gone: the statement ends with it
+        if finished.wait(_CANCEL_PAUSE):
+            return
+
+
+def _ignore(_: object) -> None:
+    """The outcome of a cancel thread (nothing waits for it)."""
+
+
 class PostgresQueryCursor:
     """One running SELECT (a :class:`~.base.QueryCursor`)."""
 
@@ -494,7 +521,22 @@ class PostgresQuerySession:
             finally:
                 self._budget -= time.monotonic() - started
 
-        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+        finished = threading.Event()
+        cancelling: list[bool] = []
+
+        def run_once() -> T:
+            try:
+                return run()
+            finally:
+                finished.set()
+
+        def interrupt() -> None:
+            if not cancelling:
+                cancelling.append(True)
+                # A cancel request needs a connection of its own: not on the event loop.
+                trio.lowlevel.start_thread_soon(lambda: _cancel_until(conn, finished), _ignore)
+
+        return await run_interruptible(run_once, limiter=self._limiter, interrupt=interrupt)
 
     @asynccontextmanager
     async def execute(

@@ -8,7 +8,10 @@ opened read-only (``mode=ro``) and restricted by an authorizer callback:
 * only the ``dataset`` table may be read, unless the session is an
   administrator's: every other table of the database (``kv``, ``metrics``,
   ``events``, ``sqlite_master``...) is PERMISSION_DENIED, naming the table;
-  computed rows (``SELECT 1``, CTEs) are fine.
+  computed rows (``SELECT 1``, CTEs) are fine;
+* of the table-valued functions, the pure ones (:data:`TABLE_FUNCTIONS`:
+  ``json_each``, ``json_tree``) may be used; any other (``pragma_table_info``,
+  ``dbstat``...) is PERMISSION_DENIED naming the function and why.
 
 Bounds, so that no query can make the server hold much memory:
 
@@ -22,7 +25,11 @@ Bounds, so that no query can make the server hold much memory:
   without failing the stream;
 * a progress handler aborts a statement that ran past its time limit; the
   limit counts the database's work across fetches, not the time the client
-  takes to read.
+  takes to read;
+* a call that is cancelled (the client cancels or disconnects, its deadline
+  passes) interrupts its running statement (``Connection.interrupt()``,
+  :mod:`.interruptible`), so the worker thread is free at once rather than
+  when the time limit ends the statement.
 
 Every statement runs in a worker thread under the sessions' own capacity
 limiter, so slow queries never take the threads file I/O or the other
@@ -45,8 +52,15 @@ from typing import Any, TypeVar
 import trio
 
 from .base import DatasetCounters, QueryError, QueryLimits
+from .interruptible import run_interruptible
 
-__all__ = ["SqliteQueryCursor", "SqliteQuerySession", "row_to_json", "statement_kind"]
+__all__ = [
+    "TABLE_FUNCTIONS",
+    "SqliteQueryCursor",
+    "SqliteQuerySession",
+    "row_to_json",
+    "statement_kind",
+]
 
 T = TypeVar("T")
 
@@ -79,6 +93,25 @@ _ACTIONS = (
 )  # fmt: skip
 #: Authorizer action code -> name, for the refusal message.
 _ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name for name in _ACTIONS}
+#: Table-valued functions a query may use: pure functions of their
+#: arguments, which read no table (``pragma_*``, ``dbstat`` and the like are
+#: refused: they read the schema, every table's pages or the settings).
+TABLE_FUNCTIONS = frozenset({"json_each", "json_tree"})
+#: Eponymous virtual tables of common SQLite builds (with those PRAGMA module_list names).
+_KNOWN_MODULES = frozenset(
+    {"json_each", "json_tree", "dbstat", "sqlite_dbpage", "sqlite_stmt", "generate_series"}
+    | {"carray", "bytecode", "tables_used", "completion"}
+)
+#: Statement kinds that only read.
+_READ_KINDS = frozenset({"SELECT", "VALUES"})
+#: How SQLite declares a table-valued function's columns to the authorizer.
+_VTAB_DECLARATION = (
+    *(
+        (sqlite3.SQLITE_UPDATE, column)
+        for column in ("type", "name", "tbl_name", "rootpage", "sql")
+    ),
+    (sqlite3.SQLITE_READ, "ROWID"),
+)
 #: The progress handler runs every this many SQLite VM instructions.
 _PROGRESS_STEPS = 1000
 
@@ -239,6 +272,14 @@ class SqliteQuerySession:
                 "SELECT name FROM sqlite_master UNION SELECT name FROM sqlite_temp_master"
             )
         ) - {DATASET_TABLE}
+        # The virtual table modules (json_each, dbstat...): a read of one of
+        # these names is a table-valued function's (a CTE of such a name is
+        # taken for the function, which errs on the safe side too).
+        try:
+            modules = {str(row[0]).lower() for row in conn.execute("PRAGMA module_list")}
+        except sqlite3.Error:  # a build without the introspection pragmas
+            modules = set(_KNOWN_MODULES)
+        self._modules = frozenset(modules | _KNOWN_MODULES) - {DATASET_TABLE}
         self._conn: sqlite3.Connection | None = conn
         self._counters = counters
         self._limiter = limiter
@@ -247,6 +288,10 @@ class SqliteQuerySession:
         self._budget = math.inf
         self._deadline = math.inf
         self._denied: list[str] = []
+        #: Set when the call running a statement is cancelled (see :meth:`in_thread`).
+        self._interrupted = False
+        #: How far the authorizer is into a table-valued function's declaration.
+        self._vtab_step = 0
         conn.set_authorizer(self._authorize)
         conn.set_progress_handler(self._progress, _PROGRESS_STEPS)
         conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_COLUMNS)
@@ -280,13 +325,46 @@ class SqliteQuerySession:
     def _authorize(
         self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
     ) -> int:
+        if self._declaring_vtab(action, arg1, arg2):
+            return sqlite3.SQLITE_OK
+        if action == sqlite3.SQLITE_PRAGMA and statement_kind(self._sql) in _READ_KINDS:
+            # Only a pragma_* table-valued function gets here from a SELECT.
+            self._denied.append(f"function pragma_{arg1}")
+            return sqlite3.SQLITE_DENY
         if action not in _QUERY_ACTIONS:
             self._denied.append(_ACTION_NAMES.get(action, str(action)))
             return sqlite3.SQLITE_DENY
-        if action == sqlite3.SQLITE_READ and not self._all_tables and self._is_private(arg1):
-            self._denied.append(f"table {arg1}")
-            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_READ and not self._all_tables:
+            name = (arg1 or "").lower()
+            if name.startswith("pragma_") or name in self._modules:
+                if name not in TABLE_FUNCTIONS:
+                    self._denied.append(f"function {arg1}")
+                    return sqlite3.SQLITE_DENY
+            elif self._is_private(name):
+                self._denied.append(f"table {arg1}")
+                return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
+
+    def _declaring_vtab(self, action: int, table: str | None, column: str | None) -> bool:
+        """True for the steps of SQLite connecting a table-valued function (json_each...).
+
+        The first use of one on a connection declares its columns, which the
+        authorizer sees as an UPDATE of ``sqlite_master`` (type, name,
+        tbl_name, rootpage, sql), then a READ of its ROWID. Allowed in a
+        SELECT only, and only as that sequence: the connection is read-only
+        anyway, and a read of the function's rows is checked on its own.
+        """
+        if (table or "").lower() != "sqlite_master":
+            self._vtab_step = 0
+            return False
+        step = self._vtab_step
+        if step < len(_VTAB_DECLARATION) and (action, column) == _VTAB_DECLARATION[step]:
+            if step == 0 and statement_kind(self._sql) not in _READ_KINDS:
+                return False
+            self._vtab_step = (step + 1) % len(_VTAB_DECLARATION)
+            return True
+        self._vtab_step = 0
+        return False
 
     def _is_private(self, table: str | None) -> bool:
         name = (table or "").lower()
@@ -296,10 +374,18 @@ class SqliteQuerySession:
 
     def _progress(self) -> int:
         # A non-zero return aborts the statement ("interrupted").
-        return 1 if time.monotonic() > self._deadline else 0
+        return 1 if self._interrupted or time.monotonic() > self._deadline else 0
 
     def _failure(self, exc: sqlite3.Error, limits: QueryLimits) -> QueryError:
         denied = list(dict.fromkeys(self._denied))
+        functions = [d.removeprefix("function ") for d in denied if d.startswith("function ")]
+        if functions:
+            return QueryError(
+                f"table-valued function {', '.join(repr(f) for f in functions)} is not "
+                "allowed: it reads the database's schema, pages or settings; queries may "
+                f"use {' and '.join(sorted(TABLE_FUNCTIONS))} (pure functions of their arguments)",
+                "PERMISSION_DENIED",
+            )
         tables = [d.removeprefix("table ") for d in denied if d.startswith("table ")]
         if tables:
             return QueryError(
@@ -339,7 +425,21 @@ class SqliteQuerySession:
                 self._deadline = math.inf
                 self._budget -= time.monotonic() - started
 
-        return await trio.to_thread.run_sync(run, limiter=self._limiter)
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("query session is closed")
+
+        def interrupt() -> None:
+            # The flag stops a statement the thread has not started yet
+            # (SQLite ignores an interrupt while none runs): the progress
+            # handler checks it.
+            self._interrupted = True
+            conn.interrupt()
+
+        # A cancelled call (client cancel, deadline, disconnect) interrupts
+        # the statement, so its thread and limiter slot are free at once.
+        self._interrupted = False
+        return await run_interruptible(run, limiter=self._limiter, interrupt=interrupt)
 
     @asynccontextmanager
     async def execute(self, sql: str, limits: QueryLimits) -> AsyncIterator[SqliteQueryCursor]:

@@ -6,7 +6,9 @@
 * :func:`run_instance` / :class:`ServiceInstance`: one ``puregrpc-streaming
   serve`` process, stopped with SIGTERM at the block's end, or killed;
 * :class:`LocalRedis`, :class:`LocalPostgres`: Debian's redis-server and
-  PostgreSQL on free loopback ports in temporary directories;
+  PostgreSQL on free loopback ports in temporary directories (the tests'
+  Redis and PostgreSQL too), :func:`redis_unavailable` and
+  :func:`postgres_unavailable` saying why one cannot run here;
 * :class:`UpstreamRecorder`: a client interceptor noting which instance
   nginx sent each call to.
 
@@ -20,6 +22,8 @@ from ._engines import LocalPostgres as LocalPostgres
 from ._engines import LocalRedis as LocalRedis
 from ._engines import missing_packages as missing_packages
 from ._engines import postgres_bindir as postgres_bindir
+from ._engines import postgres_unavailable as postgres_unavailable
+from ._engines import redis_unavailable as redis_unavailable
 from ._instance import ServiceInstance as ServiceInstance
 from ._instance import run_instance as run_instance
 from ._instance import serve_command as serve_command
@@ -49,6 +53,8 @@ __all__ = [
     "find_nginx",
     "missing_packages",
     "postgres_bindir",
+    "postgres_unavailable",
+    "redis_unavailable",
     "render_config",
     "run_instance",
     "serve_command",

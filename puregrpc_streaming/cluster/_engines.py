@@ -1,12 +1,15 @@
 """Debian's redis-server and PostgreSQL on free loopback ports, in temporary directories.
 
-What the cluster demo's instances share. Each class starts its server in
+What the cluster demo's instances share, and what the tests run their Redis
+and PostgreSQL backends on (``tests/streaming/redis_support.py`` and
+``postgres_support.py`` are fixtures around these). Each class starts its server in
 the foreground in a directory of its own, waits until it answers, and stops
 it (:meth:`stop`, or the ``with`` block's end); nothing is written outside
 that directory and nothing listens beyond 127.0.0.1. PostgreSQL refuses to
 run as root: as root it runs as the ``postgres`` user Debian's package
 creates. :func:`missing_packages` names the Debian packages to install for
-what is not there.
+what is not there; :func:`redis_unavailable` and :func:`postgres_unavailable`
+say why a server cannot run here (a test's skip reason).
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Any
 
 from ._nginx import find_nginx
 
-__all__ = ["LocalPostgres", "LocalRedis", "missing_packages", "postgres_bindir"]
+__all__ = [
+    "LocalPostgres",
+    "LocalRedis",
+    "missing_packages",
+    "postgres_bindir",
+    "postgres_unavailable",
+    "redis_unavailable",
+]
 
 
 def _free_port() -> int:
@@ -43,6 +53,25 @@ def postgres_bindir() -> Path | None:
         return versions[-1].parent
     found = shutil.which("postgres")
     return Path(found).resolve().parent if found is not None else None
+
+
+def redis_unavailable() -> str | None:
+    """Why :class:`LocalRedis` cannot run here (None: it can)."""
+    if shutil.which("redis-server") is None:
+        return "redis-server is not installed (Debian package redis-server)"
+    return None
+
+
+def postgres_unavailable() -> str | None:
+    """Why :class:`LocalPostgres` cannot run here (None: it can)."""
+    if postgres_bindir() is None:
+        return "PostgreSQL's server is not installed (Debian package postgresql)"
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return "running as root and there is no postgres user to run PostgreSQL as"
+    return None
 
 
 def missing_packages() -> list[str]:
@@ -96,9 +125,14 @@ class _Server:
 
 
 class LocalRedis(_Server):
-    """redis-server with an append-only file, in ``directory``, on a free loopback port."""
+    """redis-server with an append-only file, in ``directory``, on a free loopback port.
 
-    def __init__(self, directory: Path) -> None:
+    ``appendfsync``: Redis's fsync policy of that file (``always``: every
+    write survives a kill -9, as tests of a restarted Redis want). A
+    :meth:`stop` and a :meth:`start` keep the port and the data.
+    """
+
+    def __init__(self, directory: Path, *, appendfsync: str = "everysec") -> None:
         super().__init__()
         binary = shutil.which("redis-server")
         if binary is None:
@@ -106,6 +140,7 @@ class LocalRedis(_Server):
         self._binary = binary
         self.directory = directory
         self.port = _free_port()
+        self._appendfsync = appendfsync
 
     @property
     def url(self) -> str:
@@ -122,7 +157,8 @@ class LocalRedis(_Server):
                 self._binary,
                 *("--port", str(self.port), "--bind", "127.0.0.1"),
                 *("--dir", str(self.directory), "--logfile", str(log)),
-                *("--appendonly", "yes", "--save", "", "--daemonize", "no"),
+                *("--appendonly", "yes", "--appendfsync", self._appendfsync),
+                *("--save", "", "--daemonize", "no"),
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -153,7 +189,10 @@ class LocalPostgres(_Server):
     """A fresh PostgreSQL cluster (``initdb``) in ``directory``, on a free loopback port.
 
     Trust authentication for user ``puregrpc``, on 127.0.0.1 only, without
-    fsync (a demo's data need not survive a power cut).
+    fsync (a demo's or a test's data need not survive a power cut). A
+    :meth:`stop` and a :meth:`start` keep the port and the data. As root,
+    ``directory`` is given to the ``postgres`` user, so every directory
+    above it must be one that user may enter (``/tmp``, not a 0700 one).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -233,3 +272,8 @@ class LocalPostgres(_Server):
     def stop(self) -> None:
         """Fast shutdown (SIGINT: sessions ended, data kept); SIGKILL after 30 s."""
         self._stop(signal.SIGINT, 30)
+
+    def remove(self) -> None:
+        """Stop it and delete its directory (the cluster's data with it)."""
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)

@@ -182,7 +182,9 @@ class FileHandlers:
         if not _UPLOAD_ID.fullmatch(upload_id):
             invalid(f"metadata {UPLOAD_ID} must be 8..128 letters, digits, '-' or '_'")
         caller = caller_of(context)
-        # Anonymous callers are told apart by address (their port changes on reconnection).
+        # An anonymous caller is a new one on each connection, and a session
+        # must outlive its connection: its key is the client's address and
+        # the upload id (random in the client helpers), not the caller.
         owner = f"user:{caller.user_id}" if not caller.anonymous else f"peer:{_host(context)}"
         key = session_key(owner, upload_id)
         try:

@@ -34,7 +34,7 @@ import pytest
 import trio
 import trustme
 
-from puregrpc.client import Channel
+from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc_streaming.progress import Progress
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
@@ -68,15 +68,19 @@ async def running(
     data_dir: Path,
     *,
     deadlines: dict[str, float] | None = None,
+    token: str | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Served]:
-    """The service on a free loopback port, and a channel to it."""
+    """The service on a free loopback port, and a channel to it (calling with
+    bearer ``token``, if given: one of the ``tokens`` override's)."""
     settings: dict[str, Any] = {"dataset_rows": ROWS, "heartbeat_interval": 0.3}
     settings.update(overrides)
     config = ServeConfig(data_dir=data_dir, **settings)
+    metadata = [("authorization", f"Bearer {token}")] if token is not None else None
+    options = ChannelOptions(call_defaults=CallOptions(metadata=metadata))
     async with (
         open_server(config, deadlines=deadlines) as live,
-        Channel(live.address) as channel,
+        Channel(live.address, options=options) as channel,
     ):
         yield Served(
             running=live, channel=channel, stub=StreamingServiceStub(channel), config=config

@@ -21,7 +21,8 @@ import trio
 import trustme
 
 from puregrpc_streaming.cli import amain
-from puregrpc_streaming.client_helpers import open_channel, part_path, upload_file
+from puregrpc_streaming.client_helpers import open_channel, part_path
+from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
 from puregrpc_streaming.server import ServeConfig, serve
 
@@ -354,35 +355,40 @@ async def test_query_max_rows(target: str) -> None:
     assert result.out.splitlines()[-1] == "-- 3 rows"
 
 
-async def test_watch_prints_events_as_they_happen(target: str, tmp_path: Path) -> None:
-    source = tmp_path / "watched.csv"
-    make_file(source, 5000)
+async def test_watch_prints_events_as_they_happen(target: str) -> None:
+    # sync.changed is everyone's to see (in open mode a file upload is its
+    # connection's only, and the watcher has a connection of its own).
     done = trio.Event()
     result: list[Result] = []
 
     async def watch() -> None:
         result.append(
-            await run_cli("watch", "--type", "file.uploaded", "--limit", "1", "--target", target)
+            await run_cli("watch", "--type", "sync.changed", "--limit", "1", "--target", target)
         )
         done.set()
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(watch)
-        # Upload until the watcher (subscribing concurrently) has seen one.
-        async with open_channel(target) as channel:
-            stub = StreamingServiceStub(channel)
+        # Change keys until the watcher (subscribing concurrently) has seen one.
+        async with (
+            open_channel(target) as channel,
+            StreamingServiceStub(channel).SyncData() as sync,
+        ):
             with trio.fail_after(10):
-                while not done.is_set():
-                    await upload_file(stub, source)
+                for n in range(1000):
+                    await sync.send(pb.SyncRequest(key=f"watched-{os.getpid()}-{n}", value=b"v"))
+                    assert (await sync.receive()) is not None  # the ACK
                     with trio.move_on_after(0.2):
                         await done.wait()
+                    if done.is_set():
+                        break
 
     watched = result[0]
     assert watched.code == 0, watched.err
     event_id, timestamp, kind, payload = watched.out.strip().split(" ", 3)
-    assert kind == "file.uploaded"
+    assert kind == "sync.changed"
     assert timestamp.startswith("20")
-    assert json.loads(payload)["filename"] == "watched.csv"
+    assert json.loads(payload)["key"].startswith(f"watched-{os.getpid()}-")
     assert event_id
 
 

@@ -202,9 +202,19 @@ async def test_watch_reconnects_and_resumes_from_the_last_event_id(
     received: list[streaming_pb2.Event] = []
     progressed = trio.Condition()
 
+    changes = 0
+
     async def publish(direct: StreamingServiceStub, tag: str) -> None:
-        metric = streaming_pb2.Metric(name=tag, value=1)
-        await direct.CollectMetrics([metric], timeout=5)
+        # A sync.changed event: everyone's to see (the watcher, on a
+        # connection of its own, is another anonymous caller than this one).
+        nonlocal changes
+        changes += 1
+        with trio.fail_after(5):
+            async with direct.SyncData() as sync:
+                await sync.send(streaming_pb2.SyncRequest(key=f"{tag}#{changes}", value=b"1"))
+                ack = await sync.receive()
+                assert ack is not None and ack.kind == streaming_pb2.SyncResponse.ACK
+                await sync.done_writing()
 
     async def wait_for(count: int) -> None:
         async with progressed:
@@ -217,7 +227,7 @@ async def test_watch_reconnects_and_resumes_from_the_last_event_id(
     ):
         direct = StreamingServiceStub(direct_channel)
         watcher = EventWatcher(
-            StreamingServiceStub(channel), event_types=["metrics.collected"], retry=FAST_RETRY
+            StreamingServiceStub(channel), event_types=["sync.changed"], retry=FAST_RETRY
         )
 
         async def watch() -> None:
@@ -259,7 +269,5 @@ async def test_watch_reconnects_and_resumes_from_the_last_event_id(
 
 
 def json_name(event: streaming_pb2.Event) -> str:
-    """The metric name a ``metrics.collected`` event is about (one metric per call here)."""
-    names = json.loads(event.payload)["names"]
-    (name,) = [name for name in names if "#" not in name]  # not "m1#count" and the like
-    return str(name)
+    """The tag a ``sync.changed`` event is about (its key is ``TAG#N``)."""
+    return str(json.loads(event.payload)["key"]).partition("#")[0]

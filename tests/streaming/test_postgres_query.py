@@ -256,3 +256,43 @@ async def test_without_the_right_to_create_roles_the_operators_role_is_used(
         assert (rows, done.error) == ([{"who": "reader", "n": served.config.dataset_rows}], "")
         rows, done = await ask(call, "SELECT * FROM kv")
         assert done.error_code == "PERMISSION_DENIED" and "'kv'" in done.error
+
+
+async def test_a_cancelled_query_stops_its_statement_and_frees_its_thread(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    # A time limit longer than the test: only the cancel request can end the statement.
+    async with running(
+        tmp_path, postgres_url=postgres_server.url, query_timeout=60.0, query_threads=1
+    ) as served:
+        on_postgres(served)
+        limiter = served.running.backends.dataset.query_limiter
+        assert limiter.total_tokens == 1
+
+        def sleeping() -> int:
+            with psycopg.connect(postgres_server.url, autocommit=True) as conn:
+                row = conn.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE state = 'active' AND wait_event = 'PgSleep'"
+                ).fetchone()
+            assert row is not None
+            return int(row[0])
+
+        for _ in range(3):  # more cancelled statements than threads
+            with trio.CancelScope() as scope:
+                async with served.stub.InteractiveQuery() as call:
+                    await call.send(pb.QueryRequest(query="SELECT pg_sleep(60)"))
+                    with trio.fail_after(20):
+                        # Polled: the server's counter and PostgreSQL's view have no event.
+                        while True:
+                            if limiter.borrowed_tokens and await trio.to_thread.run_sync(sleeping):
+                                break
+                            await trio.sleep(0.05)
+                    scope.cancel()
+            with trio.fail_after(20):
+                while limiter.borrowed_tokens:  # noqa: ASYNC110 - a counter of the server
+                    await trio.sleep(0.01)
+            assert await trio.to_thread.run_sync(sleeping) == 0
+        async with served.stub.InteractiveQuery() as call:
+            rows, done = await ask(call, "SELECT 41 + 1 AS answer")
+        assert (rows, done.error) == ([{"answer": 42}], "")

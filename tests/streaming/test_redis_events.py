@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 import trio
@@ -18,19 +19,29 @@ from puregrpc.error_details import RetryInfo, details_of
 from puregrpc_streaming.backends import Retention
 from puregrpc_streaming.backends.event_log import event_size
 from puregrpc_streaming.backends.events import encode_payload
+from puregrpc_streaming.identity import Identity
 from puregrpc_streaming.protos import streaming_pb2 as pb
 
 __all__ = ["redis_server"]
 
 STREAM_ID = re.compile(r"\d+-\d+")
+#: Every client calls as user ops, so that a watcher on one connection sees
+#: the metrics summaries published on another (an anonymous caller would
+#: see only its own connection's).
+TOKEN = "ops-token-0123456789"
+AS_OPS: dict[str, Any] = {"tokens": {TOKEN: Identity(user_id="ops")}, "token": TOKEN}
 
 
 @asynccontextmanager
-async def two_instances(tmp_path: Path, redis: RedisServer) -> AsyncIterator[tuple[Served, Served]]:
-    """Instances A and B, each with its own data directory, on one Redis stream."""
+async def two_instances(
+    tmp_path: Path, redis: RedisServer, *, as_ops: bool = True
+) -> AsyncIterator[tuple[Served, Served]]:
+    """Instances A and B, each with its own data directory, on one Redis stream
+    (``as_ops``: called as user ops; else in open mode)."""
+    auth = AS_OPS if as_ops else {}
     async with (
-        running(tmp_path / "a", redis_url=redis.url) as a,
-        running(tmp_path / "b", redis_url=redis.url) as b,
+        running(tmp_path / "a", redis_url=redis.url, **auth) as a,
+        running(tmp_path / "b", redis_url=redis.url, **auth) as b,
     ):
         yield a, b
 
@@ -116,7 +127,7 @@ async def test_resume_by_event_id_across_instances(
 
 
 async def test_chat_across_instances(tmp_path: Path, redis_server: RedisServer) -> None:
-    async with two_instances(tmp_path, redis_server) as (a, b):
+    async with two_instances(tmp_path, redis_server, as_ops=False) as (a, b):
         metadata = {"user-id": "ann", "room-id": "lobby"}
         with trio.fail_after(20):
             async with a.stub.Chat(metadata=metadata) as ann:
@@ -195,7 +206,9 @@ async def test_retention_trims_the_stream_and_a_resume_across_it_says_gap(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     retention = Retention(max_events=3)
-    async with running(tmp_path / "a", redis_url=redis_server.url, retention=retention) as a:
+    async with running(
+        tmp_path / "a", redis_url=redis_server.url, retention=retention, **AS_OPS
+    ) as a:
         ids: list[str] = []
         subscribed = trio.Event()
 
@@ -245,7 +258,9 @@ async def test_retention_in_bytes_trims_the_stream_and_a_resume_across_it_says_g
     payload = {"text": "x" * 600}
     size = event_size("note", encode_payload(payload), ("*",))
     retention = Retention(max_bytes=3 * size + 10)
-    async with running(tmp_path / "a", redis_url=redis_server.url, retention=retention) as a:
+    async with running(
+        tmp_path / "a", redis_url=redis_server.url, retention=retention, **AS_OPS
+    ) as a:
         ids: list[str] = []
         subscribed = trio.Event()
 
@@ -268,7 +283,9 @@ async def test_retention_in_bytes_trims_the_stream_and_a_resume_across_it_says_g
         assert client.xlen(stream) == 3
         assert int(client.get(f"{stream}:bytes") or 0) == 3 * size
         # One event bigger than the whole bound is kept (the newest always is).
-        async with running(tmp_path / "b", redis_url=redis_server.url, retention=retention) as b:
+        async with running(
+            tmp_path / "b", redis_url=redis_server.url, retention=retention, **AS_OPS
+        ) as b:
             await b.running.backends.events.publish("note", {"text": "y" * 5000})
         assert client.xlen(stream) == 1
     finally:

@@ -14,7 +14,7 @@ import pytest
 import trio
 from redis_support import RedisServer, redis_server
 
-from puregrpc.client import Channel
+from puregrpc.client import CallOptions, Channel, ChannelOptions
 from puregrpc.server import reuse_port_supported
 from puregrpc_streaming.protos import streaming_pb2 as pb
 from puregrpc_streaming.protos.streaming_puregrpc import StreamingServiceStub
@@ -76,6 +76,12 @@ def test_two_workers_share_the_port_and_the_data_directory(tmp_path: Path) -> No
     assert "Traceback" not in err
 
 
+#: Every client calls as user ops: a watcher sees the metrics summaries of
+#: the others' connections (an anonymous caller sees its own connection's only).
+TOKEN = "ops-token-0123456789"
+AS_OPS = ChannelOptions(call_defaults=CallOptions(metadata=[("authorization", f"Bearer {TOKEN}")]))
+
+
 async def test_with_redis_every_watcher_sees_every_worker_s_events(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
@@ -89,6 +95,7 @@ async def _watch_every_worker(tmp_path: Path, redis_server: RedisServer, log: Bi
             *COMMAND,
             *("serve", "--workers", "2", "--port", "0", "--data-dir", str(tmp_path / "data")),
             *("--dataset-rows", "500", "--redis-url", redis_server.url),
+            *("--token", f"{TOKEN}:ops"),
         ],
         stdout=subprocess.PIPE,
         stderr=log,
@@ -108,7 +115,7 @@ async def _watch_every_worker(tmp_path: Path, redis_server: RedisServer, log: Bi
 
         async def watch(index: int, *, task_status: trio.TaskStatus[None]) -> None:
             # Its own connection: the kernel picks the worker.
-            async with Channel(address) as channel:
+            async with Channel(address, options=AS_OPS) as channel:
                 stub = StreamingServiceStub(channel)
                 request = pb.WatchRequest(event_types=["metrics.collected"])
                 async with stub.WatchEvents(request) as call:
@@ -125,7 +132,7 @@ async def _watch_every_worker(tmp_path: Path, redis_server: RedisServer, log: Bi
                 for index in range(6):
                     await nursery.start(watch, index)
                 for value in range(6):  # each through a new connection too
-                    async with Channel(address) as channel:
+                    async with Channel(address, options=AS_OPS) as channel:
                         metric = pb.Metric(name="cpu", value=float(value))
                         await StreamingServiceStub(channel).CollectMetrics([metric], timeout=10)
         # With the embedded bus a watcher would see only its own worker's events.

@@ -180,3 +180,38 @@ async def test_an_admin_may_read_every_table(tmp_path: Path) -> None:
             StreamingServiceStub(root), "SELECT name FROM sqlite_master WHERE name = 'kv'"
         )
     assert (rows, error) == ([{"name": "kv"}], "")
+
+
+async def test_pure_table_valued_functions_are_allowed(tmp_path: Path) -> None:
+    async with running(tmp_path) as served:
+        each = await query(served.stub, "SELECT key, value FROM json_each('[10,20]')")
+        tree = await query(served.stub, """SELECT fullkey FROM json_tree('{"a":[1]}')""")
+        joined = await query(
+            served.stub,
+            "SELECT d.id, j.key FROM dataset d, json_each(d.data) j WHERE d.id = 1 LIMIT 1",
+        )
+        star = await query(served.stub, "SELECT * FROM json_each('[1]')")
+    assert each == ([{"key": 0, "value": 10}, {"key": 1, "value": 20}], "", "")
+    assert tree == ([{"fullkey": "$"}, {"fullkey": "$.a"}, {"fullkey": "$.a[0]"}], "", "")
+    assert joined[1:] == ("", "") and joined[0][0]["id"] == 1
+    assert star[1:] == ("", "") and star[0][0]["value"] == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "function"),
+    [
+        ("SELECT * FROM pragma_table_info('kv')", "pragma_table_info"),
+        ("SELECT name FROM pragma_table_list", "pragma_table_list"),
+        ("SELECT name FROM pragma_function_list", "pragma_function_list"),
+        ("SELECT * FROM pragma_database_list", "pragma_database_list"),
+        ("SELECT name, pgsize FROM dbstat", "dbstat"),
+    ],
+)
+async def test_other_table_valued_functions_are_denied_by_name(
+    tmp_path: Path, sql: str, function: str
+) -> None:
+    async with running(tmp_path) as served:
+        rows, error, code = await query(served.stub, sql)
+    assert (rows, code) == ([], "PERMISSION_DENIED")
+    assert f"table-valued function '{function}' is not allowed" in error
+    assert "json_each and json_tree" in error
