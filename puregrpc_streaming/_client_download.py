@@ -87,6 +87,10 @@ class _Flush:
         self.done = trio.Event()
 
 
+class _WriterGone(Exception):
+    """The body's view of a failed writer task; the writer's error is the one raised."""
+
+
 class _PartWriter:
     """Appends to a ``.part`` file and hashes, a large block per worker-thread hop.
 
@@ -136,6 +140,10 @@ class _PartWriter:
             # The writer (shielded) ends once it has written every block queued.
             return await self._nursery_cm.__aexit__(*exc_info)  # type: ignore[arg-type]
         except BaseExceptionGroup as group:
+            # A write that found the writer gone is the writer's own error
+            # seen from the body: only the writer's error is raised.
+            _, rest = group.split(_WriterGone)
+            group = rest if rest is not None else group
             # One error (the body's, or a failed write's): raised as itself.
             inner = unwrap_group(group)
             if inner is group:
@@ -190,14 +198,21 @@ class _PartWriter:
         self._pending.append(data)
         self._pending_bytes += len(data)
         if self._pending_bytes >= _HASH_BLOCK:
-            await self._send.send(self._take())
+            await self._queue(self._take())
+
+    async def _queue(self, item: list[bytes] | _Flush) -> None:
+        try:
+            await self._send.send(item)
+        except trio.BrokenResourceError:
+            # The writer failed (a full disk, say) while this waited for room.
+            raise _WriterGone from None
 
     async def flush(self, *, fsync: bool = False) -> None:
         """Write and hash everything received so far (and fsync, if ``fsync``)."""
         if self._pending:
-            await self._send.send(self._take())
+            await self._queue(self._take())
         marker = _Flush(fsync=fsync)
-        await self._send.send(marker)
+        await self._queue(marker)
         await marker.done.wait()
 
 
