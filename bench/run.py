@@ -123,6 +123,13 @@ def parse_args() -> argparse.Namespace:
         help="with --baseline: interleaved slices per side, workload and repeat\n"
         "(default: the h2load duration / 0.25 s: 4 quick, 8 full)",
     )
+    parser.add_argument(
+        "--freeze-heap",
+        action="store_true",
+        help="every Python server collects once and freezes its heap (gc.freeze) when it\n"
+        "listens, as puregrpc.server.freeze_heap does: full GC passes then skip the\n"
+        "startup objects (their stalls are the unary c=64 p99); peers get the same",
+    )
     parser.add_argument("--no-clients", action="store_true")
     parser.add_argument("--no-servers", action="store_true")
     parser.add_argument("--no-profile", action="store_true")
@@ -131,6 +138,8 @@ def parse_args() -> argparse.Namespace:
         "--no-streaming", action="store_true", help="skip streaming_transfer.py (256 MiB files)"
     )
     args = parser.parse_args()
+    if args.freeze_heap:
+        os.environ["BENCH_FREEZE_HEAP"] = "1"  # read by impls/common.py:ready in each server
     args.repeats = args.repeats or (1 if args.quick else 3)
     args.duration = 1 if args.quick else 2  # h2load seconds per workload (plus 1 s warm-up)
     args.scale = 0.3 if args.quick else 1.0  # client workload counts
@@ -260,6 +269,12 @@ def main() -> int:
         f"client); client side against {reference.name}",
         "",
     ]
+    if args.freeze_heap:
+        lines += [
+            "--freeze-heap: every Python server froze its heap (gc.collect + gc.freeze) "
+            "when it listened",
+            "",
+        ]
     if pair is not None:
         lines += [
             f"{pair[0].name} and {pair[1].name}: measured in pairs, "

@@ -20,7 +20,9 @@ the same (tiny) application work and the figures compare the gRPC stacks.
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -283,7 +285,16 @@ def check(condition: bool, what: str) -> None:
 
 
 def ready(port: int) -> None:
-    """Tell the driver the server listens (it waits for this line)."""
+    """Tell the driver the server listens (it waits for this line).
+
+    With ``BENCH_FREEZE_HEAP=1`` (``run.py --freeze-heap``) the server first
+    collects and freezes its heap, the same for every implementation (what
+    ``puregrpc.server.freeze_heap`` does): full GC passes then walk only the
+    objects made while serving.
+    """
+    if os.environ.get("BENCH_FREEZE_HEAP") == "1":
+        gc.collect()
+        gc.freeze()
     print(f"LISTENING {port}", flush=True)
 
 

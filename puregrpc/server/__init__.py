@@ -7,6 +7,8 @@ wraps every call (ready-made ones: :mod:`puregrpc.interceptors`). :class:`AbuseG
 :class:`ConnectionLifetime` are the per-connection policies (abuse limits,
 max age and idleness), plain objects told the time. :func:`run_workers` serves
 one port from several processes (``SO_REUSEPORT``, :mod:`._workers`).
+:func:`freeze_heap` keeps a started process's heap out of the garbage
+collector's full passes (their stalls were the unary p99 under load).
 """
 
 from ._abuse import AbuseGuard as AbuseGuard
@@ -16,6 +18,8 @@ from ._context import ServicerContext as ServicerContext
 from ._context import ending_status as ending_status
 from ._handlers import MethodHandler as MethodHandler
 from ._handlers import Service as Service
+from ._heap import FrozenHeap as FrozenHeap
+from ._heap import freeze_heap as freeze_heap
 from ._interceptor import ForwardingServerCall as ForwardingServerCall
 from ._interceptor import ServerCall as ServerCall
 from ._interceptor import ServerContinuation as ServerContinuation
@@ -37,6 +41,7 @@ __all__ = [
     "AbuseGuard",
     "ConnectionLifetime",
     "ForwardingServerCall",
+    "FrozenHeap",
     "LifetimeEnd",
     "MethodHandler",
     "RateLimit",
@@ -52,6 +57,7 @@ __all__ = [
     "WorkerSlot",
     "WorkerStartError",
     "ending_status",
+    "freeze_heap",
     "open_tcp_listeners",
     "reserve_port",
     "reuse_port_supported",
