@@ -129,14 +129,22 @@ class _PartWriter:
         file = self._file
         assert file is not None
         try:
-            with trio.CancelScope(shield=True):
-                # What arrived before a failure stays: the next run resumes there.
-                try:
+            try:
+                with trio.CancelScope(shield=True):
+                    # What arrived before a failure stays: the next run resumes there.
                     if self._pending:
                         await self._send.send(self._take())
-                except trio.BrokenResourceError:
-                    pass  # the writer failed: its error is the nursery's
-                await self._send.aclose()
+            except trio.BrokenResourceError:
+                pass  # the writer failed: its error is the nursery's
+            except BaseException as exc:
+                # A KeyboardInterrupt gets through the shield: the nursery
+                # below still waits for the writer (which has the file) and
+                # raises it, beside the body's error if there is one.
+                if isinstance(exc_info[1], BaseException) and exc.__context__ is None:
+                    exc.__context__ = exc_info[1]
+                exc_info = (type(exc), exc, exc.__traceback__)
+            finally:
+                self._send.close()
             # The writer (shielded) ends once it has written every block queued.
             return await self._nursery_cm.__aexit__(*exc_info)  # type: ignore[arg-type]
         except BaseExceptionGroup as group:
@@ -147,7 +155,7 @@ class _PartWriter:
             # One error (the body's, or a failed write's): raised as itself.
             inner = unwrap_group(group)
             if inner is group:
-                raise
+                raise group from None
             raise inner from None
         finally:
             file.close()
@@ -198,7 +206,19 @@ class _PartWriter:
         self._pending.append(data)
         self._pending_bytes += len(data)
         if self._pending_bytes >= _HASH_BLOCK:
-            await self._queue(self._take())
+            await self._queue_pending()
+
+    async def _queue_pending(self) -> None:
+        """The pending block to the writer task; still pending if the send did not happen."""
+        block = self._take()
+        try:
+            await self._queue(block)
+        except BaseException:
+            # Cancelled (or interrupted) before the writer took it: the
+            # block stays pending, for __aexit__ to write.
+            self._pending[:0] = block
+            self._pending_bytes += sum(map(len, block))
+            raise
 
     async def _queue(self, item: list[bytes] | _Flush) -> None:
         try:
@@ -210,7 +230,7 @@ class _PartWriter:
     async def flush(self, *, fsync: bool = False) -> None:
         """Write and hash everything received so far (and fsync, if ``fsync``)."""
         if self._pending:
-            await self._queue(self._take())
+            await self._queue_pending()
         marker = _Flush(fsync=fsync)
         await self._queue(marker)
         await marker.done.wait()

@@ -83,6 +83,35 @@ async def test_download_reconnects_after_the_connection_breaks_and_resumes(
     assert hashlib.sha256((tmp_path / "copy.bin").read_bytes()).hexdigest() == sha256
 
 
+async def test_a_download_cancelled_as_it_reconnects_keeps_every_byte_received(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # The cancel lands in the flush before the retry's backoff, while up to
+    # a block (1 MiB) of what was received is still collected for the writer.
+    address, port = await _start_server(nursery, tmp_path / "data")
+    relay = Relay(port)
+    relay_port = await nursery.start(relay.run)
+    source = tmp_path / "src.bin"
+    async with open_channel(address) as direct:
+        file_id, _ = await _upload_random(StreamingServiceStub(direct), source, 24 << 20)
+    dest = tmp_path / "copy.bin"
+    trigger = Trigger(0.3, relay.cut)
+    with trio.fail_after(30), trio.CancelScope() as scope:
+        async with open_channel(f"127.0.0.1:{relay_port}") as channel:
+            await download_file(
+                StreamingServiceStub(channel),
+                file_id,
+                dest,
+                retry=FAST_RETRY,
+                progress=trigger,
+                on_retry=lambda error, delay: scope.cancel(),
+            )
+    assert scope.cancelled_caught and trigger.fired_at is not None
+    kept = part_path(dest).read_bytes()
+    assert len(kept) == trigger.done, f"{trigger.done - len(kept):,} bytes received and lost"
+    assert source.read_bytes().startswith(kept)
+
+
 async def test_a_cancelled_download_keeps_its_part_and_the_cli_resumes_it(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
