@@ -126,9 +126,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--freeze-heap",
         action="store_true",
-        help="every Python server collects once and freezes its heap (gc.freeze) when it\n"
-        "listens, as puregrpc.server.freeze_heap does: full GC passes then skip the\n"
-        "startup objects (their stalls are the unary c=64 p99); peers get the same",
+        help="every Python server of the per-call workloads collects once and freezes its heap\n"
+        "(gc.freeze) when it listens, as puregrpc.server.freeze_heap does: full GC passes\n"
+        "then skip the startup objects (their stalls are the unary c=64 p99); peers get the\n"
+        "same (not the streaming-transfer servers)",
     )
     parser.add_argument("--no-clients", action="store_true")
     parser.add_argument("--no-servers", action="store_true")
@@ -271,8 +272,8 @@ def main() -> int:
     ]
     if args.freeze_heap:
         lines += [
-            "--freeze-heap: every Python server froze its heap (gc.collect + gc.freeze) "
-            "when it listened",
+            "--freeze-heap: every Python server of the per-call workloads froze its heap "
+            "(gc.collect + gc.freeze) when it listened",
             "",
         ]
     if pair is not None:

@@ -11,7 +11,8 @@ Every ``serve`` option has three sources, the first that says wins:
 3. the TOML file of ``--config FILE`` (or ``$PUREGRPC_STREAMING_CONFIG``):
    top-level keys named as the flags without the dashes (``max-upload-bytes
    = "2G"``; ``max_upload_bytes`` is read the same), values as TOML
-   strings, integers or floats, a list for a repeatable option;
+   strings, integers or floats, a boolean for a yes/no switch, a list for a
+   repeatable option;
 
 then the built-in default. Values from the environment and the file go
 through the same checks as a flag's, and a bad one is an error naming its
@@ -130,10 +131,18 @@ def _convert(action: argparse.Action, value: Any, source: str) -> Any:
 
 
 def _convert_one(action: argparse.Action, value: Any, source: str) -> Any:
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
+    convert = action.type if callable(action.type) else str
+    if isinstance(value, bool):
+        # A TOML boolean suits a switch (``web = false``), as "yes" / "no" would.
+        try:
+            return convert("true" if value else "false")
+        except (argparse.ArgumentTypeError, ValueError, TypeError):
+            raise UsageError(
+                f"{source}: expected a string or a number, got {str(value).lower()}"
+            ) from None
+    if not isinstance(value, str | int | float):
         raise UsageError(f"{source}: expected a string or a number, got {value!r}")
     text = str(value)
-    convert = action.type if callable(action.type) else str
     try:
         converted = convert(text)
     except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:

@@ -24,10 +24,17 @@ def _cycle() -> _Node:
 
 @pytest.fixture
 def unfrozen_after() -> Iterator[None]:
-    # The suite's process must not keep what a test froze.
+    # The suite's process must not keep what a test froze; no automatic
+    # pass may collect a test's garbage before freeze_heap's own does.
     gc.unfreeze()
-    yield
-    gc.unfreeze()
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+        gc.unfreeze()
 
 
 def test_what_is_alive_leaves_the_generations(unfrozen_after: None) -> None:
@@ -50,8 +57,10 @@ def test_garbage_before_the_freeze_is_collected_not_frozen(unfrozen_after: None)
 
 
 def test_cycles_made_after_the_freeze_are_still_collected(unfrozen_after: None) -> None:
-    freeze_heap()
+    frozen = freeze_heap()
+    assert frozen.objects > 0
     later = _cycle()
+    assert any(obj is later for obj in gc.get_objects())  # tracked, not frozen
     gone = weakref.ref(later)
     del later
     gc.collect()
@@ -62,5 +71,6 @@ def test_frozen_objects_are_still_freed_by_reference_counting(unfrozen_after: No
     plain = _Node()
     gone = weakref.ref(plain)
     freeze_heap()
+    assert not any(obj is plain for obj in gc.get_objects())  # frozen
     del plain
     assert gone() is None

@@ -120,6 +120,8 @@ def test_the_heap_freeze_is_on_for_serve_and_switched_off_three_ways(tmp_path: P
     variable = {"PUREGRPC_STREAMING_FREEZE_HEAP": "off"}
     assert parse_serve(["--data-dir", "d"], variable).config.freeze_heap is False
     assert parse_serve(["--data-dir", "d", "--config", str(config)], {}).config.freeze_heap is False
+    config.write_text("freeze-heap = false\n")  # a TOML boolean says the same
+    assert parse_serve(["--data-dir", "d", "--config", str(config)], {}).config.freeze_heap is False
     # In-process servers (tests, embedding) leave the process's collector alone.
     assert ServeConfig(data_dir=tmp_path).freeze_heap is False
 
