@@ -51,21 +51,29 @@ async def _upload_random(stub: StreamingServiceStub, path: Path, size: int) -> t
     return result.file_id, hashlib.sha256(data).hexdigest()
 
 
+async def _file_behind_a_relay(
+    nursery: trio.Nursery, tmp_path: Path, size: int
+) -> tuple[Relay, str, str]:
+    """A server with a random file of ``size`` bytes (``src.bin``), reached through a relay."""
+    address, port = await _start_server(nursery, tmp_path / "data")
+    relay = Relay(port)
+    await nursery.start(relay.run)
+    async with open_channel(address) as direct:
+        file_id, sha256 = await _upload_random(
+            StreamingServiceStub(direct), tmp_path / "src.bin", size
+        )
+    return relay, file_id, sha256
+
+
 async def test_download_reconnects_after_the_connection_breaks_and_resumes(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    address, port = await _start_server(nursery, tmp_path / "data")
-    relay = Relay(port)
-    relay_port = await nursery.start(relay.run)
-    async with open_channel(address) as direct:
-        file_id, sha256 = await _upload_random(
-            StreamingServiceStub(direct), tmp_path / "src.bin", 24 << 20
-        )
+    relay, file_id, sha256 = await _file_behind_a_relay(nursery, tmp_path, 24 << 20)
     retries: list[RpcError] = []
     trigger = Trigger(0.3, relay.cut)
 
     with trio.fail_after(30):
-        async with open_channel(f"127.0.0.1:{relay_port}") as channel:
+        async with open_channel(f"127.0.0.1:{relay.port}") as channel:
             result = await download_file(
                 StreamingServiceStub(channel),
                 file_id,
@@ -88,16 +96,11 @@ async def test_a_download_cancelled_as_it_reconnects_keeps_every_byte_received(
 ) -> None:
     # The cancel lands in the flush before the retry's backoff, while up to
     # a block (1 MiB) of what was received is still collected for the writer.
-    address, port = await _start_server(nursery, tmp_path / "data")
-    relay = Relay(port)
-    relay_port = await nursery.start(relay.run)
-    source = tmp_path / "src.bin"
-    async with open_channel(address) as direct:
-        file_id, _ = await _upload_random(StreamingServiceStub(direct), source, 24 << 20)
+    relay, file_id, _ = await _file_behind_a_relay(nursery, tmp_path, 24 << 20)
     dest = tmp_path / "copy.bin"
     trigger = Trigger(0.3, relay.cut)
     with trio.fail_after(30), trio.CancelScope() as scope:
-        async with open_channel(f"127.0.0.1:{relay_port}") as channel:
+        async with open_channel(f"127.0.0.1:{relay.port}") as channel:
             await download_file(
                 StreamingServiceStub(channel),
                 file_id,
@@ -109,7 +112,7 @@ async def test_a_download_cancelled_as_it_reconnects_keeps_every_byte_received(
     assert scope.cancelled_caught and trigger.fired_at is not None
     kept = part_path(dest).read_bytes()
     assert len(kept) == trigger.done, f"{trigger.done - len(kept):,} bytes received and lost"
-    assert source.read_bytes().startswith(kept)
+    assert (tmp_path / "src.bin").read_bytes().startswith(kept)
 
 
 async def test_a_cancelled_download_keeps_its_part_and_the_cli_resumes_it(
