@@ -289,8 +289,13 @@ class Http1ServerConnection:
 
     @property
     def awaiting_request(self) -> bool:
-        """True while no request is being served: the next head is awaited (or arriving)."""
-        return self._call is None and not self._discarding and not self._closed
+        """True while no request is being served: the next head is awaited (or arriving).
+
+        An answered request whose body is still being read and dropped counts
+        as served: the request-head timer then bounds a client that declared
+        a body and never sends it.
+        """
+        return self._call is None and not self._closed
 
     def begin_graceful_shutdown(self) -> None:
         """Take no more requests; the one in progress may finish."""
@@ -598,7 +603,9 @@ class Http1ServerConnection:
             or conn.our_state is not h11.DONE
             or conn.their_state is not h11.DONE
         ):
-            if conn.our_state is h11.DONE:
+            # Our answer is out (DONE, or MUST_CLOSE after a request that
+            # said Connection: close): no further request is taken.
+            if conn.our_state is h11.DONE or conn.our_state is h11.MUST_CLOSE:
                 self._closed = True
             return
         conn.start_next_cycle()
