@@ -292,8 +292,8 @@ class Http1ServerConnection:
         """True while no request is being served: the next head is awaited (or arriving).
 
         An answered request whose body is still being read and dropped counts
-        as served: the request-head timer then bounds a client that declared
-        a body and never sends it.
+        as awaiting (its answer is out): the request-head timer then bounds a
+        client that declared a body and never sends it.
         """
         return self._call is None and not self._closed
 

@@ -280,18 +280,27 @@ async def test_head_request_and_a_body_left_unread(http1: Http1Client) -> None:
     assert echo_pb2.EchoReply.FromString(again.messages[0]).message == "again"
 
 
+async def _answer_until_closed(port: int, request: bytes) -> bytes:
+    """Everything the server sends after ``request`` until it closes (10 s at most)."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    try:
+        with trio.fail_after(10):
+            await stream.send_all(request)
+            received = b""
+            while data := await stream.receive_some(65536):
+                received += data
+    finally:
+        await stream.aclose()
+    return received
+
+
 async def test_a_request_that_says_connection_close_is_closed_at_once() -> None:
     # The default request head timeout (10 s) must not be what closes it.
     async with Server([Echo()]).listening("127.0.0.1", 0) as server:
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        try:
-            with trio.fail_after(3):
-                await stream.send_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-                received = b""
-                while data := await stream.receive_some(65536):
-                    received += data
-        finally:
-            await stream.aclose()
+        with trio.fail_after(3):
+            received = await _answer_until_closed(
+                server.port, b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
     assert received.startswith(b"HTTP/1.1 404") and b"connection: close" in received.lower()
 
 
@@ -300,13 +309,7 @@ async def test_a_declared_body_that_never_comes_is_closed_by_the_head_timeout(
 ) -> None:
     # Answered at once (no page at /), then its 100-byte body never arrives:
     # closed after the request head timeout (0.5 s here), not held forever.
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-    try:
-        with trio.fail_after(10):
-            await stream.send_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n")
-            received = b""
-            while data := await stream.receive_some(65536):
-                received += data
-    finally:
-        await stream.aclose()
+    received = await _answer_until_closed(
+        server.port, b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n"
+    )
     assert received.startswith(b"HTTP/1.1 4")
